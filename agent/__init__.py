@@ -1,0 +1,1 @@
+"""Schulwart agent."""

@@ -1,0 +1,17 @@
+"""The schulwart-agent command line."""
+
+from __future__ import annotations
+
+import click
+
+from agent.cli_common import run_cli
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Schulwart agent: runs on the school server; discovers, monitors, keeps and syncs."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run_cli(cli, "schulwart-agent")

@@ -1,0 +1,34 @@
+"""Files that hold secrets: written atomically with mode 0600 from the first byte.
+
+Lives in the base install (``agent``) because central, an extra on top of it, needs
+the same thing for its own keys.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically (temp file + rename + fsync)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask must not widen it, nor an old file's mode
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_secret_file(path: Path) -> bytes:
+    """Read a secret file; OSError propagates so the caller can say which file failed."""
+    return path.read_bytes()

@@ -1,0 +1,132 @@
+"""Ed25519 keys: generation, PEM and raw encodings, key ids, and the small-order check.
+
+pyca/cryptography loads any 32 bytes that decode to a curve point, including the
+identity, and with the identity key the signature (R=identity, S=0) verifies for every
+message. So every public key that comes from outside goes through ``load_public_key``,
+which refuses the points of small order (and non-canonical encodings of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .encoding import b64decode_strict, b64encode
+from .errors import MalformedError, WeakKeyError
+
+__all__ = [
+    "generate_private_key",
+    "has_small_order",
+    "keyid",
+    "load_public_key",
+    "load_public_key_b64",
+    "private_key_from_pem",
+    "private_key_to_pem",
+    "public_key_b64",
+    "public_key_raw",
+]
+
+_P = 2**255 - 19
+_D = (-121665 * pow(121666, _P - 2, _P)) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    """A fresh Ed25519 private key from the OS's CSPRNG."""
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted: the file that holds it is mode 0600."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def private_key_from_pem(data: bytes) -> Ed25519PrivateKey:
+    """Load a PEM private key; anything but an unencrypted Ed25519 key is refused."""
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise MalformedError(f"not a readable PEM private key: {exc}", reason="bad_key_file") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise MalformedError("PEM key is not an Ed25519 key", reason="bad_key_file")
+    return key
+
+
+def public_key_raw(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte public key."""
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_key_b64(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
+    """The raw public key in standard base64, as enrollment sends it."""
+    return b64encode(public_key_raw(key))
+
+
+def keyid(key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> str:
+    """Hex SHA-256 of the raw 32-byte public key."""
+    raw = key if isinstance(key, bytes) else public_key_raw(key)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _decode_point(raw: bytes) -> tuple[int, int] | None:
+    """RFC 8032 §5.1.3 point decoding; None when the bytes are no canonical point."""
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    sign = raw[31] >> 7
+    if y >= _P:
+        return None
+    u = (y * y - 1) % _P
+    v = (_D * y * y + 1) % _P
+    x = (u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P)) % _P
+    vxx = (v * x * x) % _P
+    if vxx == u:
+        pass
+    elif vxx == (-u) % _P:
+        x = (x * _SQRT_M1) % _P
+    else:
+        return None
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = _P - x
+    return x, y
+
+
+def _double(point: tuple[int, int]) -> tuple[int, int]:
+    x, y = point
+    t = (_D * x * x * y * y) % _P
+    x3 = (2 * x * y * pow((1 + t) % _P, _P - 2, _P)) % _P
+    y3 = ((y * y + x * x) * pow((1 - t) % _P, _P - 2, _P)) % _P
+    return x3, y3
+
+
+def has_small_order(raw: bytes) -> bool:
+    """True when 8·P is the identity, or the bytes are no canonical point at all."""
+    point = _decode_point(raw)
+    if point is None:
+        return True
+    for _ in range(3):
+        point = _double(point)
+    return point == (0, 1)
+
+
+def load_public_key(raw: bytes) -> Ed25519PublicKey:
+    """A public key from its raw 32 bytes; weak or malformed keys are refused."""
+    if len(raw) != 32:
+        raise WeakKeyError(f"public key must be 32 bytes, got {len(raw)}", reason="bad_key_length")
+    if has_small_order(raw):
+        raise WeakKeyError("public key is of small order or not a canonical curve point")
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:  # pragma: no cover - cryptography accepts every canonical point
+        raise WeakKeyError(f"public key refused: {exc}") from None
+
+
+def load_public_key_b64(text: str) -> Ed25519PublicKey:
+    """A public key from base64 of its raw 32 bytes."""
+    return load_public_key(b64decode_strict(text, field="public_key"))

@@ -1,0 +1,518 @@
+"""Payload schemas v1: reports, state, agent configuration and export bundles.
+
+Hand-written validators over plain dataclasses: the shapes are small, the rules
+(sequence continuity, per-kind fields, caps) are ours, and a validation library would
+add a dependency to the agent's install for a few dozen lines. Unknown fields of a
+known version are kept in ``extra`` (forward compatibility); an unknown major version
+is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .encoding import dumps, loads_strict
+from .errors import MalformedError, TooLargeError, UnsupportedError
+
+__all__ = [
+    "BUNDLE_TYPE",
+    "CATEGORIES",
+    "CONFIG_TYPE",
+    "EVENT_KINDS",
+    "INCIDENT_KINDS",
+    "MAX_EVENTS",
+    "REPORT_TYPE",
+    "SCHEMA_VERSION",
+    "SEVERITIES",
+    "STATE_TYPE",
+    "BundlePayload",
+    "ConfigPayload",
+    "Event",
+    "Report",
+    "StatePayload",
+    "build_bundle",
+    "build_config",
+    "build_report",
+    "build_state",
+    "event_digest",
+    "format_time",
+    "make_event",
+    "parse_bundle",
+    "parse_config",
+    "parse_report",
+    "parse_state",
+    "parse_time",
+]
+
+SCHEMA_VERSION = 1
+REPORT_TYPE = "application/vnd.schulwart.report+json;v=1"
+STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
+CONFIG_TYPE = "application/vnd.schulwart.config+json;v=1"
+BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
+
+INCIDENT_KINDS = frozenset(
+    {"incident.opened", "incident.updated", "incident.resolved", "incident.acknowledged", "note.added"}
+)
+DEVICE_KINDS = frozenset({"device.seen", "device.changed", "device.lost"})
+EVENT_KINDS = frozenset({"health.snapshot"}) | DEVICE_KINDS | INCIDENT_KINDS
+CATEGORIES = frozenset({"wlan", "cabinet", "device", "host", "agent"})
+SEVERITIES = frozenset({"info", "warning", "critical"})
+
+MAX_SEQ = 2**63 - 1
+MAX_EVENTS = 2000
+MAX_STRING = 4096
+MAX_LIST = 2000
+MAX_KEYS = 256
+MAX_STATE_ITEMS = 5000
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+# --------------------------------------------------------------------------- time
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a trailing Z, to the microsecond when there is one."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware one")
+    text = moment.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def parse_time(text: str, *, field_name: str = "time") -> datetime:
+    """Parse an RFC 3339 timestamp with an offset; a bare local time is refused."""
+    if not isinstance(text, str) or len(text) > 40 or not _TIME_RE.fullmatch(text):
+        raise MalformedError(f"{field_name}: not an RFC 3339 timestamp", reason="bad_time")
+    fixed = text[:-1] + "+00:00" if text.endswith("Z") else text
+    match = re.match(r"(.*\.)(\d+)(.*)", fixed)
+    if match:  # Python 3.11 takes at most 6 fractional digits
+        fixed = match.group(1) + match.group(2)[:6].ljust(6, "0") + match.group(3)
+    try:
+        return datetime.fromisoformat(fixed)
+    except ValueError:
+        raise MalformedError(f"{field_name}: not a valid date or time", reason="bad_time") from None
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def _require_obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedError(f"{what} must be a JSON object", reason="bad_payload")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, *, low: int = 0, high: int = MAX_SEQ, where: str = "") -> int:
+    value = obj.get(key)
+    if type(value) is not int:  # bool is an int subclass and is refused here on purpose
+        raise MalformedError(f"{where}{key} must be an integer", reason="bad_payload")
+    if not low <= value <= high:
+        raise MalformedError(f"{where}{key}={value} is outside {low}..{high}", reason="bad_payload")
+    return value
+
+
+def _str(
+    obj: Mapping[str, Any], key: str, *, max_len: int = 200, optional: bool = False, where: str = ""
+) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise MalformedError(f"{where}{key} must be a string", reason="bad_payload")
+    if len(value) > max_len:
+        raise TooLargeError(f"{where}{key} is longer than {max_len} characters")
+    return value
+
+
+def _ident(obj: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = _str(obj, key, max_len=128, where=where)
+    assert value is not None
+    if not _ID_RE.fullmatch(value):
+        raise MalformedError(f"{where}{key} has characters outside [A-Za-z0-9._:@-]", reason="bad_payload")
+    return value
+
+
+def _enum(obj: Mapping[str, Any], key: str, allowed: frozenset[str], where: str = "") -> str:
+    value = obj.get(key)
+    if value not in allowed:
+        raise MalformedError(f"{where}{key} must be one of {sorted(allowed)}", reason="bad_payload")
+    assert isinstance(value, str)
+    return value
+
+
+def _bounded(value: Any, where: str) -> None:
+    """Cap every string, list and object inside free-form data."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_STRING:
+                raise TooLargeError(f"{where}: a string is longer than {MAX_STRING} characters")
+        elif isinstance(item, list):
+            if len(item) > MAX_LIST:
+                raise TooLargeError(f"{where}: a list has more than {MAX_LIST} items")
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if len(item) > MAX_KEYS:
+                raise TooLargeError(f"{where}: an object has more than {MAX_KEYS} keys")
+            for key in item:
+                if len(key) > 128:
+                    raise TooLargeError(f"{where}: a key is longer than 128 characters")
+            stack.extend(item.values())
+
+
+def _version(doc: Mapping[str, Any]) -> None:
+    version = doc.get("v")
+    if type(version) is not int:
+        raise MalformedError("payload has no integer version 'v'", reason="bad_payload")
+    if version != SCHEMA_VERSION:
+        raise UnsupportedError(
+            f"payload major version {version} is not supported (this side speaks {SCHEMA_VERSION})",
+            reason="unsupported_version",
+        )
+
+
+def _extra(doc: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
+    known_set = set(known)
+    return {k: v for k, v in doc.items() if k not in known_set}
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _check_incident_data(kind: str, data: Mapping[str, Any], where: str) -> None:
+    _ident(data, "id", where)
+    if kind == "incident.opened":
+        _str(data, "key", max_len=256, where=where)
+        _enum(data, "category", CATEGORIES, where)
+        _enum(data, "severity", SEVERITIES, where)
+        _str(data, "title", max_len=300, where=where)
+        if "subject" not in data:
+            raise MalformedError(f"{where}subject is required (may be null)", reason="bad_payload")
+        _str(data, "subject", max_len=256, optional=True, where=where)
+    elif kind == "incident.updated":
+        if "severity" in data:
+            _enum(data, "severity", SEVERITIES, where)
+        if "title" in data:
+            _str(data, "title", max_len=300, where=where)
+    elif kind in ("incident.acknowledged", "note.added"):
+        _str(data, "by", max_len=128, optional=True, where=where)
+        if kind == "note.added":
+            _str(data, "text", max_len=4000, where=where)
+
+
+def _check_event_data(kind: str, data: Mapping[str, Any], where: str) -> None:
+    if kind in INCIDENT_KINDS:
+        _check_incident_data(kind, data, where)
+    elif kind in DEVICE_KINDS:
+        _ident(data, "id", where)
+        _str(data, "class", max_len=32, where=where)
+    else:  # health.snapshot: sections are optional objects
+        for section in ("host", "wlan", "cabinets", "counts", "outbox"):
+            if section in data and not isinstance(data[section], (dict, list)):
+                raise MalformedError(f"{where}{section} must be an object or list", reason="bad_payload")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One numbered event of an agent's history."""
+
+    seq: int
+    at: str
+    kind: str
+    data: Mapping[str, Any]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as it appears on the wire, extras included."""
+        return {**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": dict(self.data)}
+
+
+def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A wire event dict, validated, ready for an outbox row."""
+    at_text = at if isinstance(at, str) else format_time(at)
+    doc = {"seq": seq, "at": at_text, "kind": kind, "data": dict(data)}
+    _parse_event(doc, "event: ")
+    return doc
+
+
+def event_digest(event: Mapping[str, Any]) -> str:
+    """SHA-256 over the event's JSON with sorted keys: equal content, equal digest."""
+    import json
+
+    text = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _parse_event(doc: Any, where: str) -> Event:
+    obj = _require_obj(doc, where.rstrip(": ") or "event")
+    seq = _int(obj, "seq", low=1, where=where)
+    at = _str(obj, "at", max_len=40, where=where)
+    assert at is not None
+    parse_time(at, field_name=f"{where}at")
+    kind = obj.get("kind")
+    if kind not in EVENT_KINDS:
+        raise MalformedError(f"{where}kind {str(kind)[:40]!r} is not a known event kind", reason="bad_payload")
+    data = _require_obj(obj.get("data"), f"{where}data")
+    _bounded(data, f"{where}data")
+    _check_event_data(kind, data, where)
+    return Event(seq=seq, at=at, kind=kind, data=data, extra=_extra(obj, ("seq", "at", "kind", "data")))
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A signed batch of consecutive events of one agent."""
+
+    agent_id: str
+    school_id: str
+    seq_from: int
+    seq_to: int
+    sent_at: str
+    events: tuple[Event, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_REPORT_FIELDS = ("v", "agent_id", "school_id", "seq_from", "seq_to", "sent_at", "events")
+
+
+def build_report(agent_id: str, school_id: str, events: Sequence[Mapping[str, Any]], sent_at: datetime | str) -> bytes:
+    """The payload bytes of a report over the given consecutive events."""
+    if not events:
+        raise ValueError("a report needs at least one event")
+    doc = {
+        "v": SCHEMA_VERSION,
+        "agent_id": agent_id,
+        "school_id": school_id,
+        "seq_from": events[0]["seq"],
+        "seq_to": events[-1]["seq"],
+        "sent_at": sent_at if isinstance(sent_at, str) else format_time(sent_at),
+        "events": [dict(e) for e in events],
+    }
+    return dumps(doc)
+
+
+def parse_report(payload: bytes | Mapping[str, Any], *, max_events: int = MAX_EVENTS) -> Report:
+    """Validate report payload bytes: types, ranges, caps and seq_from..seq_to continuity."""
+    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "report")
+    _version(doc)
+    agent_id = _ident(doc, "agent_id")
+    school_id = _ident(doc, "school_id")
+    seq_from = _int(doc, "seq_from", low=1)
+    seq_to = _int(doc, "seq_to", low=1)
+    sent_at = _str(doc, "sent_at", max_len=40)
+    assert sent_at is not None
+    parse_time(sent_at, field_name="sent_at")
+    if seq_to < seq_from:
+        raise MalformedError("seq_to is below seq_from", reason="bad_payload")
+    raw_events = doc.get("events")
+    if not isinstance(raw_events, list):
+        raise MalformedError("events must be a list", reason="bad_payload")
+    if len(raw_events) > max_events:
+        raise TooLargeError(f"{len(raw_events)} events is over the cap of {max_events}")
+    if len(raw_events) != seq_to - seq_from + 1:
+        raise MalformedError(f"{len(raw_events)} events do not fill seq {seq_from}..{seq_to}", reason="bad_sequence")
+    events = []
+    for index, raw in enumerate(raw_events):
+        event = _parse_event(raw, f"events[{index}].")
+        if event.seq != seq_from + index:
+            raise MalformedError(
+                f"events[{index}].seq is {event.seq}, expected {seq_from + index}", reason="bad_sequence"
+            )
+        events.append(event)
+    return Report(
+        agent_id=agent_id,
+        school_id=school_id,
+        seq_from=seq_from,
+        seq_to=seq_to,
+        sent_at=sent_at,
+        events=tuple(events),
+        extra=_extra(doc, _REPORT_FIELDS),
+    )
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, slots=True)
+class StatePayload:
+    """An agent's present: open incidents, latest snapshot, device summary; outside the sequence."""
+
+    agent_id: str
+    school_id: str
+    last_seq: int
+    made_at: str
+    open_incidents: tuple[Mapping[str, Any], ...]
+    snapshot: Mapping[str, Any] | None
+    devices: tuple[Mapping[str, Any], ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_STATE_FIELDS = ("v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices")
+
+
+def build_state(
+    agent_id: str,
+    school_id: str,
+    last_seq: int,
+    made_at: datetime | str,
+    open_incidents: Sequence[Mapping[str, Any]],
+    snapshot: Mapping[str, Any] | None,
+    devices: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """The payload bytes of a state report."""
+    return dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "agent_id": agent_id,
+            "school_id": school_id,
+            "last_seq": last_seq,
+            "made_at": made_at if isinstance(made_at, str) else format_time(made_at),
+            "open_incidents": [dict(i) for i in open_incidents],
+            "snapshot": dict(snapshot) if snapshot is not None else None,
+            "devices": [dict(d) for d in devices],
+        }
+    )
+
+
+def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
+    """Validate a state payload; each open incident must look like incident.opened data."""
+    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "state")
+    _version(doc)
+    agent_id = _ident(doc, "agent_id")
+    school_id = _ident(doc, "school_id")
+    last_seq = _int(doc, "last_seq", low=0)
+    made_at = _str(doc, "made_at", max_len=40)
+    assert made_at is not None
+    parse_time(made_at, field_name="made_at")
+    incidents = doc.get("open_incidents")
+    devices = doc.get("devices", [])
+    snapshot = doc.get("snapshot")
+    if not isinstance(incidents, list) or not isinstance(devices, list):
+        raise MalformedError("open_incidents and devices must be lists", reason="bad_payload")
+    if len(incidents) > MAX_STATE_ITEMS or len(devices) > MAX_STATE_ITEMS:
+        raise TooLargeError(f"state lists are capped at {MAX_STATE_ITEMS} items")
+    for index, incident in enumerate(incidents):
+        where = f"open_incidents[{index}]."
+        _bounded(_require_obj(incident, where), where)
+        _check_incident_data("incident.opened", incident, where)
+    for index, device in enumerate(devices):
+        where = f"devices[{index}]."
+        _bounded(_require_obj(device, where), where)
+        _check_event_data("device.seen", device, where)
+    if snapshot is not None:
+        _bounded(_require_obj(snapshot, "snapshot"), "snapshot")
+    return StatePayload(
+        agent_id=agent_id,
+        school_id=school_id,
+        last_seq=last_seq,
+        made_at=made_at,
+        open_incidents=tuple(incidents),
+        snapshot=snapshot,
+        devices=tuple(devices),
+        extra=_extra(doc, _STATE_FIELDS),
+    )
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigPayload:
+    """Agent settings pushed by central, signed with central's configuration key."""
+
+    agent_id: str
+    version: int
+    issued_at: str
+    settings: Mapping[str, Any]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def build_config(agent_id: str, version: int, issued_at: datetime | str, settings: Mapping[str, Any]) -> bytes:
+    """The payload bytes of an agent configuration."""
+    return dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "agent_id": agent_id,
+            "version": version,
+            "issued_at": issued_at if isinstance(issued_at, str) else format_time(issued_at),
+            "settings": dict(settings),
+        }
+    )
+
+
+def parse_config(payload: bytes | Mapping[str, Any]) -> ConfigPayload:
+    """Validate a configuration payload."""
+    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "config")
+    _version(doc)
+    issued_at = _str(doc, "issued_at", max_len=40)
+    assert issued_at is not None
+    parse_time(issued_at, field_name="issued_at")
+    settings = _require_obj(doc.get("settings"), "settings")
+    _bounded(settings, "settings")
+    return ConfigPayload(
+        agent_id=_ident(doc, "agent_id"),
+        version=_int(doc, "version", low=0),
+        issued_at=issued_at,
+        settings=settings,
+        extra=_extra(doc, ("v", "agent_id", "version", "issued_at", "settings")),
+    )
+
+
+# --------------------------------------------------------------------------- bundle
+
+
+@dataclass(frozen=True, slots=True)
+class BundlePayload:
+    """Signed report envelopes carried by hand from an offline school."""
+
+    agent_id: str
+    school_id: str
+    made_at: str
+    envelopes: tuple[str, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+MAX_BUNDLE_ENVELOPES = 100_000
+
+
+def build_bundle(agent_id: str, school_id: str, made_at: datetime | str, envelopes: Sequence[bytes]) -> bytes:
+    """The payload bytes of an export bundle; each envelope is kept as its exact JSON text."""
+    return dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "agent_id": agent_id,
+            "school_id": school_id,
+            "made_at": made_at if isinstance(made_at, str) else format_time(made_at),
+            "envelopes": [e.decode("utf-8") for e in envelopes],
+        }
+    )
+
+
+def parse_bundle(payload: bytes | Mapping[str, Any]) -> BundlePayload:
+    """Validate a bundle payload; the inner envelopes are verified one by one by the importer."""
+    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "bundle")
+    _version(doc)
+    made_at = _str(doc, "made_at", max_len=40)
+    assert made_at is not None
+    parse_time(made_at, field_name="made_at")
+    envelopes = doc.get("envelopes")
+    if not isinstance(envelopes, list) or not all(isinstance(e, str) for e in envelopes):
+        raise MalformedError("envelopes must be a list of strings", reason="bad_payload")
+    if len(envelopes) > MAX_BUNDLE_ENVELOPES:
+        raise TooLargeError(f"bundle holds more than {MAX_BUNDLE_ENVELOPES} envelopes")
+    return BundlePayload(
+        agent_id=_ident(doc, "agent_id"),
+        school_id=_ident(doc, "school_id"),
+        made_at=made_at,
+        envelopes=tuple(envelopes),
+        extra=_extra(doc, ("v", "agent_id", "school_id", "made_at", "envelopes")),
+    )
