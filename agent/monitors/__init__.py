@@ -1,0 +1,1 @@
+"""Monitors: host (psutil) and the site monitors (discovery, WLAN, cabinets)."""
