@@ -22,6 +22,8 @@ system-deps:
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/coverage run --branch --source=protocol -m pytest -q -p no:cacheprovider tests/protocol
+	$(VENV)/bin/coverage report --fail-under=100
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -125,6 +125,9 @@ def issue_technician_token(
         raise ValueError("technician name must be 1..128 characters")
     if ttl <= timedelta(0) or ttl > MAX_LIFETIME:
         raise ValueError("ttl must be more than 0 and at most 12 h")
+    # Whole seconds: verifiers that truncate their own clock (pyseto does) would otherwise
+    # see a fresh token's nbf a fraction of a second in the future and refuse it.
+    now = now.replace(microsecond=0)
     claims = {
         "sub": technician,
         "scope": validate_scope(scope),

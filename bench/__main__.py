@@ -1,0 +1,58 @@
+"""Run every benchmark module in bench/ and print one table.
+
+Each ``bench_*.py`` exposes ``run() -> list[dict]`` whose rows have ``name``, ``value``,
+``unit`` and optionally ``note`` (ratios are quoted against a baseline measured in the
+same run, never against a number from another day). ``python -m bench NAME`` runs one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+import time
+from pathlib import Path
+
+
+def _modules(only: list[str]) -> list[str]:
+    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
+    return [n for n in names if not only or any(o in n for o in only)]
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmarks named in argv (all when none) and print the table to stdout."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    rows: list[tuple[str, str, str, str, str]] = []
+    failed = 0
+    for name in _modules(argv):
+        started = time.perf_counter()
+        try:
+            results = importlib.import_module(f"bench.{name}").run()
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+            failed += 1
+            rows.append((name, "FAILED", "", "", f"{type(exc).__name__}: {exc}"[:100]))
+            continue
+        took = time.perf_counter() - started
+        for row in results:
+            rows.append((name, str(row["name"]), _fmt(row["value"]), str(row.get("unit", "")), str(row.get("note", ""))))
+        rows.append((name, "(benchmark wall time)", _fmt(took), "s", ""))
+    header = ("module", "measure", "value", "unit", "note")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    line = "  ".join("{:<%d}" % w for w in widths)  # noqa: UP031 - widths are computed
+    sys.stdout.write(line.format(*header) + "\n" + "  ".join("-" * w for w in widths) + "\n")
+    for row in rows:
+        sys.stdout.write(line.format(*row) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

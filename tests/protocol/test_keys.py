@@ -1,0 +1,155 @@
+"""Ed25519 keys: PEM and raw encodings, key ids, and refusing small-order public keys."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocol import envelope, errors, schema
+from protocol.keys import (
+    generate_private_key,
+    has_small_order,
+    keyid,
+    load_public_key,
+    load_public_key_b64,
+    private_key_from_pem,
+    private_key_to_pem,
+    public_key_b64,
+    public_key_raw,
+)
+
+P = 2**255 - 19
+D = (-121665 * pow(121666, P - 2, P)) % P
+IDENTITY = bytes([1]) + bytes(31)
+
+
+def _sqrt(a: int) -> int | None:
+    """Square root mod p (p ≡ 5 mod 8), derived independently of protocol.keys."""
+    a %= P
+    root = pow(a, (P + 3) // 8, P)
+    if root * root % P == a:
+        return root
+    root = root * pow(2, (P - 1) // 4, P) % P
+    return root if root * root % P == a else None
+
+
+def _encode_y(y: int, sign: int) -> bytes:
+    raw = bytearray(y.to_bytes(32, "little"))
+    raw[31] |= sign << 7
+    return bytes(raw)
+
+
+def _torsion_y_values() -> set[int]:
+    """y of all points of order 1, 2, 4 and 8 on edwards25519, from the curve equation.
+
+    Order 1/2: x = 0, y = ±1. Order 4: y = 0. Order 8: 2P has y = 0, so y² = -x² and
+    d·x⁴ - 2x² - 1 = 0, i.e. x² = (1 ± sqrt(1 + d)) / d.
+    """
+    ys = {1, P - 1, 0}
+    s = _sqrt(1 + D)
+    assert s is not None
+    for x2 in ((1 + s) * pow(D, P - 2, P) % P, (1 - s) * pow(D, P - 2, P) % P):
+        if _sqrt(x2) is not None:
+            ys.add(_sqrt(-x2 % P))  # y² = -x²
+            ys.add(P - _sqrt(-x2 % P))
+    return ys
+
+
+def test_torsion_points_match_the_published_blocklist() -> None:
+    # libsodium's ed25519 blocklist names these two order-8 y encodings.
+    published = {
+        bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+        bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    }
+    derived = {_encode_y(y, 0) for y in _torsion_y_values()}
+    assert published <= derived
+    assert len(_torsion_y_values()) == 5
+
+
+def _small_order_encodings() -> list[bytes]:
+    encodings = []
+    for y in _torsion_y_values():
+        for sign in (0, 1):
+            encodings.append(_encode_y(y, sign))
+    # Non-canonical encodings of y = 0 and y = 1 (y + p still fits in 255 bits).
+    encodings += [_encode_y(P, 0), _encode_y(P + 1, 0), _encode_y(P, 1), _encode_y(P + 1, 1)]
+    return encodings
+
+
+def test_cryptography_alone_accepts_the_identity_and_a_forgery_verifies() -> None:
+    # Why the check exists: with the identity as public key, (R=identity, S=0) verifies anything.
+    weak = Ed25519PublicKey.from_public_bytes(IDENTITY)
+    forged = IDENTITY + bytes(32)
+    weak.verify(forged, b"any message at all")
+    weak.verify(forged, envelope.pae(schema.REPORT_TYPE, b'{"seq": 1}'))
+
+
+@pytest.mark.parametrize("raw", _small_order_encodings(), ids=lambda b: b.hex()[:12] + "…" + b.hex()[-2:])
+def test_every_small_order_encoding_is_refused(raw: bytes) -> None:
+    assert has_small_order(raw)
+    with pytest.raises(errors.WeakKeyError):
+        load_public_key(raw)
+
+
+def test_forged_envelope_with_identity_key_never_gets_a_trusted_key() -> None:
+    with pytest.raises(errors.WeakKeyError):
+        load_public_key_b64("AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+
+
+def test_random_keys_are_not_flagged() -> None:
+    for _ in range(300):
+        raw = public_key_raw(generate_private_key())
+        assert not has_small_order(raw)
+        assert public_key_raw(load_public_key(raw)) == raw
+
+
+@pytest.mark.parametrize("raw", [b"", bytes(31), bytes(33)])
+def test_wrong_length_is_refused(raw: bytes) -> None:
+    with pytest.raises(errors.WeakKeyError) as info:
+        load_public_key(raw)
+    assert info.value.reason == "bad_key_length"
+
+
+def test_not_a_curve_point_is_refused() -> None:
+    # y = 2 gives x² = 3 / (4d + 1), which is not a square mod p.
+    raw = _encode_y(2, 0)
+    assert has_small_order(raw)
+    with pytest.raises(errors.WeakKeyError):
+        load_public_key(raw)
+
+
+def test_pem_round_trip_and_keyid() -> None:
+    key = generate_private_key()
+    pem = private_key_to_pem(key)
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    again = private_key_from_pem(pem)
+    assert public_key_raw(again) == public_key_raw(key)
+    assert keyid(key) == hashlib.sha256(public_key_raw(key)).hexdigest()
+    assert keyid(key) == keyid(key.public_key()) == keyid(public_key_raw(key))
+    assert public_key_raw(load_public_key_b64(public_key_b64(key))) == public_key_raw(key)
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        b"garbage",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    ],
+)
+def test_unreadable_pem_is_a_malformed_error(pem: bytes) -> None:
+    with pytest.raises(errors.MalformedError) as info:
+        private_key_from_pem(pem)
+    assert info.value.reason == "bad_key_file"
+
+
+def test_pem_of_another_key_type_is_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(errors.MalformedError):
+        private_key_from_pem(pem)

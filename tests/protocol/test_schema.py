@@ -1,0 +1,204 @@
+"""Payload schemas: validation, continuity, caps, versions and forward compatibility."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import errors, schema
+
+AT = "2026-03-02T07:15:00Z"
+OPENED = {
+    "id": "inc-1",
+    "key": "ap-down:ap-gym",
+    "category": "wlan",
+    "severity": "critical",
+    "title": "AP Turnhalle ist offline",
+    "subject": "ap-gym",
+}
+
+
+def _report(events: list[dict], **over: object) -> dict:
+    doc = json.loads(schema.build_report("agent-1", "gs-nord", events, AT))
+    doc.update(over)
+    return doc
+
+
+def _events(start: int = 1, n: int = 3) -> list[dict]:
+    return [schema.make_event(start + i, AT, "health.snapshot", {"counts": {"tablets": i}}) for i in range(n)]
+
+
+def test_a_built_report_parses_back() -> None:
+    events = [*_events(5, 2), schema.make_event(7, AT, "incident.opened", OPENED)]
+    report = schema.parse_report(schema.build_report("agent-1", "gs-nord", events, AT))
+    assert (report.agent_id, report.school_id, report.seq_from, report.seq_to) == ("agent-1", "gs-nord", 5, 7)
+    assert [e.seq for e in report.events] == [5, 6, 7]
+    assert report.events[2].data["key"] == "ap-down:ap-gym"
+    assert [e.to_json() for e in report.events] == events
+
+
+def test_unknown_fields_of_v1_are_kept() -> None:
+    events = _events()
+    events[0]["trace"] = "abc"
+    doc = _report(events, future_field={"x": 1})
+    report = schema.parse_report(json.dumps(doc).encode())
+    assert report.extra == {"future_field": {"x": 1}}
+    assert report.events[0].extra == {"trace": "abc"}
+    assert report.events[0].to_json()["trace"] == "abc"
+
+
+def test_unknown_major_version_is_refused_with_a_clear_reason() -> None:
+    with pytest.raises(errors.UnsupportedError) as info:
+        schema.parse_report(json.dumps(_report(_events(), v=2)).encode())
+    assert info.value.reason == "unsupported_version"
+    assert "version 2" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda d: d.update(seq_from=True), "bad_payload"),
+        (lambda d: d.update(seq_from=0), "bad_payload"),
+        (lambda d: d.update(seq_from=-3), "bad_payload"),
+        (lambda d: d.update(seq_from=1.0), "bad_payload"),
+        (lambda d: d.update(seq_to=2**63), "bad_payload"),
+        (lambda d: d.update(seq_to=2), "bad_sequence"),
+        (lambda d: d.update(seq_to=4), "bad_sequence"),
+        (lambda d: d["events"].reverse(), "bad_sequence"),
+        (lambda d: d["events"][1].update(seq=1), "bad_sequence"),
+        (lambda d: d.update(agent_id="agent 1; drop"), "bad_payload"),
+        (lambda d: d.update(school_id=""), "bad_payload"),
+        (lambda d: d.pop("school_id"), "bad_payload"),
+        (lambda d: d.update(sent_at="yesterday"), "bad_time"),
+        (lambda d: d.update(sent_at="2026-03-02T07:15:00"), "bad_time"),
+        (lambda d: d["events"][0].update(kind="incident.exploded"), "bad_payload"),
+        (lambda d: d["events"][0].update(data=[]), "bad_payload"),
+        (lambda d: d["events"][0].update(at="2026-13-40T99:00:00Z"), "bad_time"),
+        (lambda d: d.update(events={}), "bad_payload"),
+        (lambda d: d.update(v="1"), "bad_payload"),
+    ],
+)
+def test_invalid_reports_are_refused(mutate, reason: str) -> None:
+    doc = _report(_events())
+    mutate(doc)
+    with pytest.raises(errors.MalformedError) as info:
+        schema.parse_report(json.dumps(doc).encode())
+    assert info.value.reason == reason
+
+
+def test_bool_where_a_number_belongs_is_refused_even_as_event_seq() -> None:
+    doc = _report(_events(1, 1))
+    doc["events"][0]["seq"] = True
+    with pytest.raises(errors.MalformedError):
+        schema.parse_report(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("missing", ["id", "key", "category", "severity", "title", "subject"])
+def test_incident_opened_needs_its_fields(missing: str) -> None:
+    data = dict(OPENED)
+    del data[missing]
+    with pytest.raises(errors.MalformedError):
+        schema.make_event(1, AT, "incident.opened", data)
+
+
+def test_incident_enums_are_checked() -> None:
+    with pytest.raises(errors.MalformedError):
+        schema.make_event(1, AT, "incident.opened", {**OPENED, "severity": "apocalyptic"})
+    with pytest.raises(errors.MalformedError):
+        schema.make_event(1, AT, "incident.opened", {**OPENED, "category": "coffee"})
+
+
+def test_updates_acks_and_notes_name_the_incident_by_id() -> None:
+    for kind in ("incident.updated", "incident.resolved", "incident.acknowledged"):
+        with pytest.raises(errors.MalformedError):
+            schema.make_event(1, AT, kind, {})
+        assert schema.make_event(1, AT, kind, {"id": "inc-1"})["kind"] == kind
+    with pytest.raises(errors.MalformedError):
+        schema.make_event(1, AT, "note.added", {"id": "inc-1"})
+    assert schema.make_event(1, AT, "note.added", {"id": "inc-1", "text": "Sicherung getauscht", "by": "A. Weber"})
+
+
+def test_length_and_count_caps() -> None:
+    with pytest.raises(errors.TooLargeError):
+        schema.make_event(1, AT, "incident.opened", {**OPENED, "title": "x" * 301})
+    with pytest.raises(errors.TooLargeError):
+        schema.make_event(1, AT, "health.snapshot", {"host": {"blob": "x" * 5000}})
+    with pytest.raises(errors.TooLargeError):
+        schema.make_event(1, AT, "health.snapshot", {"host": {"list": list(range(2001))}})
+    with pytest.raises(errors.TooLargeError):
+        schema.parse_report(schema.build_report("a", "s", _events(1, 11), AT), max_events=10)
+
+
+def test_time_format_and_parse() -> None:
+    moment = datetime(2026, 3, 2, 7, 15, 0, 123456, tzinfo=UTC)
+    text = schema.format_time(moment)
+    assert text == "2026-03-02T07:15:00.123456Z"
+    assert schema.parse_time(text) == moment
+    assert schema.parse_time("2026-03-02T08:15:00+01:00") == datetime(2026, 3, 2, 7, 15, tzinfo=UTC)
+    assert schema.parse_time("2026-03-02T07:15:00.123456789Z").microsecond == 123456
+    with pytest.raises(ValueError):
+        schema.format_time(datetime(2026, 3, 2))  # naive: refused
+
+
+def test_state_payload_round_trip_and_validation() -> None:
+    raw = schema.build_state(
+        "agent-1", "gs-nord", 42, AT, [OPENED], {"host": {"load1": 0.5}}, [{"id": "d1", "class": "printer"}]
+    )
+    state = schema.parse_state(raw)
+    assert state.last_seq == 42
+    assert state.open_incidents[0]["key"] == "ap-down:ap-gym"
+    assert state.devices[0]["class"] == "printer"
+    bad = json.loads(raw)
+    bad["open_incidents"][0].pop("severity")
+    with pytest.raises(errors.MalformedError):
+        schema.parse_state(json.dumps(bad).encode())
+    bad = json.loads(raw)
+    bad["last_seq"] = False
+    with pytest.raises(errors.MalformedError):
+        schema.parse_state(json.dumps(bad).encode())
+
+
+def test_config_and_bundle_payloads() -> None:
+    config = schema.parse_config(schema.build_config("agent-1", 7, AT, {"snapshot_interval_s": 60}))
+    assert (config.version, config.settings["snapshot_interval_s"]) == (7, 60)
+    bundle = schema.parse_bundle(schema.build_bundle("agent-1", "gs-nord", AT, [b'{"a":1}', b'{"b":2}']))
+    assert bundle.envelopes == ('{"a":1}', '{"b":2}')
+    with pytest.raises(errors.MalformedError):
+        schema.parse_bundle(json.dumps({"v": 1, "agent_id": "a", "school_id": "s", "made_at": AT, "envelopes": [1]}))
+
+
+def test_event_digest_ignores_key_order_but_not_content() -> None:
+    a = {"seq": 1, "at": AT, "kind": "health.snapshot", "data": {"x": 1, "y": 2}}
+    b = {"data": {"y": 2, "x": 1}, "kind": "health.snapshot", "at": AT, "seq": 1}
+    c = {"seq": 1, "at": AT, "kind": "health.snapshot", "data": {"x": 1, "y": 3}}
+    assert schema.event_digest(a) == schema.event_digest(b) != schema.event_digest(c)
+
+
+SECTIONS = {"host", "wlan", "cabinets", "counts", "outbox"}
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.integers(1, 2**62),
+    datas=st.lists(
+        # The named snapshot sections must be objects; free-form keys round-trip as they are.
+        st.dictionaries(st.text(min_size=1, max_size=10).filter(lambda k: k not in SECTIONS), json_values, max_size=5),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_every_report_round_trips(start: int, datas: list[dict]) -> None:
+    events = [schema.make_event(start + i, AT, "health.snapshot", d) for i, d in enumerate(datas)]
+    raw = schema.build_report("agent-1", "gs-nord", events, AT)
+    report = schema.parse_report(raw)
+    assert [e.to_json() for e in report.events] == events
+    assert report.seq_to == start + len(datas) - 1
