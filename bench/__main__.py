@@ -37,13 +37,14 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         try:
             results = importlib.import_module(f"bench.{name}").run()
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+        except Exception as exc:  # one broken benchmark must not hide the others' rows
             failed += 1
             rows.append((name, "FAILED", "", "", f"{type(exc).__name__}: {exc}"[:100]))
             continue
         took = time.perf_counter() - started
         for row in results:
-            rows.append((name, str(row["name"]), _fmt(row["value"]), str(row.get("unit", "")), str(row.get("note", ""))))
+            unit, note = str(row.get("unit", "")), str(row.get("note", ""))
+            rows.append((name, str(row["name"]), _fmt(row["value"]), unit, note))
         rows.append((name, "(benchmark wall time)", _fmt(took), "s", ""))
     header = ("module", "measure", "value", "unit", "note")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
