@@ -1,0 +1,140 @@
+"""Who may read this school's state: a technician token central signed, or the local admin token.
+
+Tokens are verified offline with the issuer key from enrollment, at max(now, time floor).
+Failed attempts are counted and rate-limited per source address; a token is never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.techapi.view import LocalView
+from protocol.errors import ScopeError, TokenError
+from protocol.tokens import HEADER, verify_technician_token
+
+log = logging.getLogger(__name__)
+
+
+class AuthError(Exception):
+    """A request that may not proceed: status and a short reason for the JSON body."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: the technician's name from the token, or the local admin."""
+
+    name: str
+    kind: str  # "technician" or "admin"
+    scope: str
+
+
+class FailureLimiter:
+    """At most ``max_failures`` failed attempts per source address within ``window_s``.
+
+    Memory is bounded: at most ``max_sources`` addresses are tracked (oldest dropped).
+    """
+
+    def __init__(
+        self, clock: Callable[[], float], max_failures: int = 10, window_s: float = 300.0, max_sources: int = 4096
+    ) -> None:
+        self._clock = clock
+        self._max = max_failures
+        self._window = window_s
+        self._max_sources = max_sources
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, source: str) -> deque[float]:
+        now = self._clock()
+        times = self._failures.get(source)
+        if times is None:
+            return deque()
+        while times and now - times[0] > self._window:
+            times.popleft()
+        return times
+
+    def blocked(self, source: str) -> bool:
+        """Whether this address has used up its failures for now."""
+        return len(self._recent(source)) >= self._max
+
+    def fail(self, source: str) -> None:
+        """Record one failed attempt."""
+        times = self._recent(source)
+        times.append(self._clock())
+        self._failures[source] = times
+        self._failures.move_to_end(source)
+        while len(self._failures) > self._max_sources:
+            self._failures.popitem(last=False)
+
+
+class Authenticator:
+    """Checks the Authorization header of a request against this agent's identity."""
+
+    def __init__(
+        self,
+        view: LocalView,
+        admin_token: str | None,
+        now: Callable[[], datetime],
+        limiter: FailureLimiter,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self._view = view
+        self._admin_token = admin_token
+        self._now = now
+        self._limiter = limiter
+        self._on_failure = on_failure or (lambda _reason: None)
+        self._seen_jti: OrderedDict[str, None] = OrderedDict()
+
+    def _refuse(self, source: str, status: int, reason: str, detail: str = "") -> AuthError:
+        self._limiter.fail(source)
+        self._on_failure(reason)
+        identity = self._view.identity()
+        school = identity.school_id if identity else "-"
+        log.warning("auth refused school=%s source=%s reason=%s %s", school, source, reason, detail)
+        return AuthError(status, reason)
+
+    def check(self, header: str | None, source: str) -> Principal:
+        """The principal behind the header, or AuthError (401/403/429)."""
+        if self._limiter.blocked(source):
+            self._on_failure("rate_limited")
+            raise AuthError(429, "too_many_failed_attempts")
+        if not header or not header.startswith("Bearer "):
+            raise self._refuse(source, 401, "missing_token")
+        token = header[len("Bearer ") :].strip()
+        if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            return Principal(name="local admin", kind="admin", scope="local")
+        identity = self._view.identity()
+        if identity is None:
+            raise self._refuse(source, 401, "not_enrolled", "(only the admin token works before enrollment)")
+        if not token.startswith(HEADER):
+            raise self._refuse(source, 401, "not_a_technician_token")
+        try:
+            claims = verify_technician_token(
+                token,
+                identity.token_public_key,
+                school_id=identity.school_id,
+                carrier=identity.carrier,
+                now=self._now(),
+                time_floor=self._view.time_floor(),
+            )
+        except ScopeError as exc:
+            raise self._refuse(source, 403, exc.reason, exc.message) from None
+        except TokenError as exc:
+            raise self._refuse(source, 401, exc.reason, exc.message) from None
+        if claims.jti not in self._seen_jti:  # the page polls: log a token's first use, not every request
+            log.info(
+                "technician authenticated school=%s technician=%s jti=%s", identity.school_id, claims.sub, claims.jti
+            )
+            self._seen_jti[claims.jti] = None
+            if len(self._seen_jti) > 1024:
+                self._seen_jti.popitem(last=False)
+        return Principal(name=claims.sub, kind="technician", scope=claims.scope)
