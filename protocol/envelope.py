@@ -73,13 +73,16 @@ def _lookup(keys: KeyLookup, kid: str) -> Ed25519PublicKey:
     return found
 
 
-def _parse(envelope: bytes | Mapping[str, Any], max_bytes: int) -> tuple[str, str, str, str]:
+def _parse(envelope: object, max_bytes: int) -> tuple[str, str, str, str]:
     if isinstance(envelope, Mapping):
         doc: Any = envelope
+    elif not isinstance(envelope, (bytes, bytearray, str)):
+        # A caller that parsed first may hand over a list or a number: refuse, never TypeError.
+        raise MalformedError("envelope is not a JSON object", reason="bad_envelope")
     else:
         if len(envelope) > max_bytes:
             raise TooLargeError(f"envelope of {len(envelope)} bytes is over the cap of {max_bytes}")
-        doc = loads_strict(envelope, max_depth=4)
+        doc = loads_strict(envelope if isinstance(envelope, str) else bytes(envelope), max_depth=4)
     if not isinstance(doc, dict):
         raise MalformedError("envelope is not a JSON object", reason="bad_envelope")
     if set(doc) != _FIELDS:
@@ -101,7 +104,7 @@ def _parse(envelope: bytes | Mapping[str, Any], max_bytes: int) -> tuple[str, st
 
 
 def verify(
-    envelope: bytes | Mapping[str, Any],
+    envelope: bytes | Mapping[str, Any] | object,
     keys: KeyLookup,
     allowed_types: Collection[str],
     *,

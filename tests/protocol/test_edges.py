@@ -26,6 +26,19 @@ def test_verify_takes_an_already_parsed_envelope() -> None:
     assert envelope.verify(doc, KEYS, {schema.REPORT_TYPE}).payload == b"x"
 
 
+@pytest.mark.parametrize("parsed", [[1, 2], 5, None])
+def test_verify_refuses_an_already_parsed_non_object(parsed: object) -> None:
+    # Central parses first to find the key; a JSON list there was once a TypeError (500).
+    with pytest.raises(errors.MalformedError) as info:
+        envelope.verify(parsed, KEYS, {schema.REPORT_TYPE})
+    assert info.value.reason == "bad_envelope"
+
+
+def test_verify_takes_text_too() -> None:
+    text = envelope.sign(b"x", schema.REPORT_TYPE, KEY).decode()
+    assert envelope.verify(text, KEYS, {schema.REPORT_TYPE}).payload == b"x"
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

@@ -1,0 +1,181 @@
+"""Enrollment: one-time codes (stored only as hashes) traded for an agent identity.
+
+A code carries 144 random bits, works once and expires. Wrong codes are counted per
+source address and, past a limit within a window, answered 429 before any lookup.
+Every attempt is logged on one line with the school (when known) and the address, never
+the code itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from protocol.encoding import loads_strict
+from protocol.errors import MalformedError, SchulwartError
+from protocol.keys import keyid, load_public_key_b64, public_key_raw
+
+from .clock import Clock, from_iso, iso
+from .config import SyncSettings
+from .errors import InvalidCodeError, KeyEnrolledError, NotFoundError, RateLimitedError
+from .keystore import Keystore
+from .metrics import Metrics
+from .storage.base import SchoolRow, Store
+
+log = logging.getLogger(__name__)
+
+CODE_BYTES = 18
+MAX_ENROLL_BODY = 16 * 1024
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 hex of a high-entropy secret (codes, API tokens): enough, they are not passwords."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def valid_id(text: str) -> bool:
+    """Whether ``text`` is usable as a school or agent id on the wire."""
+    return bool(_ID_RE.fullmatch(text))
+
+
+async def create_code(store: Store, school_id: str, ttl: timedelta, now: datetime) -> str:
+    """A new one-time code for a school; only its hash is stored."""
+    if await store.get_school(school_id) is None:
+        raise NotFoundError(f"no school with id {school_id!r} (add it with `school add`)")
+    code = secrets.token_urlsafe(CODE_BYTES)
+    await store.add_enroll_code(hash_secret(code), school_id, iso(now + ttl), iso(now))
+    log.info("enrollment code created school=%s expires=%s", school_id, iso(now + ttl))
+    return code
+
+
+class FailureLimiter:
+    """Wrong-code failures per source address in a sliding window, bounded in memory."""
+
+    def __init__(self, max_failures: int, window: timedelta, max_addresses: int = 10_000) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
+
+    def _recent(self, address: str, now: datetime) -> deque[datetime]:
+        times = self._failures.get(address, deque())
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return times
+
+    def check(self, address: str, now: datetime) -> None:
+        """RateLimitedError when this address is over its budget of wrong codes."""
+        if len(self._recent(address, now)) >= self.max_failures:
+            raise RateLimitedError("too many wrong enrollment codes from this address; try again later")
+
+    def fail(self, address: str, now: datetime) -> None:
+        """Count one wrong code."""
+        times = self._recent(address, now)
+        times.append(now)
+        self._failures[address] = times
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollRequest:
+    """The fields of POST /v1/enroll."""
+
+    code: str
+    public_key: str
+    hostname: str
+    agent_version: str
+
+
+def parse_enroll_request(body: bytes) -> EnrollRequest:
+    """Strict JSON with the four string fields (extra fields are ignored)."""
+    doc = loads_strict(body, max_bytes=MAX_ENROLL_BODY, max_depth=4)
+    if not isinstance(doc, dict):
+        raise MalformedError("enrollment request must be a JSON object", reason="bad_request")
+    limits = {"code": 128, "public_key": 128, "hostname": 255, "agent_version": 64}
+    values = {}
+    for name, limit in limits.items():
+        value = doc.get(name)
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise MalformedError(f"{name} must be a string of 1..{limit} characters", reason="bad_request")
+        values[name] = value
+    return EnrollRequest(**values)
+
+
+class Enroller:
+    """POST /v1/enroll as a plain object: parse, rate-limit, check key and code, create the agent."""
+
+    def __init__(
+        self,
+        store: Store,
+        keys: Keystore,
+        clock: Clock,
+        limiter: FailureLimiter,
+        sync: SyncSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.clock = clock
+        self.limiter = limiter
+        self.sync = sync
+        self.metrics = metrics
+
+    async def enroll(self, body: bytes, source: str) -> dict[str, Any]:
+        """The 201 answer; a SchulwartError says why not."""
+        now = self.clock()
+        school = "-"
+        try:
+            request = parse_enroll_request(body)
+            self.limiter.check(source, now)
+            public_key = load_public_key_b64(request.public_key)
+            raw = public_key_raw(public_key)
+            agent_id = "ag-" + secrets.token_hex(8)
+            school_row = await self._claim(request.code, raw, request, agent_id, now, source)
+            school = school_row.id
+        except SchulwartError as exc:
+            if isinstance(exc, InvalidCodeError) and exc.school_id:
+                school = exc.school_id
+            log.warning("enroll refused from=%s school=%s reason=%s: %s", source, school, exc.reason, exc.message)
+            raise
+        log.info("enrolled agent=%s school=%s host=%r from=%s", agent_id, school, request.hostname[:80], source)
+        if self.metrics is not None:
+            self.metrics.enrollments.inc()
+        return {
+            "agent_id": agent_id,
+            "school_id": school_row.id,
+            "carrier": school_row.carrier,
+            "school_name": school_row.name,
+            "central_public_key": self.keys.config_public_b64,
+            "token_public_key": self.keys.token_public_b64,
+            "central_time": iso(now),
+            "sync": self.sync.to_json(),
+        }
+
+    async def _claim(
+        self, code: str, raw_key: bytes, request: EnrollRequest, agent_id: str, now: datetime, source: str
+    ) -> SchoolRow:
+        """In one transaction: the code is valid and unused, the key is new; use the code, add the agent."""
+        async with self.store.transaction() as tx:
+            row = await tx.find_code(hash_secret(code))
+            if row is None or row.used_at is not None or from_iso(row.expires_at) <= now:
+                self.limiter.fail(source, now)
+                state = "unknown" if row is None else ("used" if row.used_at else "expired")
+                raise InvalidCodeError(f"enrollment code is {state}", school_id=row.school_id if row else None)
+            kid = keyid(raw_key)
+            if await tx.keyid_enrolled(kid):
+                raise KeyEnrolledError(f"this public key is already enrolled (school {row.school_id})")
+            await tx.use_code(row.code_hash, iso(now), agent_id)
+            await tx.add_agent(agent_id, row.school_id, kid, raw_key, request.hostname, request.agent_version, iso(now))
+        school = await self.store.get_school(row.school_id)
+        if school is None:  # pragma: no cover - schools are never deleted
+            raise NotFoundError(f"school {row.school_id} vanished")
+        return school

@@ -1,0 +1,295 @@
+"""Verify a signed envelope and store what it carries, idempotently: HTTP and `import` share this.
+
+Order (DESIGN.md): size cap; strict JSON and base64; the key by keyid among enrolled keys
+(unknown, then revoked); the signature; the payloadType; the payload; its agent and
+school against the key's. Then, for a report, one transaction: gap check against the
+ack, digest comparison for every already-held sequence number, insert of the rest,
+aggregation, new ack. The caller answers only after that transaction committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocol.encoding import dumps, loads_strict
+from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES, Verified, verify
+from protocol.errors import (
+    ConflictError,
+    GapError,
+    IdentityError,
+    MalformedError,
+    ProtocolError,
+    RevokedKeyError,
+    TooLargeError,
+    UnknownKeyError,
+)
+from protocol.keys import load_public_key
+from protocol.schema import (
+    BUNDLE_TYPE,
+    MAX_EVENTS,
+    REPORT_TYPE,
+    STATE_TYPE,
+    Report,
+    StatePayload,
+    event_digest,
+    parse_bundle,
+    parse_report,
+    parse_state,
+)
+
+from . import aggregate
+from .clock import Clock, from_iso, iso
+from .metrics import Metrics
+from .storage.base import AgentRow, EventRow, Store
+
+log = logging.getLogger(__name__)
+
+REPORT_TYPES = frozenset({REPORT_TYPE, STATE_TYPE})
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+SILENT_INCIDENT = "central-silent"
+FORKED_INCIDENT = "central-forked-"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one accepted envelope did."""
+
+    agent_id: str
+    school_id: str
+    kind: str  # "report" or "state"
+    acked_through: int
+    stored: int = 0
+    state: str | None = None  # "applied" or "stale" for a state payload
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON body of the 200 answer."""
+        body: dict[str, Any] = {"acked_through": self.acked_through}
+        if self.state is not None:
+            body["state"] = self.state
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an imported bundle did."""
+
+    agent_id: str
+    school_id: str
+    envelopes: int
+    stored: int
+    acked_through: int
+    states_applied: int
+
+
+def _keyid_of(doc: Any) -> str | None:
+    """The keyid the envelope names, when its shape lets us read one (verify() checks the rest)."""
+    if isinstance(doc, dict):
+        signatures = doc.get("signatures")
+        if isinstance(signatures, list) and len(signatures) == 1 and isinstance(signatures[0], dict):
+            kid = signatures[0].get("keyid")
+            if isinstance(kid, str) and len(kid) <= 128:
+                return kid
+    return None
+
+
+class Ingestor:
+    """Verification and idempotent storage of report, state and bundle envelopes."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        max_envelope_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
+        max_events: int = MAX_EVENTS,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_envelope_bytes = max_envelope_bytes
+        self.max_events = max_events
+        self.metrics = metrics
+
+    async def verify(
+        self, body: bytes, allowed_types: Collection[str], *, max_bytes: int | None = None
+    ) -> tuple[AgentRow, Verified]:
+        """Verify an envelope against the enrolled keys; returns the signer and the payload."""
+        cap = self.max_envelope_bytes if max_bytes is None else max_bytes
+        if len(body) > cap:
+            raise TooLargeError(f"envelope of {len(body)} bytes is over the cap of {cap}")
+        doc = loads_strict(body, max_depth=4)
+        if not isinstance(doc, dict):
+            raise MalformedError("envelope is not a JSON object", reason="bad_envelope")
+        kid = _keyid_of(doc)
+        agent = await self.store.agent_by_keyid(kid) if kid else None
+
+        def lookup(wanted: str) -> Ed25519PublicKey | None:
+            # Called by verify() at the key step, after base64 and before the signature.
+            if agent is None or agent.keyid != wanted:
+                return None
+            if agent.revoked:
+                raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+            return load_public_key(agent.public_key)
+
+        verified = verify(doc, lookup, allowed_types)
+        if agent is None:  # pragma: no cover - verify() raised UnknownKeyError already
+            raise UnknownKeyError("no enrolled key")
+        return agent, verified
+
+    async def ingest(self, body: bytes, *, expected_agent: str | None = None) -> IngestResult:
+        """Verify and apply one report or state envelope; raises a ProtocolError when refused."""
+        agent, verified = await self.verify(body, REPORT_TYPES)
+        if expected_agent is not None and agent.agent_id != expected_agent:
+            raise IdentityError(f"envelope is signed by agent {agent.agent_id}, not {expected_agent}")
+        if verified.payload_type == REPORT_TYPE:
+            report = parse_report(verified.payload, max_events=self.max_events)
+            self._check_identity(agent, report.agent_id, report.school_id)
+            return await self._apply_report(agent, report)
+        state = parse_state(verified.payload)
+        self._check_identity(agent, state.agent_id, state.school_id)
+        return await self._apply_state(agent, state)
+
+    @staticmethod
+    def _check_identity(agent: AgentRow, agent_id: str, school_id: str) -> None:
+        if agent_id != agent.agent_id or school_id != agent.school_id:
+            log.warning(
+                "identity mismatch: key of agent=%s school=%s signed a payload for agent=%s school=%s",
+                agent.agent_id,
+                agent.school_id,
+                agent_id,
+                school_id,
+            )
+            raise IdentityError(f"payload names agent {agent_id!r} / school {school_id!r}, not the key's")
+
+    async def _apply_report(self, agent: AgentRow, report: Report) -> IngestResult:
+        received = self.clock()
+        now = iso(received)
+        skew = (from_iso(report.sent_at) - received).total_seconds()
+        version = report.extra.get("agent_version")
+        version = version[:64] if isinstance(version, str) else None
+        digests = [event_digest(event.to_json()) for event in report.events]
+        try:
+            async with self.store.transaction() as tx:
+                current = await tx.get_agent(agent.agent_id)
+                if current is None or current.revoked:
+                    raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+                ack = current.acked_seq
+                if report.seq_from > ack + 1:
+                    raise GapError(f"batch starts at {report.seq_from}, expected {ack + 1}", expected_seq=ack + 1)
+                if report.seq_from <= ack:
+                    held = await tx.event_digests(agent.agent_id, report.seq_from, min(report.seq_to, ack))
+                    for event, digest in zip(report.events, digests, strict=True):
+                        if event.seq > ack:
+                            break
+                        if held.get(event.seq) != digest:
+                            raise ConflictError(f"seq {event.seq} is held with other content", expected_seq=ack + 1)
+                fresh = [(e, d) for e, d in zip(report.events, digests, strict=True) if e.seq > ack]
+                if fresh:
+                    await tx.insert_events(
+                        [
+                            EventRow(
+                                agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, dumps(e.to_json()).decode()
+                            )
+                            for e, d in fresh
+                        ],
+                        now,
+                    )
+                    await aggregate.apply_events(tx, current, [e for e, _ in fresh], now)
+                    ack = report.seq_to
+                await tx.record_contact(agent.agent_id, ack, now, skew, version)
+                await tx.resolve_central_incident(agent.school_id, SILENT_INCIDENT, now)
+        except ConflictError as exc:
+            await self._forked(agent, report, exc, now)
+            raise
+        if fresh:
+            log.info(
+                "stored events %d..%d agent=%s school=%s acked=%d",
+                fresh[0][0].seq,
+                report.seq_to,
+                agent.agent_id,
+                agent.school_id,
+                ack,
+            )
+            if self.metrics is not None:
+                self.metrics.events_stored.inc(len(fresh))
+        else:
+            log.debug("replayed batch %d..%d agent=%s acked=%d", report.seq_from, report.seq_to, agent.agent_id, ack)
+        if self.metrics is not None:
+            self.metrics.reports.labels("report", "stored" if fresh else "replay").inc()
+        return IngestResult(agent.agent_id, agent.school_id, "report", ack, stored=len(fresh))
+
+    async def _forked(self, agent: AgentRow, report: Report, exc: ConflictError, now: str) -> None:
+        """A restored or cloned agent: alert in the log and a central incident for the school."""
+        log.error(
+            "ALERT agent history forked agent=%s school=%s batch=%d..%d: %s",
+            agent.agent_id,
+            agent.school_id,
+            report.seq_from,
+            report.seq_to,
+            exc.message,
+        )
+        if self.metrics is not None:
+            self.metrics.conflicts.inc()
+        await self.store.raise_central_incident(
+            agent.school_id,
+            FORKED_INCIDENT + agent.agent_id,
+            "agent",
+            "critical",
+            "Agent history forked (restored from backup or cloned?)",
+            agent.agent_id,
+            now,
+        )
+
+    async def _apply_state(self, agent: AgentRow, state: StatePayload) -> IngestResult:
+        now = iso(self.clock())
+        async with self.store.transaction() as tx:
+            current = await tx.get_agent(agent.agent_id)
+            if current is None or current.revoked:
+                raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+            applied = await aggregate.apply_state(tx, current, state, now)
+            await tx.record_contact(agent.agent_id, current.acked_seq, now, None, None)
+            await tx.resolve_central_incident(agent.school_id, SILENT_INCIDENT, now)
+        outcome = "applied" if applied else "stale"
+        log.info(
+            "state %s agent=%s school=%s last_seq=%d acked=%d",
+            outcome,
+            agent.agent_id,
+            agent.school_id,
+            state.last_seq,
+            current.acked_seq,
+        )
+        if self.metrics is not None:
+            self.metrics.reports.labels("state", outcome).inc()
+        return IngestResult(agent.agent_id, agent.school_id, "state", current.acked_seq, state=outcome)
+
+    async def import_bundle(self, body: bytes) -> ImportSummary:
+        """Verify a bundle and feed each inner envelope through ``ingest``, in order."""
+        agent, verified = await self.verify(body, {BUNDLE_TYPE}, max_bytes=MAX_BUNDLE_BYTES)
+        bundle = parse_bundle(verified.payload)
+        self._check_identity(agent, bundle.agent_id, bundle.school_id)
+        stored = applied = 0
+        acked = agent.acked_seq
+        for index, text in enumerate(bundle.envelopes):
+            try:
+                result = await self.ingest(text.encode("utf-8"), expected_agent=agent.agent_id)
+            except ProtocolError as exc:
+                # Keep the type (and expected_seq), say which envelope: the operator needs both.
+                exc.args = (f"envelope {index + 1} of {len(bundle.envelopes)} refused: {exc.message}",)
+                raise
+            stored += result.stored
+            applied += result.state == "applied"
+            acked = result.acked_through
+        log.info(
+            "imported bundle agent=%s school=%s envelopes=%d stored=%d acked=%d",
+            agent.agent_id,
+            agent.school_id,
+            len(bundle.envelopes),
+            stored,
+            acked,
+        )
+        return ImportSummary(agent.agent_id, agent.school_id, len(bundle.envelopes), stored, acked, applied)

@@ -1,0 +1,246 @@
+"""GET /v1/openapi.json: a hand-written OpenAPI 3.1 description of every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from protocol.encoding import dumps
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None, media: str = "application/json") -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema or {"type": "object"}}}}
+
+
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+_READ_ERRORS = {"401": _refusal("missing or unknown bearer token")}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Schulwart central",
+        "version": "1",
+        "description": "Enrollment, signed ingest (DSSE, Ed25519) and the read API. Every refusal is "
+        '`{"error": "<reason>"}`; sequence refusals add `expected_seq`.',
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "expected_seq": {"type": "integer"}},
+            },
+            "Envelope": {
+                "type": "object",
+                "required": ["payloadType", "payload", "signatures"],
+                "properties": {
+                    "payloadType": {"type": "string"},
+                    "payload": {"type": "string", "contentEncoding": "base64"},
+                    "signatures": {
+                        "type": "array",
+                        "maxItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["keyid", "sig"],
+                            "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+            "Incident": {
+                "type": "object",
+                "properties": {
+                    name: {"type": ["string", "null"]}
+                    for name in (
+                        "id",
+                        "school_id",
+                        "carrier",
+                        "agent_id",
+                        "origin",
+                        "key",
+                        "category",
+                        "severity",
+                        "title",
+                        "subject",
+                        "state",
+                        "opened_at",
+                        "resolved_at",
+                        "acknowledged_by",
+                        "acknowledged_at",
+                        "updated_at",
+                    )
+                }
+                | {"notes": {"type": "array", "items": {"type": "object"}}},
+            },
+            "School": {
+                "type": "object",
+                "required": ["id", "name", "carrier", "status", "open_incidents", "last_report_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "carrier": {"type": "string"},
+                    "status": {"enum": ["ok", "degraded", "broken", "silent", "new"]},
+                    "open_incidents": {"type": "integer"},
+                    "open_by_severity": {"type": "object"},
+                    "last_report_at": {"type": ["string", "null"]},
+                    "agent_count": {"type": "integer"},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/v1/enroll": {
+            "post": {
+                "summary": "Trade a one-time code and an Ed25519 public key for an agent identity.",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["code", "public_key", "hostname", "agent_version"],
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "public_key": {"type": "string", "description": "base64 of the raw 32 bytes"},
+                                    "hostname": {"type": "string"},
+                                    "agent_version": {"type": "string"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": _ok("enrolled: agent_id, school_id, carrier, central_public_key, token_public_key, sync"),
+                    "400": _refusal("malformed request or weak (small-order) key"),
+                    "403": _refusal("invalid_code: unknown, used or expired"),
+                    "409": _refusal("key_enrolled: this public key is enrolled already"),
+                    "429": _refusal("rate_limited: too many wrong codes from this address"),
+                },
+            }
+        },
+        "/v1/reports": {
+            "post": {
+                "summary": "A signed report (events seq_from..seq_to) or state envelope; gzip allowed.",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+                "responses": {
+                    "200": _ok(
+                        "stored or already held",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "acked_through": {"type": "integer"},
+                                "state": {"enum": ["applied", "stale"]},
+                            },
+                        },
+                    ),
+                    "400": _refusal("malformed envelope or payload, unsupported payloadType"),
+                    "401": _refusal("unknown_key or bad_signature"),
+                    "403": _refusal("revoked_key or identity_mismatch"),
+                    "409": _refusal("sequence_gap or sequence_conflict, with expected_seq"),
+                    "413": _refusal("too_large: body, decompressed body, event count or field"),
+                    "415": _refusal("unsupported_encoding"),
+                },
+            }
+        },
+        "/v1/agents/{agent_id}/config": {
+            "get": {
+                "summary": "The agent's settings as an envelope signed with central's config key.",
+                "parameters": [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok("config envelope", {"$ref": "#/components/schemas/Envelope"}),
+                    "403": _refusal("revoked_key"),
+                    "404": _refusal("not_found"),
+                },
+            }
+        },
+        "/v1/schools": {
+            "get": {
+                "summary": "Health summary per school (a carrier-bound token sees its carrier only).",
+                "security": _AUTH,
+                "parameters": [{"name": "carrier", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok(
+                        "schools",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "schools": {"type": "array", "items": {"$ref": "#/components/schemas/School"}}
+                            },
+                        },
+                    ),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/v1/schools/{school_id}": {
+            "get": {
+                "summary": "One school: summary, agents, devices, incidents, snapshot, clock skew.",
+                "security": _AUTH,
+                "parameters": [{"name": "school_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _ok("school detail"), "404": _refusal("not_found"), **_READ_ERRORS},
+            }
+        },
+        "/v1/incidents": {
+            "get": {
+                "summary": "Incidents, newest change first.",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"enum": ["open", "resolved", "all"], "default": "open"},
+                    },
+                    {"name": "school", "in": "query", "schema": {"type": "string"}},
+                    {"name": "carrier", "in": "query", "schema": {"type": "string"}},
+                    {"name": "severity", "in": "query", "schema": {"enum": ["info", "warning", "critical"]}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "RFC 3339; incidents changed at or after it",
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 5000}},
+                ],
+                "responses": {
+                    "200": _ok(
+                        "incidents",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}
+                            },
+                        },
+                    ),
+                    "400": _refusal("bad_query"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/v1/openapi.json": {"get": {"summary": "This document.", "responses": {"200": _ok("OpenAPI 3.1")}}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text format.",
+                "responses": {"200": _ok("metrics", {"type": "string"}, "text/plain")},
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness.", "responses": {"200": _ok("ok")}}},
+        "/": {
+            "get": {
+                "summary": "Placeholder page (dashboard later).",
+                "responses": {"200": _ok("page", {"type": "string"}, "text/html")},
+            }
+        },
+    },
+}
+
+
+async def view(request: web.Request) -> web.Response:
+    """GET /v1/openapi.json."""
+    return web.Response(body=dumps(SPEC), content_type="application/json")

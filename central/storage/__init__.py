@@ -1,0 +1,14 @@
+"""Central's storage: one interface (base.py), SQLite now, PostgreSQL later behind it."""
+
+from __future__ import annotations
+
+from ..config import CentralConfig
+from .base import Store, Transaction
+from .sqlite import SqliteStore
+
+__all__ = ["SqliteStore", "Store", "Transaction", "open_store"]
+
+
+def open_store(config: CentralConfig) -> Store:
+    """The store the configuration names (a SQLite file for now), migrated and ready."""
+    return SqliteStore.open(config.db_path)

@@ -1,0 +1,275 @@
+"""The storage interface: everything central keeps goes through these two Protocols.
+
+``Store`` holds the short standalone reads and writes; ``Transaction`` is what the ingest
+and enrollment logic uses inside one atomic unit (``async with store.transaction()``).
+SQLite implements it now; a PostgreSQL backend implements the same methods later, so no
+SQL lives outside ``central/storage``. Incidents and devices travel as plain dicts whose
+keys are the column names listed in ``INCIDENT_FIELDS`` and ``DEVICE_FIELDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+INCIDENT_FIELDS = (
+    "school_id",
+    "origin",  # "agent" or "central"
+    "agent_id",  # "" for school-wide central incidents
+    "incident_id",
+    "key",
+    "category",
+    "severity",
+    "title",
+    "subject",
+    "status",  # "open" or "resolved"
+    "status_seq",  # the agent sequence number that last decided status (see aggregate.py)
+    "opened_at",
+    "resolved_at",
+    "acknowledged_by",
+    "acknowledged_at",
+    "notes",  # list of {"by", "text", "at"}
+    "updated_at",  # central's clock: when this row last changed
+)
+
+DEVICE_FIELDS = (
+    "school_id",
+    "agent_id",
+    "device_id",
+    "class",
+    "state",
+    "data",
+    "seq",
+    "last_seen_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolRow:
+    """A school and the carrier (Schulträger) it belongs to."""
+
+    id: str
+    name: str
+    carrier: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    """An enrolled agent: its key, its progress and the watermarks of its current state."""
+
+    agent_id: str
+    school_id: str
+    keyid: str
+    public_key: bytes
+    hostname: str
+    version: str
+    enrolled_at: str
+    revoked_at: str | None
+    acked_seq: int
+    last_report_at: str | None
+    clock_skew_s: float | None
+    state_seq: int
+    state_made_at: str | None
+    devices_seq: int
+    snapshot_seq: int
+
+    @property
+    def revoked(self) -> bool:
+        """Whether reports from this agent are refused."""
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    """An enrollment code, known only by its hash."""
+
+    code_hash: str
+    school_id: str
+    expires_at: str
+    used_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTokenRow:
+    """A read-API bearer token; ``carrier`` None means every carrier."""
+
+    name: str
+    carrier: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolSummary:
+    """What the school list needs, read in one query (no history is replayed)."""
+
+    school: SchoolRow
+    agents: int
+    last_report_at: str | None
+    last_contact_at: str | None  # newest report, or enrollment when none yet
+    open_critical: int
+    open_warning: int
+    open_info: int
+
+    @property
+    def open_incidents(self) -> int:
+        """Open incidents of every severity."""
+        return self.open_critical + self.open_warning + self.open_info
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentQuery:
+    """Filters of GET /v1/incidents; None means no filter."""
+
+    status: str | None = "open"
+    school_id: str | None = None
+    carrier: str | None = None
+    severity: str | None = None
+    since: str | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One stored event of an agent's history."""
+
+    agent_id: str
+    seq: int
+    school_id: str
+    kind: str
+    at: str
+    digest: str
+    body: str
+
+
+class Transaction(Protocol):
+    """Reads and writes inside one atomic unit; the writer lock is held throughout."""
+
+    async def get_agent(self, agent_id: str) -> AgentRow | None:
+        """The agent as of now, inside the lock."""
+
+    async def event_digests(self, agent_id: str, seq_from: int, seq_to: int) -> dict[int, str]:
+        """Digests of the held events of that range."""
+
+    async def insert_events(self, rows: Sequence[EventRow], received_at: str) -> None:
+        """Store events; a duplicate (agent_id, seq) raises (it cannot happen under the lock)."""
+
+    async def record_contact(
+        self, agent_id: str, acked_seq: int, at: str, clock_skew_s: float | None, version: str | None
+    ) -> None:
+        """Set the agent's ack and last report time (and skew, when known)."""
+
+    async def set_agent_state(self, agent_id: str, last_seq: int, made_at: str, state_json: str) -> None:
+        """Keep this state payload as the agent's newest."""
+
+    async def set_devices_seq(self, agent_id: str, seq: int) -> None:
+        """Remember the sequence of the newest state that listed devices."""
+
+    async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
+        """Keep the agent's newest health snapshot."""
+
+    async def get_incident(self, school_id: str, origin: str, agent_id: str, incident_id: str) -> dict[str, Any] | None:
+        """One incident row, or None."""
+
+    async def put_incident(self, row: dict[str, Any]) -> None:
+        """Insert or replace one incident row."""
+
+    async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
+        """The open incidents an agent reported."""
+
+    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
+        """One device row, or None."""
+
+    async def put_device(self, row: dict[str, Any]) -> None:
+        """Insert or replace one device row."""
+
+    async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
+        """Every device row of one agent."""
+
+    async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
+        """Resolve a central incident if open; True when it was open."""
+
+    async def find_code(self, code_hash: str) -> CodeRow | None:
+        """An enrollment code by its hash."""
+
+    async def use_code(self, code_hash: str, at: str, agent_id: str) -> None:
+        """Mark a code used."""
+
+    async def keyid_enrolled(self, keyid: str) -> bool:
+        """Whether any agent (revoked or not) has this key."""
+
+    async def add_agent(
+        self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
+    ) -> None:
+        """Create an agent."""
+
+
+class Store(Protocol):
+    """Central's database."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """One atomic unit: commit on leaving, roll back on an exception."""
+
+    async def close(self) -> None:
+        """Release the connection."""
+
+    async def add_school(self, school_id: str, name: str, carrier: str, at: str) -> None:
+        """Create a school; AlreadyExistsError if the id is taken."""
+
+    async def get_school(self, school_id: str) -> SchoolRow | None:
+        """One school, or None."""
+
+    async def list_schools(self, carrier: str | None = None) -> list[SchoolRow]:
+        """Schools, optionally of one carrier, by id."""
+
+    async def carrier_exists(self, carrier: str) -> bool:
+        """Whether any school belongs to this carrier."""
+
+    async def school_summaries(self, carrier: str | None = None, school_id: str | None = None) -> list[SchoolSummary]:
+        """Per-school counts for the status list."""
+
+    async def add_enroll_code(self, code_hash: str, school_id: str, expires_at: str, at: str) -> None:
+        """Store a new enrollment code hash."""
+
+    async def agent_by_keyid(self, keyid: str) -> AgentRow | None:
+        """The agent enrolled with this key (revoked ones too)."""
+
+    async def get_agent(self, agent_id: str) -> AgentRow | None:
+        """One agent, or None."""
+
+    async def list_agents(self, school_id: str | None = None) -> list[AgentRow]:
+        """Agents, optionally of one school."""
+
+    async def revoke_agent(self, agent_id: str, at: str) -> bool:
+        """Revoke; False when no such agent."""
+
+    async def agent_snapshot(self, agent_id: str) -> tuple[str | None, str | None]:
+        """(snapshot JSON, its time) of one agent."""
+
+    async def add_api_token(self, token_hash: str, name: str, carrier: str | None, at: str) -> None:
+        """Store a read-API token hash."""
+
+    async def find_api_token(self, token_hash: str) -> ApiTokenRow | None:
+        """A read-API token by its hash."""
+
+    async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
+        """Incidents matching the filters, newest change first."""
+
+    async def list_devices(self, school_id: str) -> list[dict[str, Any]]:
+        """The current devices of one school."""
+
+    async def count_events(self, agent_id: str) -> int:
+        """How many events of an agent are held (tests and `agent list`)."""
+
+    async def get_events(self, agent_id: str) -> list[EventRow]:
+        """Every held event of an agent, by seq."""
+
+    async def raise_central_incident(
+        self, school_id: str, incident_id: str, category: str, severity: str, title: str, subject: str | None, at: str
+    ) -> bool:
+        """Open a central incident unless it is open already; True when it was opened."""
+
+    async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
+        """Resolve a central incident if open; True when it was open."""

@@ -1,0 +1,125 @@
+"""Versioned schema migrations for the SQLite store.
+
+Each migration is a list of statements applied in one transaction together with the row
+in ``schema_migrations`` that records it. A database whose newest recorded version is
+beyond what this code knows is refused: an older central must not write into a newer schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+from agent.cli_common import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SchemaTooNewError(ConfigError):
+    """The database was written by a newer central."""
+
+    reason = "schema_too_new"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE schools (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL, carrier TEXT NOT NULL, created_at TEXT NOT NULL)""",
+            "CREATE INDEX schools_carrier ON schools(carrier)",
+            """CREATE TABLE enroll_codes (
+                code_hash TEXT PRIMARY KEY, school_id TEXT NOT NULL REFERENCES schools(id),
+                created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT, used_by TEXT)""",
+            """CREATE TABLE agents (
+                agent_id TEXT PRIMARY KEY, school_id TEXT NOT NULL REFERENCES schools(id),
+                keyid TEXT NOT NULL UNIQUE, public_key BLOB NOT NULL, hostname TEXT NOT NULL,
+                version TEXT NOT NULL, enrolled_at TEXT NOT NULL, revoked_at TEXT,
+                acked_seq INTEGER NOT NULL DEFAULT 0, last_report_at TEXT, clock_skew_s REAL,
+                state_seq INTEGER NOT NULL DEFAULT -1, state_made_at TEXT, state_json TEXT,
+                devices_seq INTEGER NOT NULL DEFAULT -1,
+                snapshot_json TEXT, snapshot_seq INTEGER NOT NULL DEFAULT -1, snapshot_at TEXT)""",
+            "CREATE INDEX agents_school ON agents(school_id)",
+            """CREATE TABLE events (
+                agent_id TEXT NOT NULL, seq INTEGER NOT NULL, school_id TEXT NOT NULL, kind TEXT NOT NULL,
+                at TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL, received_at TEXT NOT NULL,
+                PRIMARY KEY (agent_id, seq)) WITHOUT ROWID""",
+            """CREATE TABLE incidents (
+                school_id TEXT NOT NULL, origin TEXT NOT NULL, agent_id TEXT NOT NULL, incident_id TEXT NOT NULL,
+                key TEXT, category TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL, subject TEXT,
+                status TEXT NOT NULL, status_seq INTEGER NOT NULL, opened_at TEXT, resolved_at TEXT,
+                acknowledged_by TEXT, acknowledged_at TEXT, notes TEXT NOT NULL DEFAULT '[]',
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (school_id, origin, agent_id, incident_id))""",
+            "CREATE INDEX incidents_status ON incidents(status, school_id)",
+            "CREATE INDEX incidents_agent ON incidents(agent_id, status)",
+            "CREATE INDEX incidents_updated ON incidents(updated_at)",
+            """CREATE TABLE devices (
+                school_id TEXT NOT NULL, agent_id TEXT NOT NULL, device_id TEXT NOT NULL, class TEXT NOT NULL,
+                state TEXT NOT NULL, data TEXT NOT NULL, seq INTEGER NOT NULL, last_seen_at TEXT,
+                updated_at TEXT NOT NULL, PRIMARY KEY (school_id, agent_id, device_id))""",
+            "CREATE INDEX devices_agent ON devices(agent_id)",
+            """CREATE TABLE api_tokens (
+                token_hash TEXT PRIMARY KEY, name TEXT NOT NULL, carrier TEXT, created_at TEXT NOT NULL)""",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The newest applied migration, 0 for an empty database."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
+    )
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Apply the missing migrations (the connection is in autocommit mode); returns the version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = current_version(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if version > LATEST:
+        raise SchemaTooNewError(
+            f"database {path} has schema version {version}, newer than this central knows ({LATEST}): "
+            "upgrade schulwart or use another --db"
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check under the write lock: another process may have migrated meanwhile.
+            if current_version(conn) >= migration.version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (migration.version, migration.name)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("database %s migrated to schema version %d (%s)", path, migration.version, migration.name)
+    return max(version, LATEST)

@@ -1,0 +1,457 @@
+"""The SQLite store: one connection, WAL, synchronous=FULL, one writer at a time.
+
+The calls are short and run inline on the event loop (datasette keeps a writer thread;
+our transactions are a few milliseconds, so the loop only waits that long). An
+``asyncio.Lock`` makes this process's writers take turns; ``BEGIN IMMEDIATE`` with a
+busy timeout does the same against the CLI writing from another process. FULL makes
+every commit durable before central acknowledges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.cli_common import ConfigError
+
+from ..errors import AlreadyExistsError
+from .base import (
+    DEVICE_FIELDS,
+    INCIDENT_FIELDS,
+    AgentRow,
+    ApiTokenRow,
+    CodeRow,
+    EventRow,
+    IncidentQuery,
+    SchoolRow,
+    SchoolSummary,
+)
+from .migrations import migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+_AGENT_COLUMNS = (
+    "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
+    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq"
+)
+# Built once from literal column lists, never from input.
+_AGENT_BY_ID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id=?"  # noqa: S608
+_AGENT_BY_KEYID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE keyid=?"  # noqa: S608
+_AGENTS_OF = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ? IS NULL OR school_id=? ORDER BY school_id, agent_id"  # noqa: S608
+_INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(INCIDENT_FIELDS))
+_DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
+_PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
+_PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
+
+
+def _agent(row: sqlite3.Row | None) -> AgentRow | None:
+    if row is None:
+        return None
+    return AgentRow(**{key: row[key] for key in row.keys()})
+
+
+def _incident(row: sqlite3.Row) -> dict[str, Any]:
+    out = {key: row[key] for key in INCIDENT_FIELDS}
+    out["notes"] = json.loads(row["notes"])
+    return out
+
+
+def _device(row: sqlite3.Row) -> dict[str, Any]:
+    out = {key: row[key] for key in DEVICE_FIELDS}
+    out["data"] = json.loads(row["data"])
+    return out
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating) the database file in autocommit mode with our pragmas, migrated."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot open database {path}: {exc}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn, str(path))
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ConfigError(f"cannot use database {path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteTransaction:
+    """The Transaction methods over a connection inside BEGIN IMMEDIATE."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def get_agent(self, agent_id: str) -> AgentRow | None:
+        """The agent as of now, inside the lock."""
+        return _agent(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+
+    async def event_digests(self, agent_id: str, seq_from: int, seq_to: int) -> dict[int, str]:
+        """Digests of the held events of that range."""
+        rows = self._conn.execute(
+            "SELECT seq, digest FROM events WHERE agent_id=? AND seq BETWEEN ? AND ?", (agent_id, seq_from, seq_to)
+        )
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    async def insert_events(self, rows: Sequence[EventRow], received_at: str) -> None:
+        """Store events; a duplicate (agent_id, seq) raises IntegrityError."""
+        self._conn.executemany(
+            "INSERT INTO events (agent_id, seq, school_id, kind, at, digest, body, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.agent_id, r.seq, r.school_id, r.kind, r.at, r.digest, r.body, received_at) for r in rows],
+        )
+
+    async def record_contact(
+        self, agent_id: str, acked_seq: int, at: str, clock_skew_s: float | None, version: str | None
+    ) -> None:
+        """Set the agent's ack and last report time (and skew and version, when given)."""
+        self._conn.execute(
+            "UPDATE agents SET acked_seq=?, last_report_at=?, clock_skew_s=coalesce(?, clock_skew_s),"
+            " version=coalesce(?, version) WHERE agent_id=?",
+            (acked_seq, at, clock_skew_s, version, agent_id),
+        )
+
+    async def set_agent_state(self, agent_id: str, last_seq: int, made_at: str, state_json: str) -> None:
+        """Keep this state payload as the agent's newest."""
+        self._conn.execute(
+            "UPDATE agents SET state_seq=?, state_made_at=?, state_json=? WHERE agent_id=?",
+            (last_seq, made_at, state_json, agent_id),
+        )
+
+    async def set_devices_seq(self, agent_id: str, seq: int) -> None:
+        """Remember the sequence of the newest state that listed devices."""
+        self._conn.execute("UPDATE agents SET devices_seq=? WHERE agent_id=?", (seq, agent_id))
+
+    async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
+        """Keep the agent's newest health snapshot."""
+        self._conn.execute(
+            "UPDATE agents SET snapshot_json=?, snapshot_seq=?, snapshot_at=? WHERE agent_id=?",
+            (snapshot_json, seq, at, agent_id),
+        )
+
+    async def get_incident(self, school_id: str, origin: str, agent_id: str, incident_id: str) -> dict[str, Any] | None:
+        """One incident row, or None."""
+        row = self._conn.execute(
+            "SELECT * FROM incidents WHERE school_id=? AND origin=? AND agent_id=? AND incident_id=?",
+            (school_id, origin, agent_id, incident_id),
+        ).fetchone()
+        return None if row is None else _incident(row)
+
+    async def put_incident(self, row: dict[str, Any]) -> None:
+        """Insert or replace one incident row."""
+        values = [_dump(row["notes"]) if key == "notes" else row[key] for key in INCIDENT_FIELDS]
+        self._conn.execute(
+            _PUT_INCIDENT,
+            values,
+        )
+
+    async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
+        """The open incidents an agent reported."""
+        rows = self._conn.execute(
+            "SELECT * FROM incidents WHERE agent_id=? AND origin='agent' AND status='open'", (agent_id,)
+        )
+        return [_incident(r) for r in rows]
+
+    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
+        """One device row, or None."""
+        row = self._conn.execute(
+            "SELECT * FROM devices WHERE school_id=? AND agent_id=? AND device_id=?", (school_id, agent_id, device_id)
+        ).fetchone()
+        return None if row is None else _device(row)
+
+    async def put_device(self, row: dict[str, Any]) -> None:
+        """Insert or replace one device row."""
+        values = [_dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
+        self._conn.execute(
+            _PUT_DEVICE,
+            values,
+        )
+
+    async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
+        """Every device row of one agent."""
+        return [_device(r) for r in self._conn.execute("SELECT * FROM devices WHERE agent_id=?", (agent_id,))]
+
+    async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
+        """Resolve a central incident if open; True when it was open."""
+        cur = self._conn.execute(
+            "UPDATE incidents SET status='resolved', resolved_at=?, updated_at=?"
+            " WHERE school_id=? AND origin='central' AND agent_id='' AND incident_id=? AND status='open'",
+            (at, at, school_id, incident_id),
+        )
+        return cur.rowcount > 0
+
+    async def raise_central_incident(
+        self, school_id: str, incident_id: str, category: str, severity: str, title: str, subject: str | None, at: str
+    ) -> bool:
+        """Open a central incident unless it is open already; True when it was opened."""
+        row = await self.get_incident(school_id, "central", "", incident_id)
+        if row is not None and row["status"] == "open":
+            return False
+        await self.put_incident(
+            {
+                "school_id": school_id,
+                "origin": "central",
+                "agent_id": "",
+                "incident_id": incident_id,
+                "key": incident_id,
+                "category": category,
+                "severity": severity,
+                "title": title,
+                "subject": subject,
+                "status": "open",
+                "status_seq": 0,
+                "opened_at": at,
+                "resolved_at": None,
+                "acknowledged_by": None,
+                "acknowledged_at": None,
+                "notes": [],
+                "updated_at": at,
+            }
+        )
+        return True
+
+    async def find_code(self, code_hash: str) -> CodeRow | None:
+        """An enrollment code by its hash."""
+        row = self._conn.execute(
+            "SELECT code_hash, school_id, expires_at, used_at FROM enroll_codes WHERE code_hash=?", (code_hash,)
+        ).fetchone()
+        return None if row is None else CodeRow(**dict(zip(row.keys(), tuple(row), strict=True)))
+
+    async def use_code(self, code_hash: str, at: str, agent_id: str) -> None:
+        """Mark a code used."""
+        self._conn.execute("UPDATE enroll_codes SET used_at=?, used_by=? WHERE code_hash=?", (at, agent_id, code_hash))
+
+    async def keyid_enrolled(self, keyid: str) -> bool:
+        """Whether any agent (revoked or not) has this key."""
+        return self._conn.execute("SELECT 1 FROM agents WHERE keyid=?", (keyid,)).fetchone() is not None
+
+    async def add_agent(
+        self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
+    ) -> None:
+        """Create an agent."""
+        self._conn.execute(
+            "INSERT INTO agents (agent_id, school_id, keyid, public_key, hostname, version, enrolled_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (agent_id, school_id, keyid, public_key, hostname, version, at),
+        )
+
+
+class SqliteStore:
+    """Central's database in one SQLite file."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteStore:
+        """Open and migrate; ConfigError with one line when that is impossible."""
+        return cls(connect(path), path)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """One atomic unit: commit on leaving, roll back on an exception."""
+        async with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTransaction(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Release the connection."""
+        self._conn.close()
+
+    async def add_school(self, school_id: str, name: str, carrier: str, at: str) -> None:
+        """Create a school; AlreadyExistsError if the id is taken."""
+        async with self.transaction():
+            try:
+                self._conn.execute(
+                    "INSERT INTO schools (id, name, carrier, created_at) VALUES (?, ?, ?, ?)",
+                    (school_id, name, carrier, at),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError(f"school {school_id!r} exists already") from None
+
+    async def get_school(self, school_id: str) -> SchoolRow | None:
+        """One school, or None."""
+        row = self._conn.execute(
+            "SELECT id, name, carrier, created_at FROM schools WHERE id=?", (school_id,)
+        ).fetchone()
+        return None if row is None else SchoolRow(*row)
+
+    async def list_schools(self, carrier: str | None = None) -> list[SchoolRow]:
+        """Schools, optionally of one carrier, by id."""
+        rows = self._conn.execute(
+            "SELECT id, name, carrier, created_at FROM schools WHERE ? IS NULL OR carrier=? ORDER BY id",
+            (carrier, carrier),
+        )
+        return [SchoolRow(*r) for r in rows]
+
+    async def carrier_exists(self, carrier: str) -> bool:
+        """Whether any school belongs to this carrier."""
+        return self._conn.execute("SELECT 1 FROM schools WHERE carrier=? LIMIT 1", (carrier,)).fetchone() is not None
+
+    async def school_summaries(self, carrier: str | None = None, school_id: str | None = None) -> list[SchoolSummary]:
+        """Per-school counts for the status list."""
+        rows = self._conn.execute(
+            """
+            SELECT s.id, s.name, s.carrier, s.created_at,
+              (SELECT count(*) FROM agents a WHERE a.school_id=s.id AND a.revoked_at IS NULL),
+              (SELECT max(a.last_report_at) FROM agents a WHERE a.school_id=s.id AND a.revoked_at IS NULL),
+              (SELECT max(coalesce(a.last_report_at, a.enrolled_at)) FROM agents a
+                 WHERE a.school_id=s.id AND a.revoked_at IS NULL),
+              (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='critical'),
+              (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='warning'),
+              (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='info')
+            FROM schools s
+            WHERE (? IS NULL OR s.carrier=?) AND (? IS NULL OR s.id=?)
+            ORDER BY s.id
+            """,
+            (carrier, carrier, school_id, school_id),
+        )
+        return [
+            SchoolSummary(
+                school=SchoolRow(r[0], r[1], r[2], r[3]),
+                agents=r[4],
+                last_report_at=r[5],
+                last_contact_at=r[6],
+                open_critical=r[7],
+                open_warning=r[8],
+                open_info=r[9],
+            )
+            for r in rows
+        ]
+
+    async def add_enroll_code(self, code_hash: str, school_id: str, expires_at: str, at: str) -> None:
+        """Store a new enrollment code hash."""
+        async with self.transaction():
+            self._conn.execute(
+                "INSERT INTO enroll_codes (code_hash, school_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (code_hash, school_id, at, expires_at),
+            )
+
+    async def agent_by_keyid(self, keyid: str) -> AgentRow | None:
+        """The agent enrolled with this key (revoked ones too)."""
+        return _agent(self._conn.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
+
+    async def get_agent(self, agent_id: str) -> AgentRow | None:
+        """One agent, or None."""
+        return _agent(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+
+    async def list_agents(self, school_id: str | None = None) -> list[AgentRow]:
+        """Agents, optionally of one school."""
+        rows = self._conn.execute(
+            _AGENTS_OF,
+            (school_id, school_id),
+        )
+        return [a for a in map(_agent, rows) if a is not None]
+
+    async def revoke_agent(self, agent_id: str, at: str) -> bool:
+        """Revoke; False when no such agent."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE agents SET revoked_at=coalesce(revoked_at, ?) WHERE agent_id=?", (at, agent_id)
+            )
+            return cur.rowcount > 0
+
+    async def agent_snapshot(self, agent_id: str) -> tuple[str | None, str | None]:
+        """(snapshot JSON, its time) of one agent."""
+        row = self._conn.execute(
+            "SELECT snapshot_json, snapshot_at FROM agents WHERE agent_id=?", (agent_id,)
+        ).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    async def add_api_token(self, token_hash: str, name: str, carrier: str | None, at: str) -> None:
+        """Store a read-API token hash."""
+        async with self.transaction():
+            self._conn.execute(
+                "INSERT INTO api_tokens (token_hash, name, carrier, created_at) VALUES (?, ?, ?, ?)",
+                (token_hash, name, carrier, at),
+            )
+
+    async def find_api_token(self, token_hash: str) -> ApiTokenRow | None:
+        """A read-API token by its hash."""
+        row = self._conn.execute("SELECT name, carrier FROM api_tokens WHERE token_hash=?", (token_hash,)).fetchone()
+        return None if row is None else ApiTokenRow(row[0], row[1])
+
+    async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
+        """Incidents matching the filters, newest change first."""
+        clauses, params = [], []
+        if query.status is not None:
+            clauses.append("i.status=?")
+            params.append(query.status)
+        if query.school_id is not None:
+            clauses.append("i.school_id=?")
+            params.append(query.school_id)
+        if query.carrier is not None:
+            clauses.append("s.carrier=?")
+            params.append(query.carrier)
+        if query.severity is not None:
+            clauses.append("i.severity=?")
+            params.append(query.severity)
+        if query.since is not None:
+            clauses.append("i.updated_at>=?")
+            params.append(query.since)
+        where = " AND ".join(clauses) or "1"
+        rows = self._conn.execute(
+            f"SELECT i.*, s.carrier AS carrier FROM incidents i JOIN schools s ON s.id=i.school_id"  # noqa: S608 - clauses are literals
+            f" WHERE {where} ORDER BY i.updated_at DESC LIMIT ?",
+            (*params, query.limit),
+        )
+        out = []
+        for row in rows:
+            item = _incident(row)
+            item["carrier"] = row["carrier"]
+            out.append(item)
+        return out
+
+    async def list_devices(self, school_id: str) -> list[dict[str, Any]]:
+        """The current devices of one school."""
+        rows = self._conn.execute("SELECT * FROM devices WHERE school_id=? ORDER BY class, device_id", (school_id,))
+        return [_device(r) for r in rows]
+
+    async def count_events(self, agent_id: str) -> int:
+        """How many events of an agent are held."""
+        return int(self._conn.execute("SELECT count(*) FROM events WHERE agent_id=?", (agent_id,)).fetchone()[0])
+
+    async def get_events(self, agent_id: str) -> list[EventRow]:
+        """Every held event of an agent, by seq."""
+        rows = self._conn.execute(
+            "SELECT agent_id, seq, school_id, kind, at, digest, body FROM events WHERE agent_id=? ORDER BY seq",
+            (agent_id,),
+        )
+        return [EventRow(*r) for r in rows]
+
+    async def raise_central_incident(
+        self, school_id: str, incident_id: str, category: str, severity: str, title: str, subject: str | None, at: str
+    ) -> bool:
+        """Open a central incident unless it is open already; True when it was opened."""
+        async with self.transaction() as tx:
+            return await tx.raise_central_incident(school_id, incident_id, category, severity, title, subject, at)
+
+    async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
+        """Resolve a central incident if open; True when it was open."""
+        async with self.transaction() as tx:
+            return await tx.resolve_central_incident(school_id, incident_id, at)
