@@ -1,15 +1,270 @@
-"""The schulwart-agent command line."""
+"""The schulwart-agent command line: a thin layer over the library; errors become one line, exit 2."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
-from agent.cli_common import run_cli
+from agent.cli_common import ConfigError, cli_errors, common_options, resolve_data_dir, run_cli, setup_logging
+from agent.clock import SystemClock
+from agent.config import AgentConfig, load_config
+from agent.identity import load_identity, time_floor
+from agent.incidents import list_incidents
+from agent.inventory import device_json, list_devices
+from agent.outbox import Outbox
+from agent.store import DB_NAME, Store
+
+log = logging.getLogger("agent.cli")
+
+
+def _config(config_path: Path | None) -> AgentConfig:
+    return load_config(config_path)
+
+
+def _open_existing(data_dir: Path | None) -> tuple[Path, Store]:
+    """The store of an agent that has run or enrolled; read commands never create one."""
+    directory = resolve_data_dir(data_dir, "agent")
+    if not (directory / DB_NAME).exists():
+        raise ConfigError(
+            f"no agent state in {directory} (enroll first: schulwart-agent enroll --central URL --code CODE)"
+        )
+    return directory, Store.open(directory, migrate=False)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Schulwart agent: runs on the school server; discovers, monitors, keeps and syncs."""
+
+
+@cli.command()
+@click.option("--central", "central_url", required=True, help="Central's base URL, e.g. https://schulwart.kreis.de")
+@click.option("--code", required=True, help="The one-time enrollment code from central.")
+@click.option("--force", is_flag=True, help="Enroll again even if this agent is enrolled (new key, new agent id).")
+@common_options("agent")
+@cli_errors
+def enroll(central_url: str, code: str, force: bool, data_dir: Path | None, config_path: Path | None) -> None:
+    """Enroll this agent with central: key pair, identity, local admin token.
+
+    Example:
+
+        schulwart-agent enroll --central https://central.example --code ABCD-1234
+    """
+    from agent.enroll import enroll as do_enroll
+
+    config = _config(config_path)
+    setup_logging(config.agent.log_level)
+    directory = resolve_data_dir(data_dir, "agent")
+    identity = asyncio.run(
+        do_enroll(central_url, code, directory, SystemClock(), force=force, timeout=config.sync.request_timeout)
+    )
+    click.echo(f"enrolled as agent {identity.agent_id} of school {identity.school_id} ({directory})", err=True)
+
+
+@cli.command()
+@click.option("--listen", default=None, help="HOST:PORT for the local API (default from config: 0.0.0.0:8401).")
+@common_options("agent")
+@cli_errors
+def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> None:
+    """Run the agent: monitors, incidents, sync and the local API, until SIGTERM.
+
+    Example:
+
+        schulwart-agent run --config /etc/schulwart/agent.toml --data-dir /var/lib/schulwart
+    """
+    from agent.runner import Agent
+
+    config = _config(config_path)
+    setup_logging(config.agent.log_level)
+    directory = resolve_data_dir(data_dir, "agent")
+
+    async def main() -> bool:
+        agent = Agent(config, directory, SystemClock(), listen=listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await agent.run(stop)
+
+    if not asyncio.run(main()):
+        raise click.exceptions.Exit(1)  # a task died: let systemd restart us
+
+
+def _status(directory: Path, store: Store) -> dict[str, Any]:
+    identity = load_identity(store)
+    stats = Outbox(store, SystemClock()).stats()
+    open_count = store.query("SELECT count(*) FROM incidents WHERE resolved_at IS NULL")[0][0]
+    return {
+        "data_dir": str(directory),
+        "enrolled": identity is not None,
+        "identity": None
+        if identity is None
+        else {
+            "agent_id": identity.agent_id,
+            "school_id": identity.school_id,
+            "school_name": identity.school_name,
+            "carrier": identity.carrier,
+            "central_url": identity.central_url,
+            "enrolled_at": identity.enrolled_at,
+        },
+        "outbox": stats.to_json(),
+        "last_sync_at": store.get_setting("last_sync_at"),
+        "open_incidents": open_count,
+        "devices": store.query("SELECT count(*) FROM inventory")[0][0],
+        "time_floor": time_floor(store),
+        "clock_offset_s": store.get_setting("clock_offset_s"),
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common_options("agent")
+@cli_errors
+def status(as_json: bool, data_dir: Path | None, config_path: Path | None) -> None:
+    """Show identity, outbox depth, last sync and open incidents (no network needed)."""
+    _config(config_path)
+    directory, store = _open_existing(data_dir)
+    try:
+        info = _status(directory, store)
+    finally:
+        store.close()
+    if as_json:
+        _emit_json(info)
+        return
+    ident = info["identity"]
+    box = info["outbox"]
+    lines = [
+        (
+            f"agent      {ident['agent_id']} (school {ident['school_id']}, {ident['school_name']},"
+            f" carrier {ident['carrier']})"
+        )
+        if ident
+        else "agent      not enrolled",
+        f"central    {ident['central_url'] if ident else '-'}",
+        f"outbox     last_seq {box['last_seq']}, acked {box['acked_seq']}, depth {box['depth']},"
+        f" oldest unsent {_age(box['oldest_unsent_age_s'])}, {box['unsent_bytes']} bytes",
+        f"last sync  {info['last_sync_at'] or 'never'}",
+        f"incidents  {info['open_incidents']} open",
+        f"devices    {info['devices']}",
+    ]
+    click.echo("\n".join(lines))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _short(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common_options("agent")
+@cli_errors
+def devices(as_json: bool, data_dir: Path | None, config_path: Path | None) -> None:
+    """List the devices found at this school (real names: this stays on the school server)."""
+    _config(config_path)
+    _directory, store = _open_existing(data_dir)
+    try:
+        found = list_devices(store)
+    finally:
+        store.close()
+    if as_json:
+        _emit_json({"devices": [device_json(d) for d in found]})
+        return
+    rows = [
+        [d.device_class, d.name, d.model or "-", d.state, ",".join(d.addresses), _short(d.last_seen)] for d in found
+    ]
+    click.echo(_table(rows, ["CLASS", "NAME", "MODEL", "STATE", "ADDRESSES", "LAST SEEN"]) if rows else "no devices")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "show_all", is_flag=True, help="Resolved incidents too, not only open ones.")
+@common_options("agent")
+@cli_errors
+def incidents(as_json: bool, show_all: bool, data_dir: Path | None, config_path: Path | None) -> None:
+    """List open incidents (or all with --all), newest first."""
+    _config(config_path)
+    _directory, store = _open_existing(data_dir)
+    try:
+        found = list_incidents(store, open_only=not show_all)
+    finally:
+        store.close()
+    if as_json:
+        _emit_json({"incidents": [i.to_json() for i in found]})
+        return
+    rows = [
+        [
+            i.severity,
+            i.category,
+            i.title,
+            i.subject or "-",
+            _short(i.opened_at),
+            _short(i.resolved_at),
+            str(i.flap_count),
+        ]
+        for i in found
+    ]
+    header = ["SEVERITY", "CATEGORY", "TITLE", "SUBJECT", "OPENED", "RESOLVED", "FLAPS"]
+    click.echo(_table(rows, header) if rows else "no incidents")
+
+
+@cli.command()
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Bundle file.")
+@common_options("agent")
+@cli_errors
+def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
+    """Write the unsent outbox as a signed bundle for `schulwart-central import`.
+
+    Example:
+
+        schulwart-agent export --out /media/usb/gs-nord.bundle
+    """
+    from agent.export import export_bundle
+    from agent.sync import SyncSettings
+
+    config = _config(config_path)
+    setup_logging("WARNING")
+    directory, store = _open_existing(data_dir)
+    try:
+        identity = load_identity(store)
+        settings = SyncSettings.resolve(config.sync, identity.sync if identity else {})
+        result = export_bundle(
+            store,
+            directory,
+            out,
+            SystemClock(),
+            batch_events=settings.max_batch_events,
+            batch_bytes=settings.max_batch_bytes,
+        )
+    finally:
+        store.close()
+    span = f"seq {result.seq_from}..{result.seq_to}" if result.events else "the outbox is empty"
+    click.echo(f"exported {result.events} events ({span}) in {result.envelopes} reports to {out}", err=True)
 
 
 def main() -> None:

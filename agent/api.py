@@ -1,0 +1,44 @@
+"""The agent's local HTTP server: for now ``GET /healthz``; the technician routes plug in later.
+
+``make_app`` is the one factory: later routes are added with ``app.add_routes`` or a
+sub-app, and shared state travels in typed ``AppKey`` slots.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+HEALTH_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("health")
+MAX_BODY = 64 * 1024
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness for load balancers and systemd checks; says nothing about the school."""
+    return web.json_response(request.app[HEALTH_KEY]())
+
+
+def make_app(health: Callable[[], dict[str, Any]] | None = None) -> web.Application:
+    """The local API application."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[HEALTH_KEY] = health or (lambda: {"status": "ok"})
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str, int]:
+    """Listen on host:port (0: any free port); returns the runner and the real address."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockname = runner.addresses[0]
+    real_host, real_port = str(sockname[0]), int(sockname[1])
+    shown = f"[{real_host}]" if ":" in real_host else real_host
+    log.info("listening on http://%s:%d", shown, real_port)
+    return runner, real_host, real_port

@@ -1,0 +1,144 @@
+"""Enrollment: make the key pair, trade the one-time code for an identity, write the local files."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent.clock import Clock
+from agent.identity import ADMIN_TOKEN_FILE, KEY_FILE, Identity, agent_version, load_identity, save_identity
+from agent.outbox import Outbox
+from agent.privacy import load_or_create_secret
+from agent.securefile import write_secret_file
+from agent.store import Store
+from protocol.errors import ProtocolError, SchulwartError
+from protocol.keys import generate_private_key, keyid, load_public_key_b64, private_key_to_pem, public_key_b64
+from protocol.schema import format_time
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_SYNC_KEYS = ("report_interval_s", "max_batch_events", "max_batch_bytes", "snapshot_interval_s")
+
+
+class EnrollError(SchulwartError):
+    """Enrollment was refused or could not be done."""
+
+    reason = "enroll"
+
+
+def _field(doc: dict[str, Any], name: str, *, optional: bool = False) -> str | None:
+    value = doc.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 300:
+        raise EnrollError(f"central's enrollment answer has no usable {name!r}")
+    return value
+
+
+def _parse_answer(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise EnrollError("central's enrollment answer is not a JSON object")
+    out: dict[str, Any] = {}
+    for name in ("agent_id", "school_id"):
+        value = _field(doc, name)
+        assert value is not None
+        if not _ID_RE.fullmatch(value):
+            raise EnrollError(f"central's enrollment answer has a malformed {name}")
+        out[name] = value
+    out["carrier"] = _field(doc, "carrier", optional=True)
+    out["school_name"] = _field(doc, "school_name", optional=True)
+    for name in ("central_public_key", "token_public_key"):
+        text = _field(doc, name)
+        assert text is not None
+        try:
+            load_public_key_b64(text)  # a weak or malformed key is refused here, before it is trusted
+        except ProtocolError as exc:
+            raise EnrollError(f"central's {name} is refused: {exc.message}") from None
+        out[name] = text
+    sync = doc.get("sync") or {}
+    if not isinstance(sync, dict):
+        raise EnrollError("central's sync settings are not an object")
+    out["sync"] = {k: sync[k] for k in _SYNC_KEYS if type(sync.get(k)) is int and sync[k] > 0}
+    return out
+
+
+async def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.post(f"{url}/v1/enroll", json=body) as resp,
+        ):
+            try:
+                doc = await resp.json(content_type=None)
+            except (ValueError, aiohttp.ContentTypeError):
+                doc = None
+            if resp.status != 201:
+                reason = doc.get("error") if isinstance(doc, dict) else None
+                raise EnrollError(f"central refused the enrollment ({resp.status}): {reason or resp.reason}")
+            return _parse_answer(doc)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise EnrollError(f"cannot reach central at {url}: {exc or type(exc).__name__}") from None
+
+
+async def enroll(
+    central_url: str,
+    code: str,
+    data_dir: Path,
+    clock: Clock,
+    *,
+    force: bool = False,
+    timeout: float = 30.0,
+) -> Identity:
+    """Enroll this agent; refuses when already enrolled unless ``force``."""
+    url = central_url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise EnrollError(f"central URL {central_url!r} must start with http:// or https://")
+    if not code.strip():
+        raise EnrollError("the enrollment code is empty")
+    store = Store.open(data_dir)
+    try:
+        existing = load_identity(store)
+        if existing is not None and not force:
+            raise EnrollError(
+                f"already enrolled as agent {existing.agent_id} of school {existing.school_id}"
+                " (use --force to enroll again)"
+            )
+        key = generate_private_key()
+        body = {
+            "code": code.strip(),
+            "public_key": public_key_b64(key),
+            "hostname": socket.gethostname(),
+            "agent_version": agent_version(),
+        }
+        answer = await _post(url, body, timeout)
+        identity = Identity(
+            central_url=url,
+            keyid=keyid(key),
+            enrolled_at=format_time(clock.now()),
+            **answer,
+        )
+        # Key first, then the record naming it: a crash in between leaves "not enrolled".
+        write_secret_file(data_dir / KEY_FILE, private_key_to_pem(key))
+        with store.transaction() as conn:
+            save_identity(store, conn, identity)
+        write_secret_file(data_dir / ADMIN_TOKEN_FILE, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+        load_or_create_secret(data_dir)
+        if existing is not None:
+            moved = Outbox(store, clock).renumber_for_new_identity()
+            log.warning(
+                "re-enrolled: agent %s -> %s; %d unsent events renumbered from 1 for the new identity",
+                existing.agent_id,
+                identity.agent_id,
+                moved,
+            )
+        log.info("school=%s enrolled as agent %s at %s", identity.school_id, identity.agent_id, url)
+        return identity
+    finally:
+        store.close()

@@ -1,0 +1,79 @@
+"""What leaves the school: pseudonymous device ids, never raw names, hostnames or MACs.
+
+A device's id at central is HMAC-SHA256(per-school secret, local device id). The secret
+is made once (at enrollment, or the first run) and kept in the data dir with mode 0600;
+a forced re-enrollment keeps it, so the ids central knows stay stable. With
+``[privacy] share_names = true`` the real name, addresses and subject go along as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.monitor import Device
+from agent.securefile import read_secret_file, write_secret_file
+
+SECRET_FILE = "privacy-secret"  # noqa: S105 - a file name, not a secret
+SECRET_BYTES = 32
+# Incident subjects of these categories name devices; host/agent subjects are paths or the agent.
+_DEVICE_CATEGORIES = frozenset({"wlan", "cabinet", "device"})
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The school's pseudonymisation secret, created on first use."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        secret = read_secret_file(path)
+        if len(secret) >= 16:
+            return secret
+    secret = secrets.token_bytes(SECRET_BYTES)
+    write_secret_file(path, secret)
+    return secret
+
+
+class Privacy:
+    """Turns local records into what may be sent to central."""
+
+    def __init__(self, secret: bytes, *, share_names: bool = False) -> None:
+        self._secret = secret
+        self.share_names = share_names
+
+    def device_id(self, local_id: str) -> str:
+        """The keyed hash central knows this device by."""
+        digest = hmac.new(self._secret, local_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        return f"d-{digest[:32]}"
+
+    def device(self, device: Device) -> dict[str, Any]:
+        """A device as it may leave the school (device.* events, the state payload)."""
+        out: dict[str, Any] = {
+            "id": self.device_id(device.id),
+            "class": device.device_class,
+            "model": device.model,
+            "state": device.state,
+        }
+        if self.share_names:
+            out.update(name=device.name, local_id=device.id, addresses=list(device.addresses))
+        return out
+
+    def subject(self, category: str, subject: str | None) -> str | None:
+        """An incident subject: a device subject becomes its pseudonym."""
+        if subject is None or self.share_names or category not in _DEVICE_CATEGORIES:
+            return subject
+        return self.device_id(subject)
+
+    def key(self, category: str, key: str, subject: str | None) -> str:
+        """An incident key; a device subject inside it is replaced by the pseudonym."""
+        if self.share_names or category not in _DEVICE_CATEGORIES or not subject or subject not in key:
+            return key
+        return key.replace(subject, self.device_id(subject))
+
+    def details(self, details: Mapping[str, Any]) -> dict[str, Any]:
+        """Free-form details: only numbers and booleans leave unless names may be shared."""
+        if self.share_names:
+            return dict(details)
+        return {k: v for k, v in details.items() if isinstance(v, (int, float, bool))}

@@ -1,0 +1,115 @@
+"""Versioned schema migrations: a list of functions, each applied once in its own transaction.
+
+Never drop-and-recreate: every migration keeps the rows that are there, so the outbox
+survives an upgrade of the agent. Append new migrations at the end; never edit old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+if TYPE_CHECKING:
+    from agent.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Settings, outbox with its counters, inventory, incidents."""
+    db.table("settings").create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("outbox").create(
+        {"seq": int, "at": str, "kind": str, "data": str, "size": int, "created": float, "thinned": int},
+        pk="seq",
+        not_null={"at", "kind", "data", "size", "created", "thinned"},
+        defaults={"thinned": 0},
+    )
+    # One row: the last sequence handed out, the highest acknowledged by central, and the
+    # highest ever put on the wire (thinning must not rewrite what central may hold).
+    db.execute(
+        "CREATE TABLE outbox_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_seq INTEGER NOT NULL,"
+        " acked_seq INTEGER NOT NULL, sent_seq INTEGER NOT NULL)"
+    )
+    db.execute("INSERT INTO outbox_state (id, last_seq, acked_seq, sent_seq) VALUES (1, 0, 0, 0)")
+    db.table("inventory").create(
+        {
+            "id": str,
+            "device_class": str,
+            "name": str,
+            "model": str,
+            "addresses": str,
+            "services": str,
+            "first_seen": str,
+            "last_seen": str,
+            "state": str,
+            "properties": str,
+        },
+        pk="id",
+    )
+    db.table("incidents").create(
+        {
+            "id": str,
+            "key": str,
+            "category": str,
+            "severity": str,
+            "title": str,
+            "subject": str,
+            "opened_at": str,
+            "last_seen": str,
+            "resolved_at": str,
+            "flap_count": int,
+            "acknowledged_at": str,
+            "acknowledged_by": str,
+            "details": str,
+        },
+        pk="id",
+        not_null={"key", "category", "severity", "title", "opened_at", "last_seen", "flap_count"},
+        defaults={"flap_count": 0},
+    )
+    # At most one open incident per key, enforced by the database itself.
+    db.execute("CREATE UNIQUE INDEX incidents_open_key ON incidents(key) WHERE resolved_at IS NULL")
+
+
+def m002_outbox_kind_index(db: sqlite_utils.Database) -> None:
+    """Thinning looks for snapshots and device chatter by kind."""
+    db.execute("CREATE INDEX outbox_kind_seq ON outbox(kind, seq)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_outbox_kind_index]
+
+
+def schema_version(store: Store) -> int:
+    """How many migrations this database has had."""
+    if "migrations" not in store.db.table_names():
+        return 0
+    row = store.conn.execute("SELECT max(version) FROM migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def apply_migrations(store: Store, migrations: list[Callable[[sqlite_utils.Database], None]] | None = None) -> int:
+    """Apply the pending migrations, one transaction each with the row that records it."""
+    todo = MIGRATIONS if migrations is None else migrations
+    with store.transaction() as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL)"
+        )
+    applied = 0
+    for version, migration in enumerate(todo, start=1):
+        with store.transaction() as conn:
+            # Re-read inside the write lock: two processes starting at once apply each once.
+            done = conn.execute("SELECT 1 FROM migrations WHERE version = ?", (version,)).fetchone()
+            if done:
+                continue
+            migration(store.db)
+            conn.execute(
+                "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, migration.__name__, datetime.now(UTC).isoformat()),
+            )
+        applied += 1
+        log.info("database %s: applied migration %d %s", store.path, version, migration.__name__)
+    return applied

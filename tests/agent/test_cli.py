@@ -1,0 +1,101 @@
+"""The CLI: one-line errors with exit 2, read commands without network, run + healthz + SIGTERM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from agent.clock import FakeClock
+from agent.incidents import IncidentEngine
+from agent.monitor import Signal
+from agent.store import Store
+from tests.agent.procs import AGENT, Proc, run, write_config
+
+
+def one_line_error(args: list[str]) -> str:
+    out = run([AGENT, *args], check=False)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("schulwart-agent: error:") and "Traceback" not in out.stderr
+    return lines[0]
+
+
+def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[agent]\nsnapshot_intervall = 5\n")
+    assert "snapshot_intervall" in one_line_error(["status", "--config", str(bad), "--data-dir", str(tmp_path)])
+    assert "no agent state" in one_line_error(["status", "--data-dir", str(tmp_path / "empty")])
+    assert "HOST:PORT" in one_line_error(["run", "--listen", "nonsense", "--data-dir", str(tmp_path / "d")])
+    assert "must start with http" in one_line_error(
+        ["enroll", "--central", "ftp://x", "--code", "c", "--data-dir", str(tmp_path)]
+    )
+    assert "enroll first" in one_line_error(["export", "--out", str(tmp_path / "b"), "--data-dir", str(tmp_path)])
+    one_line_error(["incidents", "--bogus"])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[agent\n")
+    assert "broken.toml" in one_line_error(["run", "--config", str(broken), "--data-dir", str(tmp_path)])
+
+
+def test_every_subcommand_has_help_and_common_options() -> None:
+    runner = CliRunner()
+    for name in ("enroll", "run", "status", "devices", "incidents", "export"):
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "--data-dir" in result.output and "--config" in result.output
+
+
+def test_read_commands_from_the_store(data_dir: Path, clock: FakeClock) -> None:
+    store = Store.open(data_dir)
+    from agent.outbox import Outbox
+    from agent.privacy import Privacy
+
+    outbox = Outbox(store, clock)
+    engine = IncidentEngine(store, outbox, Privacy(b"k" * 32), clock, open_after=1)
+    engine.observe([Signal("host-disk:root", True, "host", "warning", "Disk / over 90 % full", "/", clock.now())])
+    outbox.add("health.snapshot", {})
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["status", "--json", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["outbox"]["last_seq"] == 2 and info["outbox"]["depth"] == 2 and info["outbox"]["acked_seq"] == 0
+    assert "oldest_unsent_age_s" in info["outbox"]
+    assert info["open_incidents"] == 1 and info["enrolled"] is False and info["last_sync_at"] is None
+    text = runner.invoke(cli, ["status", "--data-dir", str(data_dir)]).output
+    assert "depth 2" in text and "1 open" in text
+    incidents = json.loads(runner.invoke(cli, ["incidents", "--json", "--data-dir", str(data_dir)]).output)
+    assert incidents["incidents"][0]["title"] == "Disk / over 90 % full"
+    assert "Disk / over 90 % full" in runner.invoke(cli, ["incidents", "--data-dir", str(data_dir)]).output
+    assert runner.invoke(cli, ["devices", "--data-dir", str(data_dir)]).output.strip() == "no devices"
+    assert json.loads(runner.invoke(cli, ["devices", "--json", "--data-dir", str(data_dir)]).output) == {"devices": []}
+
+
+@pytest.mark.timeout(60)
+def test_run_serves_healthz_writes_a_snapshot_and_stops_on_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    config = write_config(tmp_path / "a.toml", "[host]\ninterval = 0.2\n")
+    proc = Proc(
+        [AGENT, "run", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--config", str(config)], tmp_path / "log"
+    )
+    port = proc.wait_listening()
+    with urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        assert json.loads(resp.read())["status"] == "ok"
+    import time
+
+    deadline = time.monotonic() + 10
+    while "agent stopped" not in proc.text() and time.monotonic() < deadline:
+        store = Store.open(data, migrate=False)
+        n = store.query("SELECT count(*) FROM outbox WHERE kind = 'health.snapshot'")[0][0]
+        store.close()
+        if n:
+            break
+        time.sleep(0.1)
+    assert n >= 1  # the start-up snapshot
+    assert proc.terminate() == 0
+    assert "agent stopped" in proc.text() and "Traceback" not in proc.text()
