@@ -1,4 +1,4 @@
-"""The agent's local HTTP server: for now ``GET /healthz``; the technician routes plug in later.
+"""The agent's local HTTP server: ``GET /healthz`` here; the technician routes come from agent.techapi.
 
 ``make_app`` is the one factory: later routes are added with ``app.add_routes`` or a
 sub-app, and shared state travels in typed ``AppKey`` slots.
@@ -7,10 +7,14 @@ sub-app, and shared state travels in typed ``AppKey`` slots.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from agent.cli_common import ConfigError
+from agent.config import ApiSection
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,30 @@ def make_app(health: Callable[[], dict[str, Any]] | None = None) -> web.Applicat
     return app
 
 
-async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str, int]:
+def tls_context(api: ApiSection) -> ssl.SSLContext | None:
+    """A server TLS context when [api] names a certificate and key; None for plain HTTP."""
+    if not api.tls_cert and not api.tls_key:
+        return None
+    if not (api.tls_cert and api.tls_key):
+        raise ConfigError("[api] needs both tls_cert and tls_key for TLS")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(api.tls_cert, api.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {api.tls_cert} / key {api.tls_key}: {exc}") from None
+    return context
+
+
+async def start_server(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, str, int]:
     """Listen on host:port (0: any free port); returns the runner and the real address."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     sockname = runner.addresses[0]
     real_host, real_port = str(sockname[0]), int(sockname[1])
     shown = f"[{real_host}]" if ":" in real_host else real_host
-    log.info("listening on http://%s:%d", shown, real_port)
+    log.info("listening on %s://%s:%d", "https" if ssl_context else "http", shown, real_port)
     return runner, real_host, real_port

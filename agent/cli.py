@@ -12,13 +12,22 @@ from typing import Any
 
 import click
 
-from agent.cli_common import ConfigError, cli_errors, common_options, resolve_data_dir, run_cli, setup_logging
+from agent.cli_common import (
+    ConfigError,
+    cli_errors,
+    common_options,
+    format_table,
+    resolve_data_dir,
+    run_cli,
+    setup_logging,
+)
 from agent.clock import SystemClock
 from agent.config import AgentConfig, load_config
-from agent.identity import load_identity, time_floor
+from agent.identity import load_identity
 from agent.incidents import list_incidents
 from agent.inventory import device_json, list_devices
-from agent.outbox import Outbox
+from agent.remote import remote
+from agent.status import status_info
 from agent.store import DB_NAME, Store
 
 log = logging.getLogger("agent.cli")
@@ -109,32 +118,6 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
         raise click.exceptions.Exit(1)  # a task died: let systemd restart us
 
 
-def _status(directory: Path, store: Store) -> dict[str, Any]:
-    identity = load_identity(store)
-    stats = Outbox(store, SystemClock()).stats()
-    open_count = store.query("SELECT count(*) FROM incidents WHERE resolved_at IS NULL")[0][0]
-    return {
-        "data_dir": str(directory),
-        "enrolled": identity is not None,
-        "identity": None
-        if identity is None
-        else {
-            "agent_id": identity.agent_id,
-            "school_id": identity.school_id,
-            "school_name": identity.school_name,
-            "carrier": identity.carrier,
-            "central_url": identity.central_url,
-            "enrolled_at": identity.enrolled_at,
-        },
-        "outbox": stats.to_json(),
-        "last_sync_at": store.get_setting("last_sync_at"),
-        "open_incidents": open_count,
-        "devices": store.query("SELECT count(*) FROM inventory")[0][0],
-        "time_floor": time_floor(store),
-        "clock_offset_s": store.get_setting("clock_offset_s"),
-    }
-
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @common_options("agent")
@@ -144,7 +127,7 @@ def status(as_json: bool, data_dir: Path | None, config_path: Path | None) -> No
     _config(config_path)
     directory, store = _open_existing(data_dir)
     try:
-        info = _status(directory, store)
+        info = status_info(directory, store)
     finally:
         store.close()
     if as_json:
@@ -169,13 +152,6 @@ def status(as_json: bool, data_dir: Path | None, config_path: Path | None) -> No
     click.echo("\n".join(lines))
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in out)
-
-
 def _short(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
 
@@ -198,7 +174,8 @@ def devices(as_json: bool, data_dir: Path | None, config_path: Path | None) -> N
     rows = [
         [d.device_class, d.name, d.model or "-", d.state, ",".join(d.addresses), _short(d.last_seen)] for d in found
     ]
-    click.echo(_table(rows, ["CLASS", "NAME", "MODEL", "STATE", "ADDRESSES", "LAST SEEN"]) if rows else "no devices")
+    header = ["CLASS", "NAME", "MODEL", "STATE", "ADDRESSES", "LAST SEEN"]
+    click.echo(format_table(rows, header) if rows else "no devices")
 
 
 @cli.command()
@@ -230,7 +207,7 @@ def incidents(as_json: bool, show_all: bool, data_dir: Path | None, config_path:
         for i in found
     ]
     header = ["SEVERITY", "CATEGORY", "TITLE", "SUBJECT", "OPENED", "RESOLVED", "FLAPS"]
-    click.echo(_table(rows, header) if rows else "no incidents")
+    click.echo(format_table(rows, header) if rows else "no incidents")
 
 
 @cli.command()
@@ -265,6 +242,9 @@ def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
         store.close()
     span = f"seq {result.seq_from}..{result.seq_to}" if result.events else "the outbox is empty"
     click.echo(f"exported {result.events} events ({span}) in {result.envelopes} reports to {out}", err=True)
+
+
+cli.add_command(remote)
 
 
 def main() -> None:

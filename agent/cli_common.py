@@ -125,6 +125,14 @@ def run_cli(group: click.Group, prog: str) -> None:
     sys.exit(0)
 
 
+def format_table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain text table for the terminal: columns padded to their widest cell."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in out)
+
+
 def cli_errors(func: F) -> F:
     """Turn OSError inside a command into a one-line error (a file the user named failed)."""
 

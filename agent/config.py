@@ -88,6 +88,8 @@ class ApiSection:
     """[api]: the local technician API."""
 
     listen: str = _str("0.0.0.0:8401")  # the school LAN is where technicians are
+    tls_cert: str = _str("")  # PEM certificate chain; with tls_key, the API speaks HTTPS
+    tls_key: str = _str("")
 
 
 @dataclass(frozen=True, slots=True)

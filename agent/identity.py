@@ -75,6 +75,15 @@ def load_agent_key(data_dir: Path, identity: Identity) -> Ed25519PrivateKey:
     return key
 
 
+def read_admin_token(data_dir: Path) -> str | None:
+    """The local admin token that enroll wrote (0600), or None when there is none."""
+    try:
+        token = read_secret_file(data_dir / ADMIN_TOKEN_FILE).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return token or None
+
+
 _FLOOR = "time_floor"
 
 

@@ -114,6 +114,22 @@ def new_incident_id() -> str:
     return f"inc-{secrets.token_hex(10)}"
 
 
+def notes_for(store: Store, incident_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The notes of these incidents, oldest first, keyed by incident id."""
+    ids = list(incident_ids)
+    notes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = store.query(
+            f"SELECT incident_id, at, by, text FROM incident_notes WHERE incident_id IN ({marks}) ORDER BY id",  # noqa: S608
+            tuple(chunk),
+        )
+        for incident_id, at, by, text in rows:
+            notes[incident_id].append({"at": at, "by": by, "text": text})
+    return notes
+
+
 def list_incidents(store: Store, *, open_only: bool = False, limit: int = 500) -> list[Incident]:
     """Incidents from the store, newest first (for the CLI and the API)."""
     where = "WHERE resolved_at IS NULL" if open_only else ""
@@ -310,3 +326,20 @@ class IncidentEngine:
             self._open[acked.key] = acked
         log.info("school=%s incident=%s acknowledged by=%s", self.school, acked.id, by)
         return acked
+
+    def add_note(self, incident_id: str, by: str | None, text: str, at: datetime | None = None) -> Incident:
+        """A technician's note on an incident: one note.added event."""
+        moment = at or self.clock.now()
+        row = self.store.conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()  # noqa: S608
+        if row is None:
+            raise UnknownIncidentError(incident_id)
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO incident_notes (incident_id, at, by, text) VALUES (?, ?, ?, ?)",
+                (incident_id, format_time(moment), by, text),
+            )
+            self.outbox.append(
+                conn, "note.added", {"id": incident_id, "by": by, "text": text, "at": format_time(moment)}, moment
+            )
+        log.info("school=%s incident=%s note added by=%s", self.school, incident_id, by)
+        return Incident.from_row(tuple(row))

@@ -17,10 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.api import make_app, start_server
+from agent.api import make_app, start_server, tls_context
 from agent.clock import Clock
 from agent.config import AgentConfig, parse_listen
-from agent.identity import Identity, agent_version, load_agent_key, load_identity
+from agent.identity import Identity, agent_version, load_agent_key, load_identity, read_admin_token
 from agent.incidents import IncidentEngine
 from agent.inventory import Inventory, list_devices
 from agent.monitor import Monitor, MonitorReport, Signal
@@ -30,6 +30,10 @@ from agent.outbox import Outbox
 from agent.privacy import Privacy, load_or_create_secret
 from agent.store import Store, StoreError, StoreFullError
 from agent.sync import StateParts, SyncClient
+from agent.techapi.auth import Authenticator, FailureLimiter
+from agent.techapi.metrics import agent_registry
+from agent.techapi.routes import setup_technician_api
+from agent.techapi.store_view import AgentView
 from protocol.errors import MalformedError
 from protocol.schema import MAX_STATE_ITEMS
 
@@ -177,6 +181,20 @@ class Agent:
         incidents = [self.engine.wire(i) for i in self.engine.open_incidents()[:MAX_STATE_ITEMS]]
         return StateParts(open_incidents=incidents, snapshot=self.snapshot_data(), devices=devices)
 
+    def wake_sync(self) -> None:
+        """Sync soon: a technician's ack or note should reach central without waiting."""
+        if self.sync is not None:
+            self.sync.kick()
+
+    def _technician_api(self, app: web.Application) -> None:
+        registry, failures = agent_registry(self)
+        admin_token = read_admin_token(self.data_dir)
+        limiter = FailureLimiter(self.clock.monotonic)
+        auth = Authenticator(
+            AgentView(self), admin_token, self.clock.now, limiter, lambda reason: failures.labels(reason).inc()
+        )
+        setup_technician_api(app, AgentView(self), auth, registry)
+
     def health(self) -> dict[str, Any]:
         """What /healthz tells anyone on the LAN: alive, nothing about the school."""
         return {"status": "ok", "version": agent_version()}
@@ -221,11 +239,12 @@ class Agent:
                 "not enrolled: monitoring locally only (run `schulwart-agent enroll --central URL --code CODE`)"
             )
         app = make_app(self.health)
+        self._technician_api(app)
         runner: web.AppRunner | None = None
         tasks: list[asyncio.Task[None]] = []
         started: list[Monitor] = []
         try:
-            runner, host, port = await start_server(app, *self.listen)
+            runner, host, port = await start_server(app, *self.listen, ssl_context=tls_context(self.config.api))
             self.address = (host, port)
             for monitor in self.monitors:
                 try:

@@ -79,7 +79,20 @@ def m002_outbox_kind_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_kind_seq ON outbox(kind, seq)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_outbox_kind_index]
+def m003_incident_notes(db: sqlite_utils.Database) -> None:
+    """Technicians' notes on incidents (the technician API)."""
+    db.execute(
+        "CREATE TABLE incident_notes (id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL,"
+        " at TEXT NOT NULL, by TEXT, text TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX incident_notes_incident ON incident_notes(incident_id, id)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_initial,
+    m002_outbox_kind_index,
+    m003_incident_notes,
+]
 
 
 def schema_version(store: Store) -> int:

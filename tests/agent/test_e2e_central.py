@@ -8,80 +8,30 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.agent.procs import AGENT, CENTRAL, Proc, agent_status, central_available, run, write_config
+from tests.agent.procs import (
+    AGENT,
+    CENTRAL,
+    Central,
+    agent_status,
+    central_available,
+    drained,
+    enroll_agent,
+    run,
+    start_agent,
+    wait_for,
+    write_config,
+)
 
 pytestmark = [
     pytest.mark.skipif(not central_available(), reason="schulwart-central is not built yet"),
     pytest.mark.timeout(120),
 ]
-
-
-class Central:
-    """A central server subprocess that can be stopped and started again on the same port."""
-
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "central"
-        self.logs = root
-        self.port = 0
-        self.proc: Proc | None = None
-        run(
-            [
-                CENTRAL,
-                "school",
-                "add",
-                "--id",
-                "s1",
-                "--name",
-                "GS Nord",
-                "--carrier",
-                "Kreis A",
-                "--data-dir",
-                str(self.dir),
-            ]
-        )
-        self.token = run([CENTRAL, "api-token", "create", "--name", "t", "--data-dir", str(self.dir)]).stdout.strip()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        args = [CENTRAL, "serve", "--data-dir", str(self.dir), "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = Proc(args, self.logs / "central.log")
-        self.port = self.proc.wait_listening()
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        assert self.proc.terminate() == 0
-        self.proc = None
-
-    def code(self) -> str:
-        return run([CENTRAL, "enroll-code", "--school", "s1", "--data-dir", str(self.dir)]).stdout.strip()
-
-    def school(self) -> dict[str, Any]:
-        req = Request(f"{self.url}/v1/schools/s1", headers={"Authorization": f"Bearer {self.token}"})
-        with urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
-
-    def events(self, agent_id: str) -> list[tuple[int, str, str, str]]:
-        """(seq, kind, at, body) of everything central stored for the agent, by seq."""
-        db = next(self.dir.glob("*.sqlite3"))
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(
-                "SELECT seq, kind, at, body FROM events WHERE agent_id = ? ORDER BY seq", (agent_id,)
-            ).fetchall()
-        finally:
-            conn.close()
 
 
 @pytest.fixture
@@ -91,31 +41,6 @@ def central(tmp_path: Path) -> Iterator[Central]:
     yield server
     if server.proc is not None:
         server.proc.terminate()
-
-
-def enroll_agent(central: Central, data: Path) -> str:
-    run([AGENT, "enroll", "--central", central.url, "--code", central.code(), "--data-dir", str(data)])
-    return agent_status(data)["identity"]["agent_id"]
-
-
-def start_agent(data: Path, config: Path, log: Path) -> Proc:
-    proc = Proc([AGENT, "run", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--config", str(config)], log)
-    proc.wait_listening()
-    return proc
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def drained(data: Path) -> bool:
-    box = agent_status(data)["outbox"]
-    return box["depth"] == 0 and box["last_seq"] > 0
 
 
 def assert_exactly_once_in_order(central: Central, agent_id: str, last_seq: int) -> list[tuple[int, str, str, str]]:

@@ -1,0 +1,131 @@
+"""The technician API's view of a running agent: its store, its engine and its live snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from agent.incidents import UnknownIncidentError, list_incidents, notes_for
+from agent.inventory import device_json, list_devices
+from agent.status import status_info
+from agent.techapi.view import Page, SiteIdentity
+from protocol.keys import load_public_key_b64
+from protocol.schema import parse_time
+
+if TYPE_CHECKING:
+    from agent.runner import Agent
+
+MAX_INCIDENTS = 5000
+
+
+def _list_of(section: Any, key: str) -> list[Any]:
+    if isinstance(section, list):
+        return section
+    if isinstance(section, Mapping) and isinstance(section.get(key), list):
+        return list(section[key])
+    return []
+
+
+class AgentView:
+    """Implements agent.techapi.view.LocalView over one running Agent."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._identity: SiteIdentity | None = None
+
+    def identity(self) -> SiteIdentity | None:
+        """From enrollment; the issuer key is loaded once (weak keys refused)."""
+        ident = self._agent.identity
+        if ident is None:
+            return None
+        if self._identity is None:
+            self._identity = SiteIdentity(
+                agent_id=ident.agent_id,
+                school_id=ident.school_id,
+                school_name=ident.school_name or ident.school_id,
+                carrier=ident.carrier,
+                token_public_key=load_public_key_b64(ident.token_public_key),
+            )
+        return self._identity
+
+    def time_floor(self) -> datetime | None:
+        """The newest central-signed time the agent has seen."""
+        from agent.identity import time_floor
+
+        floor = time_floor(self._agent.store)
+        return parse_time(floor) if floor else None
+
+    def status(self) -> Mapping[str, Any]:
+        """`status --json` plus the live monitor sections (WLAN, cabinets, host)."""
+        agent = self._agent
+        info = status_info(agent.data_dir, agent.store)
+        sections = {name: dict(values) for name, values in agent.sections.items()}
+        info["snapshot"] = sections
+        info["counts"] = {
+            "devices": info["devices"],
+            "aps": len(_list_of(sections.get("wlan"), "aps")),
+            "cabinets": len(_list_of(sections.get("cabinets"), "cabinets")),
+        }
+        return info
+
+    def devices(
+        self, *, device_class: str | None, state: str | None, query: str | None, limit: int, offset: int
+    ) -> Page:
+        """The inventory with real names, filtered by class, state and a free-text query."""
+        rows = [device_json(d) for d in list_devices(self._agent.store)]
+        if device_class:
+            rows = [r for r in rows if r["class"] == device_class]
+        if state:
+            rows = [r for r in rows if r["state"] == state]
+        if query:
+            needle = query.casefold()
+            rows = [
+                r
+                for r in rows
+                if needle in " ".join([r["name"], r["model"] or "", *r["addresses"]]).casefold()
+            ]
+        return Page(rows[offset : offset + limit], len(rows))
+
+    def incidents(
+        self, *, state: str, severity: str | None, category: str | None, limit: int, offset: int
+    ) -> Page:
+        """Incidents with their notes, newest first."""
+        found = list_incidents(self._agent.store, open_only=state == "open", limit=MAX_INCIDENTS)
+        rows = [i.to_json() for i in found]
+        if state == "resolved":
+            rows = [r for r in rows if r["resolved_at"] is not None]
+        if severity:
+            rows = [r for r in rows if r["severity"] == severity]
+        if category:
+            rows = [r for r in rows if r["category"] == category]
+        page = rows[offset : offset + limit]
+        notes = notes_for(self._agent.store, [r["id"] for r in page])
+        for row in page:
+            row["notes"] = notes.get(row["id"], [])
+        return Page(page, len(rows))
+
+    def _one(self, incident_id: str) -> dict[str, Any]:
+        row = next(i.to_json() for i in list_incidents(self._agent.store, limit=MAX_INCIDENTS) if i.id == incident_id)
+        row["notes"] = notes_for(self._agent.store, [incident_id])[incident_id]
+        return row
+
+    def acknowledge(self, incident_id: str, by: str, note: str | None) -> Mapping[str, Any] | None:
+        """Acknowledge (and note, if given); sync is woken so central hears it soon."""
+        try:
+            self._agent.engine.acknowledge(incident_id, by)
+            if note:
+                self._agent.engine.add_note(incident_id, by, note)
+        except UnknownIncidentError:
+            return None
+        self._agent.wake_sync()
+        return self._one(incident_id)
+
+    def add_note(self, incident_id: str, by: str, text: str) -> Mapping[str, Any] | None:
+        """Add a note; sync is woken so central hears it soon."""
+        try:
+            self._agent.engine.add_note(incident_id, by, text)
+        except UnknownIncidentError:
+            return None
+        self._agent.wake_sync()
+        return self._one(incident_id)
