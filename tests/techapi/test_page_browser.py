@@ -1,0 +1,67 @@
+"""The technician page in real headless Chromium against a real agent and central."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent.procs import central_available, wait_for
+from tests.browser import ARTIFACTS, browser_page
+from tests.techapi.test_on_site import Site
+
+pytestmark = [
+    pytest.mark.skipif(not central_available(), reason="schulwart-central is not built"),
+    pytest.mark.timeout(180),
+]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+def test_login_see_incidents_acknowledge_and_central_hears_it(site: Site, tmp_path: Path) -> None:
+    token = site.token("school:s1", name="A. Weber")
+    with browser_page(tmp_path) as page:
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(site.url + "/")
+        page.fill("#token-input", token)
+        page.click("#login button[type=submit]")
+        page.wait_for_selector("body[data-loaded='1']", timeout=15000)
+        assert page.text_content("#school-name") == "GS Nord"
+        page.wait_for_selector("#incidents li.incident", timeout=20000)
+        item = page.locator("#incidents li.incident").first
+        incident_id = item.get_attribute("data-incident-id")
+        title = item.locator(".title").text_content()
+        assert title
+        item.locator(".note-input").fill("Vor Ort geprüft")
+        item.locator(".ack-button").click()
+        page.wait_for_selector(f"li[data-incident-id='{incident_id}'] .ack", timeout=15000)
+        assert "A. Weber" in page.locator(f"li[data-incident-id='{incident_id}'] .ack").text_content()
+        # The token lives in this tab's session storage, never in a cookie.
+        assert page.evaluate("sessionStorage.getItem('schulwart.token')") == token
+        assert page.context.cookies() == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "technician-page.png"), full_page=True)
+        assert dialogs == []
+
+    def central_has_ack() -> bool:
+        rows = [i for i in site.central.school()["incidents"] if i["id"] == incident_id]
+        return bool(rows) and rows[0]["acknowledged_by"] == "A. Weber"
+
+    wait_for(central_has_ack, 20, "the ack at central after the next sync")
+
+
+def test_a_wrong_token_is_shown_as_refused(site: Site, tmp_path: Path) -> None:
+    with browser_page(tmp_path) as page:
+        page.goto(site.url + "/")
+        page.fill("#token-input", site.token("school:s2"))
+        page.click("#login button[type=submit]")
+        page.wait_for_selector("#login-error:has-text('Token abgelehnt: scope')", timeout=15000)
+        assert page.is_visible("#login")
+        assert page.evaluate("sessionStorage.getItem('schulwart.token')") is None
