@@ -13,11 +13,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[central,test]'
 	touch $(STAMP)
 
-# Chromium for the browser tests (Debian's, never a downloaded build).
+# Debian packages the tests need: chromium for the browser tests (Debian's, never a
+# downloaded build) and iproute2 for the network-namespace tests.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing: browser tests will skip (run as root or apt-get install chromium)" >&2; fi; }
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root); their tests will skip" >&2; fi; fi
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .

@@ -1,15 +1,160 @@
-"""The schulwart-sim command line."""
+"""The schulwart-sim command line: a thin click layer over sim.school."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
-from agent.cli_common import run_cli
+from agent.cli_common import (
+    ConfigError,
+    cli_errors,
+    common_options,
+    load_toml,
+    resolve_data_dir,
+    run_cli,
+    setup_logging,
+)
+from sim.faults import FAULTS, FaultError, parse_fault
+from sim.school import SchoolSpec, SimSchool
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Schulwart sim."""
+    """Schulwart simulator: a school's devices, meters, APs and WLAN controller on real protocols."""
+
+
+def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
+    """A command-line value beats [sim.school] in --config, which beats the default."""
+    if given is not None:
+        return given
+    section = config.get("sim", {}).get("school", {})
+    return section.get(key, default) if isinstance(section, dict) else default
+
+
+@cli.command()
+@common_options("sim")
+@click.option("--school", "school_id", default=None, help="School id (also seeds MACs and names). [sim]")
+@click.option("--devices", type=click.IntRange(0, 5000), default=None, help="Tablets to announce. [30]")
+@click.option("--receivers", type=click.IntRange(0, 200), default=None, help="AirPlay receivers. [3]")
+@click.option("--printers", type=click.IntRange(0, 200), default=None, help="Printers. [2]")
+@click.option("--aps", type=click.IntRange(0, 200), default=None, help="Access points. [3]")
+@click.option("--cabinets", type=click.IntRange(0, 200), default=None, help="Charging cabinets with meters. [3]")
+@click.option("--faults", "faults", multiple=True, help="Fault active from the start, e.g. cabinet-no-power:1 "
+              "(repeat or comma-separate). See --list-faults.")
+@click.option("--list-faults", is_flag=True, help="Print the faults the sim knows and exit.")
+@click.option("--interface", default=None, help="IPv4 address to serve and announce on. [127.0.0.1]")
+@click.option("--agent-interface", default=None, help="Address the agent listens for mDNS on (default: --interface).")
+@click.option("--window", default=None, help="Cabinets' charging window. [15:00-07:00]")
+@click.option("--days", default=None, help="Days the window starts on. [mon-fri]")
+@click.option("--start-time", default=None, help="Simulated local start time, ISO 8601 (default: now).")
+@click.option("--speed", type=click.FloatRange(0.0, 10000.0), default=None, help="Simulated clock speed. [1]")
+@click.option("--controller-style", type=click.Choice(["unifi-os", "classic"]), default=None,
+              help="UniFi login style. [unifi-os]")
+@click.option("--central", "central_url", default=None, help="Central URL the agent should probe.")
+@click.option("--agent-interval", type=click.FloatRange(0.1, 3600), default=None,
+              help="interval_s written into the agent config. [10]")
+@click.option("--missing-after", default=None, help="missing_after written into the agent config. [2m]")
+@click.option("--control-port", type=click.IntRange(0, 65535), default=None, help="Fault control port. [ephemeral]")
+@click.option("--write-agent-config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the agent's matching site config (TOML) here.")
+@click.option("--log-level", default="INFO", help="Logging level. [INFO]")
+@cli_errors
+def school(
+    data_dir: Path | None, config_path: Path | None, school_id: str | None, devices: int | None,
+    receivers: int | None, printers: int | None, aps: int | None, cabinets: int | None,
+    faults: tuple[str, ...], list_faults: bool, interface: str | None, agent_interface: str | None,
+    window: str | None, days: str | None, start_time: str | None, speed: float | None,
+    controller_style: str | None, central_url: str | None, agent_interval: float | None,
+    missing_after: str | None, control_port: int | None, write_agent_config: Path | None, log_level: str,
+) -> None:
+    """Run a simulated school until interrupted.
+
+    Prints one JSON line on stdout when everything is up: the control URL, the state file
+    and the agent config path. Faults switch at run time with
+    POST <control>/faults {"fault": "cabinet-no-power:1", "active": true}.
+
+    Example:
+
+        schulwart-sim school --devices 40 --cabinets 2 --write-agent-config site.toml
+    """
+    if list_faults:
+        for name, (indexed, text) in sorted(FAULTS.items()):
+            click.echo(f"{name}{':N' if indexed else ''}\t{text}")
+        return
+    config = load_toml(config_path)
+    fault_list = [f.strip() for item in faults for f in item.split(",") if f.strip()]
+    for fault in fault_list:
+        try:
+            parse_fault(fault)
+        except FaultError as exc:
+            raise click.BadParameter(str(exc), param_hint="--faults") from None
+    start = None
+    start_text = _option(config, "start_time", start_time, None)
+    if start_text:
+        try:
+            start = datetime.fromisoformat(start_text)
+        except ValueError:
+            raise click.BadParameter("use ISO 8601, e.g. 2025-03-03T14:55+01:00", param_hint="--start-time") from None
+    spec = SchoolSpec(
+        school=_option(config, "school", school_id, "sim"),
+        interface=_option(config, "interface", interface, "127.0.0.1"),
+        devices=_option(config, "devices", devices, 30),
+        receivers=_option(config, "receivers", receivers, 3),
+        printers=_option(config, "printers", printers, 2),
+        aps=_option(config, "aps", aps, 3),
+        cabinets=_option(config, "cabinets", cabinets, 3),
+        faults=fault_list,
+        window=_option(config, "window", window, "15:00-07:00"),
+        days=_option(config, "days", days, "mon-fri"),
+        start=start,
+        speed=_option(config, "speed", speed, 1.0),
+        controller_style=_option(config, "controller_style", controller_style, "unifi-os"),
+        agent_interface=_option(config, "agent_interface", agent_interface, None),
+        agent_interval_s=_option(config, "agent_interval", agent_interval, 10.0),
+        missing_after=_option(config, "missing_after", missing_after, "2m"),
+        central_url=_option(config, "central", central_url, None),
+        control_port=_option(config, "control_port", control_port, 0),
+    )
+    if start is not None and start.tzinfo is None:
+        raise click.BadParameter("the start time needs a UTC offset", param_hint="--start-time")
+    setup_logging(log_level)
+    state_dir = resolve_data_dir(data_dir, "sim")
+    asyncio.run(_run_school(spec, state_dir, write_agent_config))
+
+
+async def _run_school(spec: SchoolSpec, state_dir: Path, agent_config_path: Path | None) -> None:
+    sim = SimSchool(spec)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await sim.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot start the simulated school on {spec.interface}: {exc.strerror or exc}") from None
+        if agent_config_path is not None:
+            agent_config_path.write_text(sim.agent_config())
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state_file = state_dir / f"sim-school-{spec.school}.json"
+        sim.write_state(state_file)
+        sys.stdout.write(json.dumps({
+            "control": sim.control_url, "state": str(state_file),
+            "agent_config": str(agent_config_path) if agent_config_path else None,
+        }) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await sim.stop()
 
 
 def main() -> None:

@@ -1,0 +1,317 @@
+"""WLAN monitoring: probes of APs, gateway, DNS, internet and central, plus a WLAN controller.
+
+One signal per key and round; when a probe and the controller both speak about the same AP
+(matched by MAC), the AP is down if either says so. The incident engine applies hysteresis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from agent.cli_common import ConfigError
+from agent.monitor import MonitorReport, Severity, Signal
+from agent.monitors.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
+from agent.monitors.unifi import ApStatus, ControllerError, WlanController, build_controller
+
+log = logging.getLogger(__name__)
+
+# What a failed probe of each kind of target means, and how bad it is.
+_KIND_KEYS: dict[str, tuple[str, Severity, str]] = {
+    "ap": ("ap-down", "warning", "Access point {name} not answering"),
+    "gateway": ("gateway-unreachable", "critical", "Gateway {name} unreachable"),
+    "dns": ("dns-unreachable", "critical", "DNS resolver {name} unreachable"),
+    "internet": ("internet-unreachable", "critical", "Internet unreachable ({name})"),
+    "central": ("central-unreachable", "warning", "Central service unreachable ({name})"),
+    "other": ("probe-failed", "warning", "{name} not answering"),
+}
+_DEFAULT_PORTS = {"ap": 22, "gateway": 53, "dns": 53, "internet": 443, "central": 443, "other": 80}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """Something to probe: TCP host:port, or an HTTP(S) URL."""
+
+    name: str
+    kind: str
+    host: str | None = None
+    port: int | None = None
+    url: str | None = None
+    mac: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        """The id in the signal key: the MAC for APs when known (matches the controller), else the name."""
+        return self.mac.lower() if self.mac else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class WlanConfig:
+    """The ``[wlan]`` section."""
+
+    interval_s: float = 30.0
+    window: int = 10
+    probe_timeout_s: float = 3.0
+    loss_degraded_pct: float = 30.0
+    slow_ms: float = 500.0
+    max_clients_per_ap: int = 40
+    min_satisfaction: int = 50
+    targets: tuple[ProbeTarget, ...] = ()
+    controller: Mapping[str, Any] | None = None
+
+
+def _target(entry: Any, kind: str, where: str) -> ProbeTarget:
+    if isinstance(entry, str):
+        entry = {"url": entry} if entry.startswith(("http://", "https://")) else {"host": entry}
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a host, a URL or a table")
+    kind = str(entry.get("kind", kind))
+    if kind not in _KIND_KEYS:
+        raise ConfigError(f"{where} kind must be one of {', '.join(_KIND_KEYS)}")
+    url = entry.get("url")
+    host = entry.get("host")
+    if url is None and host is None:
+        raise ConfigError(f"{where} needs host (TCP probe) or url (HTTP probe)")
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        raise ConfigError(f"{where} url must start with http:// or https://")
+    port = entry.get("port", _DEFAULT_PORTS[kind])
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"{where} port must be 1..65535")
+    return ProbeTarget(
+        name=str(entry.get("name", host or url)),
+        kind=kind,
+        host=None if host is None else str(host),
+        port=port,
+        url=None if url is None else str(url),
+        mac=entry.get("mac"),
+    )
+
+
+def parse_wlan(config: Mapping[str, Any]) -> WlanConfig:
+    """Read ``[wlan]``: single targets (gateway, dns, internet, central), ``[[wlan.aps]]``, ``[[wlan.probes]]``."""
+    section = config.get("wlan", {})
+    if not isinstance(section, Mapping):
+        raise ConfigError("[wlan] must be a table")
+    targets: list[ProbeTarget] = []
+    for kind in ("gateway", "dns", "internet", "central"):
+        if section.get(kind):
+            targets.append(_target(section[kind], kind, f"[wlan] {kind}"))
+    for index, entry in enumerate(section.get("aps", [])):
+        targets.append(_target(entry, "ap", f"[[wlan.aps]] #{index + 1}"))
+    for index, entry in enumerate(section.get("probes", [])):
+        targets.append(_target(entry, "other", f"[[wlan.probes]] #{index + 1}"))
+    controller = section.get("controller")
+    if controller is not None and not isinstance(controller, Mapping):
+        raise ConfigError("[wlan.controller] must be a table")
+    d = WlanConfig()
+    try:
+        return WlanConfig(
+            interval_s=float(section.get("interval_s", d.interval_s)),
+            window=int(section.get("window", d.window)),
+            probe_timeout_s=float(section.get("probe_timeout_s", d.probe_timeout_s)),
+            loss_degraded_pct=float(section.get("loss_degraded_pct", d.loss_degraded_pct)),
+            slow_ms=float(section.get("slow_ms", d.slow_ms)),
+            max_clients_per_ap=int(section.get("max_clients_per_ap", d.max_clients_per_ap)),
+            min_satisfaction=int(section.get("min_satisfaction", d.min_satisfaction)),
+            targets=tuple(targets),
+            controller=controller,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[wlan] has a value of the wrong type: {exc}") from None
+
+
+class WlanMonitor:
+    """Probes every target and asks the controller once per round."""
+
+    name = "wlan"
+
+    def __init__(self, config: WlanConfig, *, school: str = "school") -> None:
+        self.interval_s = config.interval_s
+        self._config = config
+        self._school = school
+        self._windows = {t.name: ProbeWindow(config.window) for t in config.targets}
+        self._controller: WlanController | None = None
+        if config.controller is not None:
+            try:
+                self._controller = build_controller(config.controller)
+            except ValueError as exc:
+                raise ConfigError(f"[wlan.controller] {exc}") from None
+        self._session: aiohttp.ClientSession | None = None
+        self._controller_error: str | None = None
+
+    async def start(self) -> None:
+        """Open the HTTP session the probes share."""
+        self._session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        """Close sessions."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._controller is not None:
+            await self._controller.close()
+
+    async def _probe(self, target: ProbeTarget) -> ProbeResult:
+        timeout = self._config.probe_timeout_s
+        if target.url:
+            assert self._session is not None
+            return await http_probe(self._session, target.url, timeout)
+        assert target.host is not None and target.port is not None
+        return await tcp_probe(target.host, target.port, timeout)
+
+    async def _ask_controller(self) -> tuple[list[ApStatus] | None, str | None]:
+        if self._controller is None:
+            return None, None
+        try:
+            return await self._controller.fetch_aps(), None
+        except ControllerError as exc:
+            return None, f"{exc.reason}: {exc.message}"
+
+    async def collect(self, now: datetime) -> MonitorReport:
+        """One round: all probes and the controller concurrently."""
+        if self._session is None:
+            await self.start()
+        targets = self._config.targets
+        results, (aps, ctrl_error) = await asyncio.gather(
+            asyncio.gather(*(self._probe(t) for t in targets)), self._ask_controller()
+        )
+        for target, result in zip(targets, results, strict=True):
+            self._windows[target.name].add(result)
+        merged: dict[str, Signal] = {}
+
+        def put(signal: Signal) -> None:
+            old = merged.get(signal.key)
+            if old is None or (signal.bad and not old.bad):
+                merged[signal.key] = signal
+
+        for target in targets:
+            for signal in self._probe_signals(target, now):
+                put(signal)
+        if self._controller is not None:
+            put(self._controller_signal(ctrl_error, now))
+        for ap in aps or []:
+            for signal in self._ap_signals(ap, now):
+                put(signal)
+        return MonitorReport(section="wlan", snapshot=self._snapshot(aps, ctrl_error), signals=list(merged.values()))
+
+    def _probe_signals(self, target: ProbeTarget, now: datetime) -> list[Signal]:
+        window = self._windows[target.name]
+        last = window.last
+        prefix, severity, title = _KIND_KEYS[target.kind]
+        failed = last is not None and not last.ok
+        details = {"target": target.name, **window.summary()}
+        signals = [
+            Signal(
+                key=f"{prefix}:{target.key_id}",
+                bad=failed,
+                category="wlan",
+                severity=severity,
+                title=title.format(name=target.name) + (f" ({last.error})" if failed and last else ""),
+                subject=target.name,
+                at=now,
+                details=details,
+            )
+        ]
+        median, _worst = window.latency_ms()
+        degraded = not failed and len(window) >= 3 and (
+            window.loss_pct() >= self._config.loss_degraded_pct
+            or (median is not None and median > self._config.slow_ms)
+        )
+        signals.append(
+            Signal(
+                key=f"{prefix.split('-')[0]}-degraded:{target.key_id}",
+                bad=degraded,
+                category="wlan",
+                severity="warning",
+                title=f"{target.name}: {window.loss_pct():.0f}% loss, median {median or 0:.0f} ms",
+                subject=target.name,
+                at=now,
+                details=details,
+            )
+        )
+        return signals
+
+    def _controller_signal(self, error: str | None, now: datetime) -> Signal:
+        assert self._controller is not None
+        name = self._controller.name
+        if error != self._controller_error:
+            if error:
+                log.warning("controller unreachable school=%s controller=%s error=%s", self._school, name, error)
+            else:
+                log.info("controller answers school=%s controller=%s", self._school, name)
+            self._controller_error = error
+        return Signal(
+            key=f"controller-unreachable:{name}",
+            bad=error is not None,
+            category="wlan",
+            severity="warning",
+            title=f"WLAN controller {name} unreachable ({error})" if error else f"WLAN controller {name} answers",
+            subject=name,
+            at=now,
+        )
+
+    def _ap_signals(self, ap: ApStatus, now: datetime) -> list[Signal]:
+        c = self._config
+        down = not ap.connected
+        too_many = ap.num_sta is not None and ap.num_sta > c.max_clients_per_ap
+        unhappy = ap.satisfaction is not None and 0 <= ap.satisfaction < c.min_satisfaction
+        degraded = not down and (too_many or unhappy)
+        details = {"ap": ap.id, "state": ap.state_name, "num_sta": ap.num_sta, "satisfaction": ap.satisfaction}
+        reasons = []
+        if too_many:
+            reasons.append(f"{ap.num_sta} clients")
+        if unhappy:
+            reasons.append(f"satisfaction {ap.satisfaction}%")
+        return [
+            Signal(
+                key=f"ap-down:{ap.id}",
+                bad=down,
+                category="wlan",
+                severity="warning",
+                title=f"Access point {ap.name} down (controller: {ap.state_name})" if down
+                else f"Access point {ap.name} connected",
+                subject=ap.name,
+                at=now,
+                details=details,
+            ),
+            Signal(
+                key=f"ap-degraded:{ap.id}",
+                bad=degraded,
+                category="wlan",
+                severity="warning",
+                title=f"Access point {ap.name} degraded ({', '.join(reasons)})" if degraded
+                else f"Access point {ap.name} healthy",
+                subject=ap.name,
+                at=now,
+                details=details,
+            ),
+        ]
+
+    def _snapshot(self, aps: list[ApStatus] | None, ctrl_error: str | None) -> dict[str, Any]:
+        snapshot: dict[str, Any] = {
+            "probes": {t.name: {"kind": t.kind, **self._windows[t.name].summary()} for t in self._config.targets},
+        }
+        if self._controller is not None:
+            snapshot["controller"] = {"name": self._controller.name, "ok": ctrl_error is None, "error": ctrl_error}
+        if aps is not None:
+            snapshot["aps"] = [
+                {
+                    "id": ap.id, "name": ap.name, "model": ap.model, "state": ap.state_name,
+                    "num_sta": ap.num_sta, "satisfaction": ap.satisfaction, "uptime_s": ap.uptime_s,
+                    "radios": [
+                        {"band": r.band, "channel": r.channel, "num_sta": r.num_sta,
+                         "satisfaction": r.satisfaction, "cu_total": r.channel_utilisation}
+                        for r in ap.radios
+                    ],
+                }
+                for ap in aps
+            ]
+            # The controller's client count is the best "how many tablets are on the WLAN" signal.
+            snapshot["clients_total"] = sum(ap.num_sta or 0 for ap in aps)
+        return snapshot
