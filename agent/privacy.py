@@ -77,3 +77,20 @@ class Privacy:
         if self.share_names:
             return dict(details)
         return {k: v for k, v in details.items() if isinstance(v, (int, float, bool))}
+
+    def snapshot(self, sections: Mapping[str, Any]) -> dict[str, Any]:
+        """Monitor sections as they may leave the school: AP ids (MACs) pseudonymised, the
+        meter candidates (device ids and addresses, for the technician on site) left out."""
+        out = {name: dict(values) if isinstance(values, Mapping) else values for name, values in sections.items()}
+        if self.share_names:
+            return out
+        wlan = out.get("wlan")
+        if isinstance(wlan, dict) and isinstance(wlan.get("aps"), list):
+            wlan["aps"] = [
+                {**ap, "id": self.device_id(str(ap["id"]))} if isinstance(ap, Mapping) and ap.get("id") else ap
+                for ap in wlan["aps"]
+            ]
+        discovery = out.get("discovery")
+        if isinstance(discovery, dict):
+            discovery.pop("meter_candidates", None)
+        return out

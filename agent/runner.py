@@ -141,9 +141,9 @@ class Agent:
             self._first_host.set()
 
     def snapshot_data(self) -> dict[str, Any]:
-        """The health snapshot: monitor sections, outbox, counts, the agent's own counters."""
+        """The health snapshot as it leaves the school: sections (privacy-filtered), outbox, counts."""
         stats = self.outbox.stats()
-        data: dict[str, Any] = {section: dict(values) for section, values in self.sections.items()}
+        data: dict[str, Any] = self.privacy.snapshot(self.sections)
         data["outbox"] = {**stats.to_json(), "last_sync_at": self.store.get_setting("last_sync_at")}
         data["counts"] = {
             "open_incidents": len(self.engine.open_incidents()),

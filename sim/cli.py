@@ -45,6 +45,8 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
 @click.option("--devices", type=click.IntRange(0, 5000), default=None, help="Tablets to announce. [30]")
 @click.option("--receivers", type=click.IntRange(0, 200), default=None, help="AirPlay receivers. [3]")
 @click.option("--printers", type=click.IntRange(0, 200), default=None, help="Printers. [2]")
+@click.option("--receiver-name", "receiver_names", multiple=True,
+              help="Announce one more AirPlay receiver with exactly this name (any bytes a prankster might pick).")
 @click.option("--aps", type=click.IntRange(0, 200), default=None, help="Access points. [3]")
 @click.option("--cabinets", type=click.IntRange(0, 200), default=None, help="Charging cabinets with meters. [3]")
 @click.option("--faults", "faults", multiple=True, help="Fault active from the start, e.g. cabinet-no-power:1 "
@@ -69,7 +71,7 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
 @cli_errors
 def school(
     data_dir: Path | None, config_path: Path | None, school_id: str | None, devices: int | None,
-    receivers: int | None, printers: int | None, aps: int | None, cabinets: int | None,
+    receivers: int | None, printers: int | None, receiver_names: tuple[str, ...], aps: int | None, cabinets: int | None,
     faults: tuple[str, ...], list_faults: bool, interface: str | None, agent_interface: str | None,
     window: str | None, days: str | None, start_time: str | None, speed: float | None,
     controller_style: str | None, central_url: str | None, agent_interval: float | None,
@@ -122,6 +124,7 @@ def school(
         missing_after=_option(config, "missing_after", missing_after, "2m"),
         central_url=_option(config, "central", central_url, None),
         control_port=_option(config, "control_port", control_port, 0),
+        extra_receiver_names=list(receiver_names),
     )
     if start is not None and start.tzinfo is None:
         raise click.BadParameter("the start time needs a UTC offset", param_hint="--start-time")

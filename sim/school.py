@@ -64,6 +64,9 @@ class SchoolSpec:
     missing_after: str = "2m"
     central_url: str | None = None
     control_port: int = 0
+    # Extra AirPlay receivers announced with exactly these names: anything on a school
+    # network can announce any name, markup included (the technician page must cope).
+    extra_receiver_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,14 +156,9 @@ class SimSchool:
         await self.gateway.start()
         await self.dns.start()
         for i in range(1, s.receivers + 1):
-            listener = TcpListener(ip)
-            await listener.start()
-            mac = self._mac("90:dd:5d").upper()
-            name = f"{_ROOMS[(i - 1) % len(_ROOMS)]} Apple TV {tag}-{i}"
-            self.devices.append(SimDevice(
-                "receiver", i, name, f"mac:{mac.lower()}", "airplay",
-                airplay_services(name, f"appletv-{tag}-{i}", mac, ip, listener.port), listener,
-            ))
+            await self._add_receiver(i, f"{_ROOMS[(i - 1) % len(_ROOMS)]} Apple TV {tag}-{i}")
+        for i, name in enumerate(s.extra_receiver_names, start=s.receivers + 1):
+            await self._add_receiver(i, name)
         for i in range(1, s.printers + 1):
             listener = TcpListener(ip)
             await listener.start()
@@ -192,6 +190,16 @@ class SimSchool:
             "sim school started school=%s interface=%s devices=%d cabinets=%d aps=%d control=%s",
             tag, ip, len(self.devices), len(self.cabinets), len(self.aps), self.control_url,
         )
+
+    async def _add_receiver(self, index: int, name: str) -> None:
+        listener = TcpListener(self.spec.interface)
+        await listener.start()
+        mac = self._mac("90:dd:5d").upper()
+        self.devices.append(SimDevice(
+            "receiver", index, name, f"mac:{mac.lower()}", "airplay",
+            airplay_services(name, f"appletv-{self.spec.school}-{index}", mac, self.spec.interface, listener.port),
+            listener,
+        ))
 
     async def stop(self) -> None:
         """Goodbyes on mDNS, then close every server."""

@@ -20,10 +20,14 @@ MAX_INCIDENTS = 5000
 
 
 def _list_of(section: Any, key: str) -> list[Any]:
+    """A section's items: a list, or an object keyed by id (cabinets are)."""
     if isinstance(section, list):
         return section
-    if isinstance(section, Mapping) and isinstance(section.get(key), list):
-        return list(section[key])
+    inner = section.get(key) if isinstance(section, Mapping) else None
+    if isinstance(inner, list):
+        return list(inner)
+    if isinstance(inner, Mapping):
+        return [{"id": k, **v} for k, v in inner.items() if isinstance(v, Mapping)]
     return []
 
 

@@ -119,3 +119,27 @@ def test_parse_listen() -> None:
     assert parse_listen("[::1]:8401") == ("::1", 8401)
     with pytest.raises(ConfigError):
         parse_listen("127.0.0.1:99999")
+
+
+def test_snapshot_sections_leave_the_school_without_macs_or_addresses() -> None:
+    privacy = Privacy(b"s" * 32)
+    sections = {
+        "wlan": {
+            "aps": [{"id": "80:2a:a8:00:01:02", "name": "AP Turnhalle", "state": "connected"}],
+            "clients_total": 3,
+        },
+        "discovery": {
+            "devices": 4,
+            "meter_candidates": [{"id": "shellyplus1pm-441793d69718", "url": "http://10.0.0.9:80"}],
+        },
+        "cabinets": {"cabinets": {"schrank-3": {"name": "Schrank 3", "power_w": 120.0}}},
+    }
+    out = privacy.snapshot(sections)
+    text = repr(out)
+    assert "80:2a:a8" not in text and "441793d69718" not in text and "10.0.0.9" not in text
+    assert out["wlan"]["aps"][0]["id"] == privacy.device_id("80:2a:a8:00:01:02")
+    assert out["wlan"]["aps"][0]["name"] == "AP Turnhalle"
+    assert out["cabinets"] == sections["cabinets"]
+    assert "meter_candidates" in sections["discovery"], "the local sections must stay whole for the technician"
+    shared = Privacy(b"s" * 32, share_names=True).snapshot(sections)
+    assert shared["wlan"]["aps"][0]["id"] == "80:2a:a8:00:01:02"

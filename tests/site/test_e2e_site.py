@@ -8,7 +8,6 @@ so checks look for this school's devices and keys. Skipped while central's CLI i
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,32 +16,13 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.agent.procs import AGENT, CENTRAL, Proc, central_available, run
-from tests.site.conftest import VENV_BIN, JsonLines
+from tests.agent.procs import AGENT, central_available, run
+from tests.simworld import sim_world
 
 pytestmark = [
     pytest.mark.skipif(not central_available(), reason="schulwart-central is not built yet"),
     pytest.mark.timeout(120),
 ]
-
-AGENT_SECTIONS = """
-[agent]
-snapshot_interval = 5
-
-[sync]
-report_interval = 0.5
-
-[incidents]
-open_after = 2
-resolve_after = 2
-
-[host]
-interval = 30
-
-[api]
-listen = "127.0.0.1:0"
-"""
-
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
@@ -64,42 +44,8 @@ def post(url: str, body: dict[str, Any]) -> None:
 @pytest.fixture
 def world(tmp_path: Path, tag: str) -> Iterator[dict[str, Any]]:
     """Central, the sim and an enrolled agent, all running; everything stopped afterwards."""
-    procs: list[Proc] = []
-    sim: subprocess.Popen[str] | None = None
-    central_dir, agent_dir = tmp_path / "central", tmp_path / "agent"
-    try:
-        run([CENTRAL, "school", "add", "--id", tag, "--name", "GS Sim", "--carrier", "Kreis Sim",
-             "--data-dir", str(central_dir)])
-        token = run([CENTRAL, "api-token", "create", "--name", "e2e", "--data-dir", str(central_dir)]).stdout.strip()
-        central = Proc([CENTRAL, "serve", "--data-dir", str(central_dir), "--host", "127.0.0.1", "--port", "0"],
-                       tmp_path / "central.log")
-        procs.append(central)
-        central_url = f"http://127.0.0.1:{central.wait_listening()}"
-        code = run([CENTRAL, "enroll-code", "--school", tag, "--data-dir", str(central_dir)]).stdout.strip()
-        run([AGENT, "enroll", "--central", central_url, "--code", code, "--data-dir", str(agent_dir)])
-        site = tmp_path / "site.toml"
-        sim = subprocess.Popen(
-            [str(VENV_BIN / "schulwart-sim"), "school", "--school", tag, "--devices", "8", "--receivers", "2",
-             "--printers", "1", "--aps", "2", "--cabinets", "2", "--window", "00:00-00:00", "--days", "all",
-             "--agent-interval", "1", "--missing-after", "2s", "--write-agent-config", str(site),
-             "--data-dir", str(tmp_path / "sim"), "--log-level", "WARNING"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        ready = JsonLines(sim).next(timeout=30)
-        state = json.loads(Path(ready["state"]).read_text())
-        config = tmp_path / "agent.toml"
-        config.write_text(AGENT_SECTIONS + "\n" + site.read_text())
-        agent = Proc([AGENT, "run", "--data-dir", str(agent_dir), "--config", str(config)], tmp_path / "agent.log")
-        procs.append(agent)
-        agent.wait_listening(timeout=20)
-        yield {"central": central_url, "token": token, "school": tag, "agent_dir": agent_dir, "sim": state,
-               "agent": agent}
-    finally:
-        if sim is not None:
-            sim.terminate()
-            sim.wait(timeout=15)
-        for proc in reversed(procs):
-            proc.terminate()
+    with sim_world(tmp_path, tag) as w:
+        yield w
 
 
 def agent_json(world: dict[str, Any], *args: str) -> Any:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.agent.procs import central_available, wait_for
+from tests.agent.procs import CENTRAL, central_available, run, wait_for
 from tests.browser import ARTIFACTS, browser_page
+from tests.simworld import sim_world
 from tests.techapi.test_on_site import Site
 
 pytestmark = [
@@ -65,3 +69,48 @@ def test_a_wrong_token_is_shown_as_refused(site: Site, tmp_path: Path) -> None:
         page.wait_for_selector("#login-error:has-text('Token abgelehnt: scope')", timeout=15000)
         assert page.is_visible("#login")
         assert page.evaluate("sessionStorage.getItem('schulwart.token')") is None
+
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def test_simulated_school_on_the_page_with_a_hostile_device_name(tmp_path: Path) -> None:
+    tag = "b" + secrets.token_hex(3)
+    sim_args = ["--receiver-name", XSS, "--faults", "cabinet-no-power:1"]
+    with sim_world(tmp_path, tag, sim_args) as world:
+        token = run(
+            [CENTRAL, "token", "issue", "--technician", "A. Weber", "--scope", f"school:{tag}",
+             "--data-dir", str(world["central_dir"])]
+        ).stdout.strip()  # fmt: skip
+        with browser_page(tmp_path) as page:
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(world["agent_url"] + "/")
+            page.fill("#token-input", token)
+            page.click("#login button[type=submit]")
+            # The simulated cabinet without power becomes an incident on the page.
+            cabinet = page.locator("#incidents li.incident", has_text="Ladeschrank 1")
+            cabinet.wait_for(timeout=30000)
+            # The hostile name arrives over real mDNS and is shown as text.
+            page.locator("#devices td", has_text=XSS).first.wait_for(timeout=30000)
+            assert page.locator("#devices img").count() == 0
+            assert page.locator("img").count() == 0
+            # APs and cabinets from the sim's controller and meters.
+            page.locator("#aps td", has_text="AP").first.wait_for(timeout=15000)
+            page.locator("#cabinets td", has_text="Ladeschrank 2").first.wait_for(timeout=15000)
+            incident_id = cabinet.get_attribute("data-incident-id")
+            cabinet.locator(".ack-button").click()
+            page.locator(f"li[data-incident-id='{incident_id}'] .ack").wait_for(timeout=15000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "technician-page-sim.png"), full_page=True)
+            assert dialogs == [], "a script from a device name ran"
+
+        def central_has_ack() -> bool:
+            req = Request(
+                f"{world['central']}/v1/schools/{tag}", headers={"Authorization": f"Bearer {world['token']}"}
+            )
+            with urlopen(req, timeout=5) as resp:
+                incidents = json.loads(resp.read())["incidents"]
+            return any(i["id"] == incident_id and i["acknowledged_by"] == "A. Weber" for i in incidents)
+
+        wait_for(central_has_ack, 20, "the ack at central after the next sync")

@@ -84,14 +84,26 @@ function renderStatus(status) {
   renderRows($("aps"), listOf(status.snapshot, "wlan", ["aps", "access_points"]),
     (ap) => [ap.name || ap.id, ap.state, ap.clients !== undefined ? ap.clients : ap.num_sta, details(ap, ["name", "id", "state", "clients", "num_sta"])]);
   renderRows($("cabinets"), listOf(status.snapshot, "cabinets", ["cabinets"]),
-    (c) => [c.name || c.id, c.state || c.charging_state, c.power_w !== undefined ? c.power_w + " W" : "", details(c, ["name", "id", "state", "charging_state", "power_w"])]);
+    (c) => [c.name || c.id, cabinetState(c), c.power_w !== undefined && c.power_w !== null ? c.power_w + " W" : "–",
+      details(c, ["name", "id", "power_w", "error", "errors", "ok", "in_window", "switch_on"])]);
 }
 
+function cabinetState(c) {
+  if (c.error) return "Fehler: " + c.error;
+  if (c.switch_on === false) return "ausgeschaltet";
+  return c.in_window ? "im Ladefenster" : "außerhalb des Ladefensters";
+}
+
+// A section's list may be an array or an object keyed by id (cabinets are).
 function listOf(snapshot, section, keys) {
   const value = snapshot ? snapshot[section] : null;
   if (Array.isArray(value)) return value;
   if (value && typeof value === "object") {
-    for (const key of keys) if (Array.isArray(value[key])) return value[key];
+    for (const key of keys) {
+      const inner = value[key];
+      if (Array.isArray(inner)) return inner;
+      if (inner && typeof inner === "object") return Object.entries(inner).map(([id, item]) => Object.assign({ id: id }, item));
+    }
   }
   return [];
 }
