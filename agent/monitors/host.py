@@ -171,9 +171,10 @@ class HostMonitor:
             memory_available = round(100.0 * vm.available / vm.total, 2) if vm.total else None
         except OSError as exc:
             log.warning("host monitor: cannot read memory: %s", exc)
-        load = None
+        load: tuple[float, float, float] | None = None
         try:
-            load = tuple(round(x, 2) for x in psutil.getloadavg())
+            one, five, fifteen = psutil.getloadavg()
+            load = (round(one, 2), round(five, 2), round(fifteen, 2))
         except OSError as exc:
             log.warning("host monitor: cannot read load: %s", exc)
         uptime = None
