@@ -244,3 +244,15 @@ def test_changing_any_character_of_the_encoded_envelope_fields_is_refused(payloa
         doc["signatures"][0]["sig"] = changed
     with pytest.raises(errors.ProtocolError):
         envelope.verify(_raw(doc), KEYS_P, ALLOWED)
+
+
+def test_non_canonical_signature_s_plus_l_is_refused() -> None:
+    # Ed25519 signature malleability: S and S+L satisfy the same equation; only S < L is valid.
+    group_order = 2**252 + 27742317777372353535851937790883648493
+    doc = envelope.sign_envelope(b'{"seq":1}', schema.REPORT_TYPE, KEY_P)
+    sig = base64.b64decode(doc["signatures"][0]["sig"])
+    s_value = int.from_bytes(sig[32:], "little") + group_order
+    assert s_value < 2**256
+    doc["signatures"][0]["sig"] = b64encode(sig[:32] + s_value.to_bytes(32, "little"))
+    with pytest.raises(errors.BadSignatureError):
+        envelope.verify(_raw(doc), KEYS_P, ALLOWED)
