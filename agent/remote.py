@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import click
 
-from agent.cli_common import ConfigError, cli_errors, format_table
+from agent.cli_common import ConfigError, cli_errors, common_options, format_table, load_toml
 
 TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 
@@ -59,10 +59,26 @@ def _options(func: Any) -> Any:
         func
     )
     func = click.option(
-        "--token-file", required=True, type=click.Path(path_type=Path, dir_okay=False), help="File with the token."
+        "--token-file", type=click.Path(path_type=Path, dir_okay=False), help="Token file ([remote] token_file)."
     )(func)
-    func = click.option("--url", required=True, help="The agent, e.g. http://schulserver:8401")(func)
-    return func
+    func = click.option("--url", help="The agent, e.g. http://schulserver:8401 ([remote] url).")(func)
+    # --data-dir is accepted like everywhere; remote commands keep no state of their own.
+    return common_options("agent")(func)
+
+
+def _target(
+    url: str | None, token_file: Path | None, cafile: Path | None, config_path: Path | None
+) -> tuple[str, str, Path | None]:
+    """URL, token and CA from the flags, else from the [remote] section of --config."""
+    section = load_toml(config_path).get("remote", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[remote] in {config_path} must be a table")
+    url = url or section.get("url")
+    token_path = token_file or (Path(section["token_file"]) if section.get("token_file") else None)
+    ca = cafile or (Path(section["cafile"]) if section.get("cafile") else None)
+    if not url or token_path is None:
+        raise ConfigError("give --url and --token-file (or [remote] url and token_file in --config)")
+    return str(url), _token(token_path), ca
 
 
 def _rows(items: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
@@ -82,12 +98,21 @@ def remote() -> None:
 @remote.command("status")
 @_options
 @cli_errors
-def remote_status(url: str, token_file: Path, cafile: Path | None, as_json: bool) -> None:
+def remote_status(
+    url: str | None,
+    token_file: Path | None,
+    cafile: Path | None,
+    as_json: bool,
+    data_dir: Path | None,
+    config_path: Path | None,
+) -> None:
     """The school at a glance.
 
     Example: schulwart-agent remote status --url http://10.0.0.5:8401 --token-file ~/token
     """
-    body = asyncio.run(fetch(url, "/api/v1/status", _token(token_file), cafile))
+    del data_dir
+    url, token, ca = _target(url, token_file, cafile, config_path)
+    body = asyncio.run(fetch(url, "/api/v1/status", token, ca))
     school = body.get("school") or {}
     outbox = body.get("outbox") or {}
     lines = [
@@ -103,10 +128,20 @@ def remote_status(url: str, token_file: Path, cafile: Path | None, as_json: bool
 @_options
 @click.option("--all", "show_all", is_flag=True, help="Resolved ones too.")
 @cli_errors
-def remote_incidents(url: str, token_file: Path, cafile: Path | None, as_json: bool, show_all: bool) -> None:
+def remote_incidents(
+    url: str | None,
+    token_file: Path | None,
+    cafile: Path | None,
+    as_json: bool,
+    show_all: bool,
+    data_dir: Path | None,
+    config_path: Path | None,
+) -> None:
     """Open incidents (or all with --all)."""
     state = "all" if show_all else "open"
-    body = asyncio.run(fetch(url, f"/api/v1/incidents?state={state}&limit=1000", _token(token_file), cafile))
+    del data_dir
+    url, token, ca = _target(url, token_file, cafile, config_path)
+    body = asyncio.run(fetch(url, f"/api/v1/incidents?state={state}&limit=1000", token, ca))
     columns = [("severity", "SEVERITY"), ("category", "CATEGORY"), ("title", "TITLE"), ("subject", "SUBJECT"),
                ("opened_at", "OPENED"), ("acknowledged_by", "ACK BY")]  # fmt: skip
     _emit(body, as_json, _rows(body.get("incidents", []), columns))
@@ -116,9 +151,19 @@ def remote_incidents(url: str, token_file: Path, cafile: Path | None, as_json: b
 @_options
 @click.option("--class", "device_class", help="Only this device class.")
 @cli_errors
-def remote_devices(url: str, token_file: Path, cafile: Path | None, as_json: bool, device_class: str | None) -> None:
+def remote_devices(
+    url: str | None,
+    token_file: Path | None,
+    cafile: Path | None,
+    as_json: bool,
+    device_class: str | None,
+    data_dir: Path | None,
+    config_path: Path | None,
+) -> None:
     """The inventory, with the real device names (they never leave the school)."""
     query = "/api/v1/devices?limit=1000" + (f"&class={device_class}" if device_class else "")
-    body = asyncio.run(fetch(url, query, _token(token_file), cafile))
+    del data_dir
+    url, token, ca = _target(url, token_file, cafile, config_path)
+    body = asyncio.run(fetch(url, query, token, ca))
     columns = [("name", "NAME"), ("class", "CLASS"), ("model", "MODEL"), ("state", "STATE"), ("last_seen", "LAST SEEN")]
     _emit(body, as_json, _rows(body.get("devices", []), columns))

@@ -150,3 +150,16 @@ def test_remote_cli_speaks_the_same_api(site: Site, tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [f"schulwart-agent: error: agent at {site.url} refused: 403 scope"]
+
+
+def test_remote_cli_reads_url_and_token_file_from_config(site: Site, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(site.token("school:s1"))
+    config = tmp_path / "remote.toml"
+    config.write_text(f'[remote]\nurl = "{site.url}"\ntoken_file = "{token_file}"\n')
+    out = run([AGENT, "remote", "status", "--config", str(config), "--json"])
+    assert json.loads(out.stdout)["school"]["id"] == "s1"
+    missing = subprocess.run([AGENT, "remote", "status"], capture_output=True, text=True, check=False)
+    assert missing.returncode == 2
+    assert "give --url and --token-file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
