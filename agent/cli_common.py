@@ -104,7 +104,8 @@ def setup_logging(level: str = "INFO") -> None:
 def run_cli(group: click.Group, prog: str) -> None:
     """Run a click group; every refusal becomes one line on stderr and exit 2."""
     try:
-        group.main(prog_name=prog, standalone_mode=False)
+        # Outside standalone mode click *returns* the code of an Exit raised in a command.
+        code = group.main(prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -122,7 +123,7 @@ def run_cli(group: click.Group, prog: str) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def format_table(rows: list[list[str]], header: list[str]) -> str:

@@ -32,7 +32,10 @@ def load_or_create_secret(data_dir: Path) -> bytes:
         if len(secret) >= 16:
             return secret
     secret = secrets.token_bytes(SECRET_BYTES)
-    write_secret_file(path, secret)
+    try:
+        write_secret_file(path, secret, exclusive=not path.exists())
+    except FileExistsError:
+        return load_or_create_secret(data_dir)  # created by another process meanwhile
     return secret
 
 

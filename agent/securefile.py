@@ -10,8 +10,12 @@ import os
 from pathlib import Path
 
 
-def write_secret_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600, atomically (temp file + rename + fsync)."""
+def write_secret_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically (temp file + rename + fsync).
+
+    With ``exclusive`` an existing file is never replaced: FileExistsError instead, so two
+    processes creating the same key at once end up sharing the first one's.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -21,7 +25,13 @@ def write_secret_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    if exclusive:
+        try:
+            os.link(tmp, path)  # fails if the file exists: the create-if-absent is atomic
+        finally:
+            os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -57,12 +57,13 @@ def _load_or_create(path: Path) -> Ed25519PrivateKey:
             raise KeystoreError(f"key file {path} is unusable: {exc.message}") from None
     key = generate_private_key()
     try:
-        write_secret_file(path, private_key_to_pem(key))
+        write_secret_file(path, private_key_to_pem(key), exclusive=True)
+    except FileExistsError:
+        return _load_or_create(path)  # another process created it a moment ago: its key is the key
     except OSError as exc:
         raise KeystoreError(f"cannot write key file {path}: {exc.strerror}") from None
     log.info("created key file %s", path)
-    # Read back what is on disk: if another process created it at the same moment, its key won.
-    return private_key_from_pem(read_secret_file(path))
+    return key
 
 
 def load_keystore(data_dir: Path) -> Keystore:

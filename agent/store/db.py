@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,30 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
+def enable_wal(conn: sqlite3.Connection, timeout_s: float = 10.0) -> None:
+    """Switch the database to WAL, retrying while another process does the same.
+
+    Changing the journal mode of a new file needs an exclusive lock, and SQLite answers
+    BUSY at once there instead of waiting for busy_timeout: two commands started on a
+    fresh data dir at the same moment would otherwise fail with "database is locked".
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            mode = None
+        if mode == "wal":
+            return
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError(f"cannot switch to WAL (journal mode {mode}): database is locked")
+        time.sleep(delay)  # only at start-up, before any event loop work
+        delay = min(delay * 2, 0.2)
+
+
 class Store:
     """One SQLite file; the runner owns the only writing instance (the CLI only reads)."""
 
@@ -58,10 +83,9 @@ class Store:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         try:
-            if self.db.journal_mode != "wal":
-                self.db.enable_wal()
-            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
+            enable_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             if migrate:
                 apply_migrations(self)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli_common import ConfigError
+from agent.store.db import enable_wal
 
 from ..errors import AlreadyExistsError
 from .base import (
@@ -81,7 +82,7 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        enable_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, str(path))

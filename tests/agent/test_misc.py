@@ -54,3 +54,28 @@ def test_store_refuses_garbage_file(data_dir: Path) -> None:
     with pytest.raises(StoreError):
         Store.open(data_dir)
     assert isinstance(sqlite3.sqlite_version, str)
+
+
+def test_enable_wal_waits_for_another_process_switching_a_fresh_database(tmp_path) -> None:
+    import sqlite3
+    import threading
+
+    from agent.store.db import enable_wal
+
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # what another process's journal-mode switch holds
+    waiter = sqlite3.connect(path, isolation_level=None, timeout=0.05)
+    try:
+        # The bare PRAGMA gives up at once: this is the error two CLI commands used to hit.
+        try:
+            mode = waiter.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            mode = str(exc)
+        assert mode != "wal"
+        threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+        enable_wal(waiter, timeout_s=5)
+        assert waiter.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        waiter.close()
+        holder.close()
