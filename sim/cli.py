@@ -160,6 +160,66 @@ async def _run_school(spec: SchoolSpec, state_dir: Path, agent_config_path: Path
             await sim.stop()
 
 
+def _demo_option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
+    """A command-line value beats [sim.demo] in --config, which beats the default."""
+    if given is not None:
+        return given
+    section = config.get("sim", {}).get("demo", {})
+    return section.get(key, default) if isinstance(section, dict) else default
+
+
+@cli.command()
+@common_options("sim")
+@click.option("--duration", type=click.FloatRange(0.0, None), default=None,
+              help="Stop this many seconds after everything is up. [until Ctrl-C]")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Central's port; 0 picks a free one. [8400]")
+@click.option("--schools", type=click.IntRange(1, 50), default=None, help="Simulated schools. [3]")
+@click.option("--devices", type=click.IntRange(0, 2000), default=None, help="Tablets per school. [20]")
+@click.option("--speed", type=click.FloatRange(0.0, 10000.0), default=None, help="Simulated clock speed. [1]")
+@click.option("--log-level", default="INFO", help="Logging level of the demo itself. [INFO]")
+@cli_errors
+def demo(
+    data_dir: Path | None, config_path: Path | None, duration: float | None, port: int | None,
+    schools: int | None, devices: int | None, speed: float | None, log_level: str,
+) -> None:
+    """Run central, simulated schools and their agents until Ctrl-C (what `make demo` runs).
+
+    Starts schulwart-central, then per school a simulated school (20 tablets, 2 APs,
+    2 charging cabinets; an AP down in the first, an overheating cabinet in the second)
+    and an enrolled schulwart-agent, all as real processes. As root, each school runs in
+    its own network namespace (swdemo-N-…, veth 10.231.X.1 ↔ 10.231.X.2) so each agent
+    sees only its own school's mDNS; otherwise all share 127.0.0.1 and only the first
+    agent runs discovery. When everything is up it prints the dashboard URL, a read-API
+    token with an example curl, and per school the technician page and a technician token.
+    Logs go to stderr, the children's logs to DATA_DIR/logs. Everything (processes,
+    namespaces) is torn down on Ctrl-C, SIGTERM, after --duration, or when a part dies.
+
+    Without --data-dir the demo uses a fresh directory under the sim's data dir and removes
+    it after a clean stop (after a failure it stays, for its logs); with --data-dir it keeps
+    (and reuses) it. --config FILE may set [sim.demo] schools, devices, speed, port, duration.
+
+    Example:
+
+        schulwart-sim demo --port 0 --schools 2 --duration 300
+    """
+    from sim.demo import DemoSpec, run_demo  # the school command does not need it
+
+    config = load_toml(config_path)
+    spec = DemoSpec(
+        schools=_demo_option(config, "schools", schools, 3),
+        devices=_demo_option(config, "devices", devices, 20),
+        speed=_demo_option(config, "speed", speed, 1.0),
+        port=_demo_option(config, "port", port, 8400),
+        duration=_demo_option(config, "duration", duration, None),
+        data_dir=data_dir,
+        temp_base=resolve_data_dir(None, "sim"),
+    )
+    setup_logging(log_level)
+    code = run_demo(spec, click.echo)
+    if code:
+        sys.exit(code)  # run_cli would turn click's Exit into 0
+
+
 def main() -> None:
     """Console-script entry point."""
     run_cli(cli, "schulwart-sim")

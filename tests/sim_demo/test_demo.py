@@ -1,0 +1,150 @@
+"""``schulwart-sim demo`` end to end: real processes, real HTTP, nothing left behind afterwards.
+
+As root (CI) the schools run in network namespaces; elsewhere the demo falls back to
+loopback and the test checks the same things there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.request import Request, urlopen
+
+import psutil
+import pytest
+
+from tests.site.conftest import REPO, VENV_BIN
+
+DURATION_S = 25
+SCHOOLS = {"gs-am-park", "gs-lindenweg"}
+pytestmark = pytest.mark.timeout(120)
+
+
+def _netns_possible() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+def _namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _read_block(proc: subprocess.Popen[str], timeout: float) -> list[str]:
+    """The lines of the printed block, up to its last line ('Stops after …')."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    block: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        if line is None:
+            raise AssertionError(f"demo exited with {proc.wait(10)} before printing its block: {block}")
+        block.append(line)
+        if line.startswith("Stop"):
+            return block
+
+
+def _parse_block(lines: list[str]) -> dict[str, Any]:
+    """Dashboard URL, API token and, per school, page URL, token and namespace."""
+    text = "\n".join(lines)
+    dashboard = re.search(r"^dashboard: (\S+)$", text, re.M)
+    token = re.search(r"^api token: (\S+)$", text, re.M)
+    assert dashboard and token, text
+    schools = {}
+    for match in re.finditer(r"^school (\S+): .*\n  page: +(\S+)\n  token: +(\S+)\n  namespace: +(.+)$", text, re.M):
+        sid, page, tech, ns = match.groups()
+        schools[sid] = {"page": page, "token": tech, "namespace": None if ns.startswith("none") else ns}
+    return {"dashboard": dashboard.group(1), "token": token.group(1), "schools": schools}
+
+
+def _get(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urlopen(Request(url, headers=headers), timeout=5) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def _wait_reports(dashboard: str, token: str, timeout: float) -> dict[str, dict[str, Any]]:
+    """Central's school list once every school has a report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        schools = {s["id"]: s for s in _get(f"{dashboard}v1/schools", token)["schools"]}
+        if set(schools) >= SCHOOLS and all(schools[s]["last_report_at"] for s in SCHOOLS):
+            return schools
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"no report from every school within {timeout}s: {schools}")
+        time.sleep(0.5)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_demo_brings_up_schools_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    env = {**os.environ, "SCHULWART_DATA_DIR": str(tmp_path / "home")}  # the demo's temp dir goes under it
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "schulwart-sim"), "demo", "--duration", str(DURATION_S), "--port", "0", "--schools", "2",
+         "--devices", "4"],
+        stdout=subprocess.PIPE, stderr=(tmp_path / "demo.log").open("wb"), text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        demo = _parse_block(_read_block(proc, timeout=40))
+        up_after = time.monotonic() - started
+        children = _descendants(proc.pid)
+        assert set(demo["schools"]) == SCHOOLS
+        namespaces = {s["namespace"] for s in demo["schools"].values()}
+        if _netns_possible():
+            assert all(ns and ns.startswith("swdemo-") for ns in namespaces), namespaces
+            assert namespaces <= _namespaces()
+        else:
+            assert namespaces == {None}
+
+        listed = _wait_reports(demo["dashboard"], demo["token"], timeout=20)
+        assert {listed[s]["carrier"] for s in SCHOOLS} == {"Kreis Nord"}
+        for sid, school in demo["schools"].items():
+            assert _get(f"{school['page']}healthz") is not None
+            status = _get(f"{school['page']}api/v1/status", school["token"])
+            assert status["identity"]["school_id"] == sid
+            assert "outbox" in status
+
+        assert proc.wait(timeout=DURATION_S + 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    log = (tmp_path / "demo.log").read_text(errors="replace")
+    assert children, "the demo started no processes?"
+    assert not [p.pid for p in children if p.is_running()], log
+    if _netns_possible():
+        assert not namespaces & _namespaces(), log
+    assert not list((tmp_path / "home").glob("demo-*")), "the temporary data dir was not removed"
+    print(f"demo up after {up_after:.1f}s, {len(children)} processes", file=sys.stderr)
+
+
+def test_demo_refuses_bad_input() -> None:
+    done = subprocess.run([str(VENV_BIN / "schulwart-sim"), "demo", "--schools", "0"], capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
