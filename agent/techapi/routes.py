@@ -72,7 +72,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response.headers.update(headers)
         return response
     request[PRINCIPAL] = principal
-    return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return _error(exc.status, (exc.reason or "error").lower().replace(" ", "_"))
+    except Exception:
+        # A bug, not a refusal: the traceback goes to the log, the technician gets JSON.
+        log.exception("internal error on %s %s", request.method, request.path[:100])
+        return _error(500, "internal")
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:

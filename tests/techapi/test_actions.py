@@ -56,3 +56,18 @@ async def test_pagination(client, headers) -> None:
     data = await (await client.get("/api/v1/devices?limit=1&offset=1", headers=headers)).json()
     assert data["total"] == 2
     assert [d["id"] for d in data["devices"]] == ["d2"]
+
+
+async def test_errors_are_json_even_for_unknown_routes_and_bugs(client, view, headers) -> None:
+    response = await client.get("/api/v1/nothing-here", headers=headers)
+    assert (response.status, await response.json()) == (404, {"error": "not_found"})
+    response = await client.delete("/api/v1/incidents", headers=headers)
+    assert response.status == 405
+    assert (await response.json())["error"] == "method_not_allowed"
+
+    def broken(**_kwargs):
+        raise RuntimeError("a bug in the store")
+
+    view.incidents = broken
+    response = await client.get("/api/v1/incidents", headers=headers)
+    assert (response.status, await response.json()) == (500, {"error": "internal"})
