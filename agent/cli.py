@@ -81,7 +81,8 @@ def enroll(central_url: str, code: str, force: bool, data_dir: Path | None, conf
     from agent.enroll import enroll as do_enroll
 
     config = _config(config_path)
-    setup_logging(config.agent.log_level)
+    # A one-shot command: its outcome is one line; routine INFO (migrations) would bury it.
+    setup_logging("WARNING")
     directory = resolve_data_dir(data_dir, "agent")
     identity = asyncio.run(
         do_enroll(central_url, code, directory, SystemClock(), force=force, timeout=config.sync.request_timeout)

@@ -11,6 +11,7 @@ at ``last_seq`` L already includes event L, so it wins over history up to and in
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from .storage.base import AgentRow, SchoolSummary, Transaction
 SNAPSHOT = "health.snapshot"
 _DEVICE_KINDS = frozenset({"device.seen", "device.changed", "device.lost"})
 _MAX_NOTES = 200
+
+log = logging.getLogger(__name__)
 
 
 def _dump(value: Any) -> str:
@@ -67,6 +70,14 @@ def _take_incident_fields(row: dict[str, Any], data: Mapping[str, Any]) -> None:
 async def _apply_incident_event(tx: Transaction, agent: AgentRow, event: Event, now: str) -> None:
     data, at = event.data, normalize(event.at)
     row = await tx.get_incident(agent.school_id, "agent", agent.agent_id, str(data["id"]))
+    if row is None and event.kind != "incident.opened":
+        # Never opened, neither in the history nor in a state: the event stays in the stored
+        # history, but the current view gets no half-record without key, title or opening.
+        log.warning(
+            "school=%s agent=%s seq=%d %s names unknown incident %s: not applied to the view",
+            agent.school_id, agent.agent_id, event.seq, event.kind, str(data["id"])[:64],
+        )  # fmt: skip
+        return
     if row is None:
         row = _new_incident(agent, str(data["id"]), now)
         if event.seq <= agent.state_seq:

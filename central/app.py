@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from protocol.errors import SchulwartError, SequenceError
+from protocol.errors import MalformedError, SchulwartError, SequenceError
 
 from . import agent_api, api, openapi
 from .appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS, STORE
@@ -50,6 +50,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except SchulwartError as exc:
         status = http_status(exc)
         body: dict[str, Any] = {"error": exc.reason}
+        if isinstance(exc, MalformedError):
+            # Name the field or rule, so a client built from DESIGN.md alone can fix its request.
+            body["detail"] = exc.message[:300]
         if isinstance(exc, SequenceError):
             body["expected_seq"] = exc.expected_seq
         metrics.refusals.labels(_route_name(request), exc.reason).inc()

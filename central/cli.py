@@ -232,7 +232,15 @@ def api_token_create(data_dir: Path | None, config_path: Path | None, name: str,
     carrier = _text(carrier, "--carrier", 128) if carrier is not None else None
     config = _quiet(_config(data_dir, config_path))
     secret = "swc_" + secrets.token_urlsafe(32)
-    _with_store(config, lambda store: store.add_api_token(hash_secret(secret), name, carrier, iso(utc_now())))
+
+    async def create(store: Store) -> int:
+        await store.add_api_token(hash_secret(secret), name, carrier, iso(utc_now()))
+        return len(await store.list_schools(carrier)) if carrier is not None else -1
+
+    schools = _with_store(config, create)
+    if schools == 0:
+        # A typo in the carrier would give a token that silently sees nothing.
+        click.echo(f"warning: no school has carrier {carrier!r} yet; this token sees nothing until one does", err=True)
     click.echo(secret)
 
 

@@ -210,3 +210,21 @@ def test_bad_config_file(central, tmp_path: Path) -> None:
     config.write_text('[central]\nsilent_window = "5m"\n[sync]\nreport_interval_s = 10\n')
     code, _, _ = central("school", "list", "--config", str(config))
     assert code == 0
+
+
+def test_api_token_for_a_carrier_without_schools_warns(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    central = str(Path(sys.executable).parent / "schulwart-central")
+    data = str(tmp_path / "c")
+    subprocess.run([central, "school", "add", "--id", "s1", "--name", "S", "--carrier", "Kreis A", "--data-dir", data],
+                   check=True, capture_output=True)  # fmt: skip
+    typo = subprocess.run([central, "api-token", "create", "--name", "t", "--carrier", "Kreis  A", "--data-dir", data],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert typo.stdout.strip().startswith("swc_") and len(typo.stdout.splitlines()) == 1
+    assert "no school has carrier 'Kreis  A'" in typo.stderr
+    fine = subprocess.run([central, "api-token", "create", "--name", "t", "--carrier", "Kreis A", "--data-dir", data],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert fine.stderr == ""

@@ -137,8 +137,10 @@ async def test_gzip_accepted_and_bomb_refused(client: TestClient, store: SqliteS
     )
     bomb = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB of spaces in ~64 KiB
     assert len(bomb) < 200_000
-    assert await post(client, bomb, **{"Content-Encoding": "gzip"}) == (413, {"error": "too_large"})
-    assert await post(client, b"\x1f\x8bnot gzip", **{"Content-Encoding": "gzip"}) == (400, {"error": "bad_gzip"})
+    status, body = await post(client, bomb, **{"Content-Encoding": "gzip"})
+    assert (status, body["error"]) == (413, "too_large")
+    status, body = await post(client, b"\x1f\x8bnot gzip", **{"Content-Encoding": "gzip"})
+    assert (status, body["error"]) == (400, "bad_gzip")
     assert await post(client, agent.report(6, 7), **{"Content-Encoding": "br"}) == (
         415,
         {"error": "unsupported_encoding"},
@@ -151,7 +153,8 @@ async def test_gzip_accepted_and_bomb_refused(client: TestClient, store: SqliteS
 
 async def test_two_megabyte_body(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
     big = b'{"payloadType":"x","payload":"' + b"A" * (2 * 1024 * 1024) + b'","signatures":[]}'
-    assert await post(client, big) == (413, {"error": "too_large"})
+    status, body = await post(client, big)
+    assert (status, body["error"]) == (413, "too_large")
 
     async def chunks():  # no Content-Length: the cap is enforced while reading
         for _ in range(32):
@@ -164,11 +167,14 @@ async def test_two_megabyte_body(client: TestClient, store: SqliteStore, agent: 
 
 async def test_too_many_events_and_long_fields(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
     events = [make_event(s, T0, "device.lost", {"id": f"d{s}", "class": "x"}) for s in range(1, 2002)]
-    assert await post(client, agent.sign_events(events)) == (413, {"error": "too_large"})
+    status, body = await post(client, agent.sign_events(events))
+    assert (status, body) == (413, {"error": "too_large", "detail": "2001 events is over the cap of 2000"})
     long_text = [
         {"seq": 1, "at": "2024-05-06T08:00:00Z", "kind": "note.added", "data": {"id": "i1", "text": "x" * 4001}}
     ]
-    assert await post(client, agent.sign_events(long_text)) == (413, {"error": "too_large"})
+    status, body = await post(client, agent.sign_events(long_text))
+    assert (status, body["error"]) == (413, "too_large")
+    assert "longer than" in body["detail"]  # names the rule the client broke
     assert await held(store, agent) == []
 
 

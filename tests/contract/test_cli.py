@@ -138,8 +138,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="deviation: a refused `schulwart-agent enroll` prints INFO log lines "
-                   "(database migrations) before its error: more than one line on stderr")
 def test_agent_enroll_refused_code_is_one_line(central_srv: Central, tmp_path: Path) -> None:
     p = agent("enroll", "--central", central_srv.url, "--code", "NOT-A-CODE", "--data-dir", str(tmp_path / "a"))
     assert p.returncode == 2, p.stderr
