@@ -16,6 +16,7 @@ FAULTS: dict[str, tuple[bool, str]] = {
     "ap-down": (True, "the AP stops answering probes and the controller reports it disconnected"),
     "ap-overloaded": (True, "the controller reports 60 clients and 30 % satisfaction for the AP"),
     "receiver-gone": (True, "the AirPlay receiver says goodbye on mDNS and stops listening"),
+    "receiver-unplugged": (True, "the AirPlay receiver loses power: it stops listening and says no goodbye"),
     "printer-gone": (True, "the printer says goodbye on mDNS and stops listening"),
     "controller-down": (False, "the WLAN controller answers 503"),
     "gateway-down": (False, "the gateway stops answering probes"),

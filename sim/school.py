@@ -239,6 +239,11 @@ class SimSchool:
                 for device in self.devices:
                     if device.kind == kind and device.index == index:
                         await self._set_gone(device, active)
+            elif name == "receiver-unplugged":
+                # No goodbye: its mDNS records stay in every cache for up to their TTL.
+                for device in self.devices:
+                    if device.kind == "receiver" and device.index == index and device.listener:
+                        await (device.listener.stop() if active else device.listener.start())
             elif name == "gateway-down":
                 await (self.gateway.stop() if active else self.gateway.start())
             elif name == "dns-down":

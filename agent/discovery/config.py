@@ -33,6 +33,9 @@ class DiscoveryConfig:
     must_stay_present: tuple[str, ...] = (AIRPLAY, PRINTER, METER)
     missing_after: timedelta = timedelta(minutes=10)
     probe_timeout_s: float = 2.0
+    # A device that loses power sends no goodbye and its records live for up to 75 min:
+    # present must-stay-present devices are probed this often (0: never).
+    liveness_interval: timedelta = timedelta(minutes=1)
     tablet_not_seen_after: timedelta = timedelta(days=7)
     not_seen_report_at: time = time(7, 30)
     forget_after: timedelta = timedelta(days=60)
@@ -42,7 +45,7 @@ class DiscoveryConfig:
 _KNOWN = {
     "enabled", "interval_s", "interfaces", "ip_version", "question_type", "service_types", "max_devices",
     "rcvbuf_bytes", "resolve_timeout_s", "host_rate_per_s", "host_burst", "must_stay_present", "missing_after",
-    "probe_timeout_s", "tablet_not_seen_after", "not_seen_report_at", "forget_after", "timezone",
+    "probe_timeout_s", "liveness_interval", "tablet_not_seen_after", "not_seen_report_at", "forget_after", "timezone",
 }
 
 
@@ -137,6 +140,7 @@ def parse_discovery(config: Mapping[str, Any]) -> DiscoveryConfig:
         must_stay_present=tuple(must),
         missing_after=_duration(section, "missing_after", d.missing_after),
         probe_timeout_s=_number(section, "probe_timeout_s", d.probe_timeout_s, 0.05),
+        liveness_interval=_duration(section, "liveness_interval", d.liveness_interval),
         tablet_not_seen_after=_duration(section, "tablet_not_seen_after", d.tablet_not_seen_after),
         not_seen_report_at=report_time,
         forget_after=_duration(section, "forget_after", d.forget_after),

@@ -132,13 +132,31 @@ class Inventory:
             if entry.live():
                 entry.last_seen = at
 
+    def mark_unanswering(self, device_id: str, at: datetime) -> None:
+        """A present device did not answer its liveness probe: absent from now on, although its
+        mDNS records may live on for an hour (a device without power says no goodbye)."""
+        entry = self._entries.get(device_id)
+        if entry is None or entry.state != PRESENT:
+            return
+        before = self._export(entry)
+        entry.state = ABSENT
+        entry.absent_since = at
+        self._note(entry, before)
+
+    def is_live(self, device_id: str) -> bool:
+        """Whether mDNS still holds a live service of this device."""
+        entry = self._entries.get(device_id)
+        return entry is not None and entry.live()
+
     def set_state(self, device_id: str, state: str) -> None:
-        """Presence rules mark a device missing (confirmed by a probe) or back to absent."""
+        """Presence rules mark a device missing (confirmed by a probe), absent, or present again."""
         entry = self._entries.get(device_id)
         if entry is None or entry.state == state:
             return
         before = self._export(entry)
         entry.state = state
+        if state == PRESENT:
+            entry.absent_since = None
         self._note(entry, before)
 
     def forget(self, device_id: str) -> None:

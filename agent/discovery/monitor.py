@@ -13,7 +13,7 @@ from agent.discovery.browser import BrowserSettings, MdnsBrowser
 from agent.discovery.classes import CLASS_TABLE, METER, ClassRule, browse_types
 from agent.discovery.config import DiscoveryConfig
 from agent.discovery.drops import socket_drops
-from agent.discovery.inventory import ABSENT, MISSING, Inventory
+from agent.discovery.inventory import ABSENT, MISSING, PRESENT, Inventory
 from agent.discovery.observation import Observation
 from agent.discovery.presence import NotSeenList, class_counts, due_for_probe, missing_signal, next_state
 from agent.monitor import Device, MonitorReport, Signal
@@ -50,6 +50,7 @@ class DiscoveryMonitor:
         self._school = school
         self._clock = clock
         self._probe = probe
+        self._last_liveness: dict[str, datetime] = {}
         table = tuple(table)
         self.inventory = Inventory(config.max_devices, table)
         settings = BrowserSettings(
@@ -116,13 +117,8 @@ class DiscoveryMonitor:
 
     # -- rules ----------------------------------------------------------------------------
 
-    async def _presence(self, now: datetime) -> list[Signal]:
-        must = set(self._config.must_stay_present)
-        watched = [d for d in self.inventory.devices() if d.device_class in must]
-        due = [
-            d for d in watched
-            if due_for_probe(d, self.inventory.absent_since(d.id), now, self._config.missing_after)
-        ]
+    async def _answers(self, devices: list[Device]) -> dict[str, bool]:
+        """Probe each device's best endpoints (bounded concurrency): does it answer?"""
         semaphore = asyncio.Semaphore(PROBE_CONCURRENCY)
 
         async def probe(device: Device) -> tuple[str, bool]:
@@ -133,17 +129,51 @@ class DiscoveryMonitor:
                         return device.id, True
                 return device.id, False
 
-        verdicts = dict(await asyncio.gather(*(probe(d) for d in due)))
+        return dict(await asyncio.gather(*(probe(d) for d in devices)))
+
+    async def _liveness(self, watched: list[Device], now: datetime) -> None:
+        """Probe present must-stay-present devices now and then: silence on mDNS proves nothing."""
+        interval = self._config.liveness_interval
+        if interval.total_seconds() <= 0:
+            return
+        due = [
+            d for d in watched
+            if d.state == PRESENT and self.inventory.endpoints(d.id)
+            and now - self._last_liveness.get(d.id, datetime.min.replace(tzinfo=now.tzinfo)) >= interval
+        ]
+        for device_id, answered in (await self._answers(due)).items():
+            self._last_liveness[device_id] = now
+            if not answered:
+                self.inventory.mark_unanswering(device_id, now)
+                device = self.inventory.get(device_id)
+                log.info(
+                    "device does not answer while present on mDNS school=%s device=%s class=%s",
+                    self._school, device.name if device else device_id, device.device_class if device else "-",
+                )
+
+    async def _presence(self, now: datetime) -> list[Signal]:
+        must = set(self._config.must_stay_present)
+        await self._liveness([d for d in self.inventory.devices() if d.device_class in must], now)
+        watched = [d for d in self.inventory.devices() if d.device_class in must]
+        due = [
+            d for d in watched
+            if due_for_probe(d, self.inventory.absent_since(d.id), now, self._config.missing_after)
+        ]
+        verdicts = await self._answers(due)
         signals: list[Signal] = []
         for device in watched:
             answered = verdicts.get(device.id)
             state = next_state(device, answered)
+            if answered and self.inventory.is_live(device.id):
+                state = PRESENT  # it was only its liveness probe that failed once
             if state != device.state:
                 self.inventory.set_state(device.id, state)
+                verdict = {
+                    MISSING: "missing (probe failed)",
+                    PRESENT: "answers its probe again",
+                }.get(state, "answers probe while absent from mDNS")
                 log.info(
-                    "device %s school=%s device=%s class=%s",
-                    "missing (probe failed)" if state == MISSING else "answers probe while absent from mDNS",
-                    self._school, device.name, device.device_class,
+                    "device %s school=%s device=%s class=%s", verdict, self._school, device.name, device.device_class
                 )
             missing = state == MISSING and device.id in verdicts
             signals.append(missing_signal(device, missing, now, self.inventory.absent_since(device.id)))

@@ -122,3 +122,33 @@ async def test_injected_clock_stamps_the_inventory(sim_factory, tag) -> None:  #
         assert device is not None and device.first_seen == fixed
     finally:
         await monitor.stop()
+
+
+async def test_receiver_without_power_is_found_by_its_liveness_probe(sim_factory, discovery, tag) -> None:  # type: ignore[no-untyped-def]
+    # No goodbye: mDNS keeps the receiver's records for up to 75 min. Only probing finds it.
+    watched = await discovery(missing_after=1, probe_timeout_s=0.5, liveness_interval=0.5)
+    blind = await discovery(missing_after=1, probe_timeout_s=0.5, liveness_interval=0)
+    sim = await sim_factory(school=tag, devices=0, receivers=1, printers=0, aps=0, cabinets=0)
+    receiver = sim.devices[0]
+    for monitor in (watched, blind):
+        await wait_for(lambda m=monitor: m.inventory.get(receiver.expected_id) is not None)
+
+    def verdict(report: Any) -> bool:
+        return next(s for s in report.signals if s.key == f"device-missing:{receiver.expected_id}").bad
+
+    start = datetime.now(UTC)
+    assert verdict(await watched.collect(start)) is False
+    await sim.set_fault("receiver-unplugged:1", True)
+    await watched.collect(start + timedelta(seconds=1))  # liveness probe fails: absent from now
+    assert watched.inventory.get(receiver.expected_id).state == "absent"  # type: ignore[union-attr]
+    assert watched.inventory.is_live(receiver.expected_id)  # mDNS still believes in it
+    later = await watched.collect(start + timedelta(seconds=3))
+    assert verdict(later) is True
+    for offset in (1, 3):
+        report = await blind.collect(start + timedelta(seconds=offset))
+        assert verdict(report) is False  # without liveness probes the dead receiver stays "present"
+
+    await sim.set_fault("receiver-unplugged:1", False)
+    back = await watched.collect(start + timedelta(seconds=5))
+    assert verdict(back) is False
+    assert watched.inventory.get(receiver.expected_id).state == "present"  # type: ignore[union-attr]
