@@ -12,23 +12,16 @@ from typing import Any
 
 import click
 
-from agent.cli_common import (
-    ConfigError,
-    cli_errors,
-    common_options,
-    format_table,
-    resolve_data_dir,
-    run_cli,
-    setup_logging,
-)
-from agent.clock import SystemClock
 from agent.config import AgentConfig, load_config
 from agent.identity import load_identity
-from agent.incidents import list_incidents
-from agent.inventory import device_json, list_devices
-from agent.remote import remote
+from agent.incidents.engine import list_incidents
 from agent.status import status_info
 from agent.store import DB_NAME, Store
+from agent.store.inventory import device_json, list_devices
+from agent.techapi.remote import remote
+from base.cli import cli_errors, common_options, format_table, resolve_data_dir, run_cli, setup_logging
+from base.clock import SystemClock
+from base.errors import ConfigError
 
 log = logging.getLogger("agent.cli")
 
@@ -222,8 +215,8 @@ def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
 
         schulwart-agent export --out /media/usb/gs-nord.bundle
     """
-    from agent.export import export_bundle
-    from agent.sync import SyncSettings
+    from agent.sync.client import SyncSettings
+    from agent.sync.export import export_bundle
 
     config = _config(config_path)
     setup_logging("WARNING")

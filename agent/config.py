@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.cli_common import ConfigError, load_toml, parse_duration
+from base.cli import load_toml, parse_duration
+from base.errors import ConfigError
 
 SITE_SECTIONS = ("discovery", "wlan", "cabinets")
 MB = 1024 * 1024

@@ -11,12 +11,12 @@ from typing import Any
 
 import aiohttp
 
-from agent.clock import Clock
 from agent.identity import ADMIN_TOKEN_FILE, KEY_FILE, Identity, agent_version, load_identity, save_identity
-from agent.outbox import Outbox
 from agent.privacy import load_or_create_secret
-from agent.securefile import write_secret_file
 from agent.store import Store
+from agent.store.outbox import Outbox
+from base.clock import Clock
+from base.secretfile import write_secret_file
 from protocol.errors import ProtocolError, SchulwartError
 from protocol.keys import generate_private_key, keyid, load_public_key_b64, private_key_to_pem, public_key_b64
 from protocol.schema import format_time

@@ -10,9 +10,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.cli_common import ConfigError
-from agent.securefile import read_secret_file
 from agent.store import Store
+from base.errors import ConfigError
+from base.secretfile import read_secret_file
 from protocol.keys import keyid, load_public_key_b64, private_key_from_pem
 
 KEY_FILE = "agent-key.pem"

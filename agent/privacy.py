@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.monitor import Device
-from agent.securefile import read_secret_file, write_secret_file
+from agent.monitors.base import Device
+from base.secretfile import read_secret_file, write_secret_file
 
 SECRET_FILE = "privacy-secret"  # noqa: S105 - a file name, not a secret
 SECRET_BYTES = 32

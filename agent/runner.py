@@ -17,23 +17,24 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.api import make_app, start_server, tls_context
-from agent.clock import Clock
 from agent.config import AgentConfig, parse_listen
 from agent.identity import Identity, agent_version, load_agent_key, load_identity, read_admin_token
-from agent.incidents import IncidentEngine
-from agent.inventory import Inventory, list_devices
-from agent.monitor import Monitor, MonitorReport, Signal
+from agent.incidents.engine import IncidentEngine
+from agent.monitors.base import Monitor, MonitorReport, Signal
 from agent.monitors.host import HostMonitor
 from agent.monitors.site import build_monitors
-from agent.outbox import Outbox
 from agent.privacy import Privacy, load_or_create_secret
 from agent.store import Store, StoreError, StoreFullError
-from agent.sync import StateParts, SyncClient
-from agent.techapi.auth import Authenticator, FailureLimiter
+from agent.store.inventory import Inventory, list_devices
+from agent.store.outbox import Outbox
+from agent.sync.client import StateParts, SyncClient
+from agent.techapi.auth import Authenticator
 from agent.techapi.metrics import agent_registry
 from agent.techapi.routes import setup_technician_api
+from agent.techapi.server import make_app, start_server, tls_context
 from agent.techapi.store_view import AgentView
+from base.clock import Clock
+from base.ratelimit import FailureLimiter
 from protocol.errors import MalformedError
 from protocol.schema import MAX_STATE_ITEMS
 

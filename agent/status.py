@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.clock import SystemClock
 from agent.identity import load_identity, time_floor
-from agent.outbox import Outbox
 from agent.store import Store
+from agent.store.outbox import Outbox
+from base.clock import SystemClock
 
 
 def status_info(directory: Path, store: Store) -> dict[str, Any]:

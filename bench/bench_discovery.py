@@ -6,7 +6,7 @@ questions. The baseline in the same run is a bare python-zeroconf browser callba
 zeroconf instance: the difference is what our pipeline (cache resolve, sanitising, rate limit,
 inventory merge) adds.
 
-RSS: ``python -m agent.discovery`` (the discovery monitor alone, as its own process) measured
+RSS: ``python -m agent.monitors.discovery`` (the discovery monitor alone, as its own process) measured
 idle (the baseline) and after the simulated school (``schulwart-sim school --devices 500``:
 500 tablets with two services each, plus receivers, printers and Shelly meters) is inventoried.
 """
@@ -29,8 +29,8 @@ from typing import Any
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-from agent.discovery.config import parse_discovery
-from agent.discovery.monitor import DiscoveryMonitor
+from agent.monitors.discovery.config import parse_discovery
+from agent.monitors.discovery.monitor import DiscoveryMonitor
 from sim.mdns import airplay_services
 
 BIN = Path(sys.executable).parent
@@ -69,9 +69,9 @@ async def _latency() -> tuple[list[float], list[float]]:
             # The first announcement goes out at once; the two repeats follow while we wait.
             broadcast = await announcer.async_register_service(info, cooperating_responders=True)
             deadline = started + 5
-            while monitor.inventory.get(device_id) is None and time.perf_counter() < deadline:
+            while monitor.tracker.get(device_id) is None and time.perf_counter() < deadline:
                 await asyncio.sleep(0.0005)
-            if monitor.inventory.get(device_id) is not None:
+            if monitor.tracker.get(device_id) is not None:
                 ours.append((time.perf_counter() - started) * 1000)
             if info.name in seen_bare:
                 baseline.append((seen_bare[info.name] - started) * 1000)
@@ -109,7 +109,8 @@ class _Lines:
 
 
 def _rss() -> tuple[float, float, int, float]:
-    agent = subprocess.Popen([sys.executable, "-m", "agent.discovery", "--interface", "127.0.0.1", "--interval", "0.5"],
+    agent = subprocess.Popen([sys.executable, "-m", "agent.monitors.discovery", "--interface", "127.0.0.1",
+                              "--interval", "0.5"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = _Lines(agent)
     sim = None
@@ -146,7 +147,7 @@ def run() -> list[dict[str, Any]]:
         _row("discovery latency p95", p95, "ms", "same run"),
         _row("baseline: bare zeroconf browser callback p50", statistics.median(baseline) if baseline else float("nan"),
              "ms", "same announcements, plain AsyncServiceBrowser handler"),
-        _row("discovery RSS idle (baseline)", idle, "MiB", "python -m agent.discovery, no sim running"),
+        _row("discovery RSS idle (baseline)", idle, "MiB", "python -m agent.monitors.discovery, no sim running"),
         _row(f"discovery RSS with {DEVICES} tablets", loaded, "MiB",
              f"{devices} devices inventoried (tablets with 2 services + receivers, printers, meters)"),
         _row(f"discovery RSS growth for {DEVICES} tablets", loaded - idle, "MiB", "same run"),

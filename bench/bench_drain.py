@@ -22,13 +22,13 @@ from typing import Any
 
 import psutil
 
-from agent.clock import SystemClock
 from agent.config import HostSection
 from agent.identity import load_agent_key, load_identity
 from agent.monitors.host import HostMonitor
-from agent.outbox import Outbox
 from agent.store import Store
-from agent.sync import report_envelope
+from agent.store.outbox import Outbox
+from agent.sync.client import report_envelope
+from base.clock import SystemClock
 
 BIN = Path(sys.executable).parent
 AGENT = str(BIN / "schulwart-agent")

@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from central.storage.base import AgentRow, SchoolSummary, Transaction
+from central.timestamps import from_iso, normalize
 from protocol.errors import MalformedError
 from protocol.schema import Event, StatePayload
-
-from .clock import from_iso, normalize
-from .storage.base import AgentRow, SchoolSummary, Transaction
 
 SNAPSHOT = "health.snapshot"
 _DEVICE_KINDS = frozenset({"device.seen", "device.changed", "device.lost"})

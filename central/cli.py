@@ -1,7 +1,7 @@
 """The schulwart-central command line: a thin layer over the store, the app and the ingestor.
 
 Commands that create a code or a token print only it on stdout; everything else they say
-goes to stderr. Refusals are one line on stderr and exit 2 (agent.cli_common.run_cli).
+goes to stderr. Refusals are one line on stderr and exit 2 (base.cli.run_cli).
 """
 
 from __future__ import annotations
@@ -19,26 +19,19 @@ from typing import Any, TypeVar
 
 import click
 
-from agent.cli_common import (
-    ConfigError,
-    cli_errors,
-    common_options,
-    parse_duration,
-    resolve_data_dir,
-    run_cli,
-    setup_logging,
-)
+from base.cli import cli_errors, common_options, parse_duration, resolve_data_dir, run_cli, setup_logging
+from base.clock import SystemClock
+from base.errors import ConfigError
+from central.config import CentralConfig, load_config
+from central.enrollment import create_code, hash_secret, valid_id
+from central.errors import NotFoundError
+from central.ingest import MAX_BUNDLE_BYTES, Ingestor
+from central.keystore import load_keystore
+from central.storage import open_store
+from central.storage.base import Store
+from central.timestamps import iso
+from central.web.app import create_app, start
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
-
-from .app import create_app, start
-from .clock import iso, utc_now
-from .config import CentralConfig, load_config
-from .enrollment import create_code, hash_secret, valid_id
-from .errors import NotFoundError
-from .ingest import MAX_BUNDLE_BYTES, Ingestor
-from .keystore import load_keystore
-from .storage import open_store
-from .storage.base import Store
 
 log = logging.getLogger("central")
 
@@ -148,7 +141,7 @@ def school_add(data_dir: Path | None, config_path: Path | None, school_id: str, 
         )
     name, carrier = _text(name, "--name"), _text(carrier, "--carrier", 128)
     config = _quiet(_config(data_dir, config_path))
-    _with_store(config, lambda store: store.add_school(school_id, name, carrier, iso(utc_now())))
+    _with_store(config, lambda store: store.add_school(school_id, name, carrier, iso(SystemClock().now())))
     click.echo(f"school {school_id} added (carrier {carrier})", err=True)
 
 
@@ -179,7 +172,7 @@ def enroll_code(data_dir: Path | None, config_path: Path | None, school_id: str,
     """Print a one-time enrollment code for a school (only the code, on stdout)."""
     config = _quiet(_config(data_dir, config_path))
     lifetime = _ttl(ttl, MAX_CODE_TTL, "--ttl") if ttl is not None else config.enroll_code_ttl
-    code = _with_store(config, lambda store: create_code(store, school_id, lifetime, utc_now()))
+    code = _with_store(config, lambda store: create_code(store, school_id, lifetime, SystemClock().now()))
     click.echo(code)
 
 
@@ -213,7 +206,7 @@ def token_issue(data_dir: Path | None, config_path: Path | None, technician: str
 
     _with_store(config, check)
     keys = load_keystore(config.data_dir)
-    click.echo(issue_technician_token(keys.token_key, technician, scope, utc_now(), lifetime))
+    click.echo(issue_technician_token(keys.token_key, technician, scope, SystemClock().now(), lifetime))
 
 
 @cli.group("api-token")
@@ -234,7 +227,7 @@ def api_token_create(data_dir: Path | None, config_path: Path | None, name: str,
     secret = "swc_" + secrets.token_urlsafe(32)
 
     async def create(store: Store) -> int:
-        await store.add_api_token(hash_secret(secret), name, carrier, iso(utc_now()))
+        await store.add_api_token(hash_secret(secret), name, carrier, iso(SystemClock().now()))
         return len(await store.list_schools(carrier)) if carrier is not None else -1
 
     schools = _with_store(config, create)
@@ -259,7 +252,7 @@ def agent() -> None:
 def agent_revoke(data_dir: Path | None, config_path: Path | None, agent_id: str) -> None:
     """Refuse this agent's reports from now on (403); it must enroll again."""
     config = _quiet(_config(data_dir, config_path))
-    if not _with_store(config, lambda store: store.revoke_agent(agent_id, iso(utc_now()))):
+    if not _with_store(config, lambda store: store.revoke_agent(agent_id, iso(SystemClock().now()))):
         raise NotFoundError(f"no agent {agent_id!r}")
     click.echo(f"agent {agent_id} revoked", err=True)
 
@@ -307,7 +300,9 @@ def import_bundle(data_dir: Path | None, config_path: Path | None, file: Path) -
     body = file.read_bytes()
 
     async def work(store: Store) -> str:
-        ingestor = Ingestor(store, utc_now, max_envelope_bytes=config.max_decoded_bytes, max_events=config.max_events)
+        ingestor = Ingestor(
+            store, SystemClock(), max_envelope_bytes=config.max_decoded_bytes, max_events=config.max_events
+        )
         s = await ingestor.import_bundle(body)
         return (
             f"imported {file.name}: agent {s.agent_id} school {s.school_id}, {s.envelopes} envelopes, "

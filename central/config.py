@@ -7,7 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.cli_common import ConfigError, load_toml, parse_duration
+from base.cli import load_toml, parse_duration
+from base.errors import ConfigError
 from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES
 from protocol.schema import MAX_EVENTS
 
@@ -15,7 +16,7 @@ DB_FILE = "central.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
-class SyncSettings:
+class AgentSyncPolicy:
     """What central tells agents about syncing (enrollment answer and signed config)."""
 
     report_interval_s: int = 30
@@ -52,7 +53,7 @@ class CentralConfig:
     max_events: int = MAX_EVENTS
     clock_skew_flag: timedelta = timedelta(minutes=5)
     config_version: int = 1
-    sync: SyncSettings = field(default_factory=SyncSettings)
+    sync: AgentSyncPolicy = field(default_factory=AgentSyncPolicy)
 
     @property
     def db_path(self) -> Path:
@@ -118,11 +119,11 @@ def load_config(path: Path | None, data_dir: Path, **overrides: Any) -> CentralC
         else:
             raise ConfigError(f"config: unknown key central.{key}")
     sync_doc = _section(doc, "sync")
-    known_sync = set(SyncSettings.__dataclass_fields__)
+    known_sync = set(AgentSyncPolicy.__dataclass_fields__)
     for key in sync_doc:
         if key not in known_sync:
             raise ConfigError(f"config: unknown key sync.{key}")
-    sync = SyncSettings(**{k: _positive_int(f"sync.{k}", v) for k, v in sync_doc.items()})
+    sync = AgentSyncPolicy(**{k: _positive_int(f"sync.{k}", v) for k, v in sync_doc.items()})
     config = CentralConfig(data_dir=data_dir, sync=sync, **values)
     clean = {k: v for k, v in overrides.items() if v is not None}
     config = replace(config, **clean)

@@ -12,21 +12,21 @@ import hashlib
 import logging
 import re
 import secrets
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from base.clock import Clock
+from base.ratelimit import FailureLimiter
+from central.config import AgentSyncPolicy
+from central.errors import InvalidCodeError, KeyEnrolledError, NotFoundError, RateLimitedError
+from central.keystore import Keystore
+from central.metrics import Metrics
+from central.storage.base import SchoolRow, Store
+from central.timestamps import from_iso, iso
 from protocol.encoding import loads_strict
 from protocol.errors import MalformedError, SchulwartError
 from protocol.keys import keyid, load_public_key_b64, public_key_raw
-
-from .clock import Clock, from_iso, iso
-from .config import SyncSettings
-from .errors import InvalidCodeError, KeyEnrolledError, NotFoundError, RateLimitedError
-from .keystore import Keystore
-from .metrics import Metrics
-from .storage.base import SchoolRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +53,6 @@ async def create_code(store: Store, school_id: str, ttl: timedelta, now: datetim
     await store.add_enroll_code(hash_secret(code), school_id, iso(now + ttl), iso(now))
     log.info("enrollment code created school=%s expires=%s", school_id, iso(now + ttl))
     return code
-
-
-class FailureLimiter:
-    """Wrong-code failures per source address in a sliding window, bounded in memory."""
-
-    def __init__(self, max_failures: int, window: timedelta, max_addresses: int = 10_000) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self.max_addresses = max_addresses
-        self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
-
-    def _recent(self, address: str, now: datetime) -> deque[datetime]:
-        times = self._failures.get(address, deque())
-        while times and now - times[0] > self.window:
-            times.popleft()
-        return times
-
-    def check(self, address: str, now: datetime) -> None:
-        """RateLimitedError when this address is over its budget of wrong codes."""
-        if len(self._recent(address, now)) >= self.max_failures:
-            raise RateLimitedError("too many wrong enrollment codes from this address; try again later")
-
-    def fail(self, address: str, now: datetime) -> None:
-        """Count one wrong code."""
-        times = self._recent(address, now)
-        times.append(now)
-        self._failures[address] = times
-        self._failures.move_to_end(address)
-        while len(self._failures) > self.max_addresses:
-            self._failures.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +89,7 @@ class Enroller:
         keys: Keystore,
         clock: Clock,
         limiter: FailureLimiter,
-        sync: SyncSettings,
+        sync: AgentSyncPolicy,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -131,11 +101,12 @@ class Enroller:
 
     async def enroll(self, body: bytes, source: str) -> dict[str, Any]:
         """The 201 answer; a SchulwartError says why not."""
-        now = self.clock()
+        now = self.clock.now()
         school = "-"
         try:
             request = parse_enroll_request(body)
-            self.limiter.check(source, now)
+            if self.limiter.blocked(source):
+                raise RateLimitedError("too many wrong enrollment codes from this address; try again later")
             public_key = load_public_key_b64(request.public_key)
             raw = public_key_raw(public_key)
             agent_id = "ag-" + secrets.token_hex(8)
@@ -167,7 +138,7 @@ class Enroller:
         async with self.store.transaction() as tx:
             row = await tx.find_code(hash_secret(code))
             if row is None or row.used_at is not None or from_iso(row.expires_at) <= now:
-                self.limiter.fail(source, now)
+                self.limiter.fail(source)
                 state = "unknown" if row is None else ("used" if row.used_at else "expired")
                 raise InvalidCodeError(f"enrollment code is {state}", school_id=row.school_id if row else None)
             kid = keyid(raw_key)

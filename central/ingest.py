@@ -16,6 +16,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from base.clock import Clock
+from central import aggregate
+from central.metrics import Metrics
+from central.storage.base import AgentRow, EventRow, Store
+from central.timestamps import from_iso, iso
 from protocol.encoding import dumps, loads_strict
 from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES, Verified, verify
 from protocol.errors import (
@@ -41,11 +46,6 @@ from protocol.schema import (
     parse_report,
     parse_state,
 )
-
-from . import aggregate
-from .clock import Clock, from_iso, iso
-from .metrics import Metrics
-from .storage.base import AgentRow, EventRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Ingestor:
             raise IdentityError(f"payload names agent {agent_id!r} / school {school_id!r}, not the key's")
 
     async def _apply_report(self, agent: AgentRow, report: Report) -> IngestResult:
-        received = self.clock()
+        received = self.clock.now()
         now = iso(received)
         skew = (from_iso(report.sent_at) - received).total_seconds()
         version = report.extra.get("agent_version")
@@ -246,7 +246,7 @@ class Ingestor:
         )
 
     async def _apply_state(self, agent: AgentRow, state: StatePayload) -> IngestResult:
-        now = iso(self.clock())
+        now = iso(self.clock.now())
         async with self.store.transaction() as tx:
             current = await tx.get_agent(agent.agent_id)
             if current is None or current.revoked:

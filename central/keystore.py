@@ -12,8 +12,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.cli_common import ConfigError
-from agent.securefile import read_secret_file, write_secret_file
+from base.errors import ConfigError
+from base.secretfile import read_secret_file, write_secret_file
 from protocol.errors import MalformedError
 from protocol.keys import generate_private_key, private_key_from_pem, private_key_to_pem, public_key_b64
 

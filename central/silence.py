@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from .clock import Clock, from_iso, iso
-from .ingest import SILENT_INCIDENT
-from .storage.base import Store
+from base.clock import Clock
+from central.ingest import SILENT_INCIDENT
+from central.storage.base import Store
+from central.timestamps import from_iso, iso
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ async def silence_monitor(store: Store, clock: Clock, window: timedelta, interva
     """Run ``check_silence`` forever, every ``interval``; a failed pass is logged, not fatal."""
     while True:
         try:
-            await check_silence(store, clock(), window)
+            await check_silence(store, clock.now(), window)
         except Exception:  # a database hiccup must not end monitoring for good
             log.exception("silence check failed; retrying in %s", interval)
         await asyncio.sleep(interval.total_seconds())

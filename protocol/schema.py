@@ -36,14 +36,14 @@ __all__ = [
     "Report",
     "StatePayload",
     "build_bundle",
-    "build_config",
+    "build_config_payload",
     "build_report",
     "build_state",
     "event_digest",
     "format_time",
     "make_event",
     "parse_bundle",
-    "parse_config",
+    "parse_config_payload",
     "parse_report",
     "parse_state",
     "parse_time",
@@ -436,7 +436,7 @@ class ConfigPayload:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def build_config(agent_id: str, version: int, issued_at: datetime | str, settings: Mapping[str, Any]) -> bytes:
+def build_config_payload(agent_id: str, version: int, issued_at: datetime | str, settings: Mapping[str, Any]) -> bytes:
     """The payload bytes of an agent configuration."""
     return dumps(
         {
@@ -449,7 +449,7 @@ def build_config(agent_id: str, version: int, issued_at: datetime | str, setting
     )
 
 
-def parse_config(payload: bytes | Mapping[str, Any]) -> ConfigPayload:
+def parse_config_payload(payload: bytes | Mapping[str, Any]) -> ConfigPayload:
     """Validate a configuration payload."""
     doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "config")
     _version(doc)

@@ -13,15 +13,8 @@ from typing import Any
 
 import click
 
-from agent.cli_common import (
-    ConfigError,
-    cli_errors,
-    common_options,
-    load_toml,
-    resolve_data_dir,
-    run_cli,
-    setup_logging,
-)
+from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging
+from base.errors import ConfigError
 from sim.faults import FAULTS, FaultError, parse_fault
 from sim.school import SchoolSpec, SimSchool
 

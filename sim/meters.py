@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from agent.monitors.cabinets import ChargingWindow
-from sim.clock import SimClock
 from sim.faults import FaultBoard
+from sim.simtime import SimClock
 
 BASELINE_W = 3.0
 PER_SLOT_W = 12.0

@@ -18,7 +18,6 @@ from zeroconf import ServiceInfo
 
 from agent.monitors.cabinets import parse_window
 from sim import agent_config
-from sim.clock import SimClock
 from sim.faults import FaultBoard, FaultError, parse_fault
 from sim.mdns import (
     Announcer,
@@ -30,6 +29,7 @@ from sim.mdns import (
 )
 from sim.meters import CabinetModel, MeterServer
 from sim.network import TcpListener
+from sim.simtime import SimClock
 from sim.unifi import SimAp, UnifiServer
 
 log = logging.getLogger(__name__)

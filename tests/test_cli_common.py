@@ -1,4 +1,4 @@
-"""The shared CLI edge: exit codes and one-line errors (agent.cli_common.run_cli)."""
+"""The shared CLI edge: exit codes and one-line errors (base.cli.run_cli)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 PROGRAM = """
 import click, sys
-from agent.cli_common import run_cli, ConfigError
+from base.cli import run_cli
+from base.errors import ConfigError
 
 @click.group()
 def cli():

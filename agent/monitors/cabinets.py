@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 
-from agent.cli_common import ConfigError, parse_duration
-from agent.monitor import MonitorReport, Severity, Signal
+from agent.monitors.base import MonitorReport, Severity, Signal
 from agent.monitors.meters import ENERGY_UNITS, KINDS, Meter, MeterError, MeterReading, MeterSpec
+from base.cli import parse_duration
+from base.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

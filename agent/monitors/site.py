@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.discovery.config import parse_discovery
-from agent.discovery.monitor import DiscoveryMonitor
-from agent.monitor import Monitor
+from agent.monitors.base import Monitor
 from agent.monitors.cabinets import CabinetMonitor, parse_cabinets
+from agent.monitors.discovery.config import parse_discovery
+from agent.monitors.discovery.monitor import DiscoveryMonitor
 from agent.monitors.wlan import WlanMonitor, parse_wlan
 
 

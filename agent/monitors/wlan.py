@@ -15,10 +15,10 @@ from typing import Any
 
 import aiohttp
 
-from agent.cli_common import ConfigError
-from agent.monitor import MonitorReport, Severity, Signal
+from agent.monitors.base import MonitorReport, Severity, Signal
 from agent.monitors.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
 from agent.monitors.unifi import ApStatus, ControllerError, WlanController, build_controller
+from base.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The agent's SQLite database: one connection, WAL, durable commits, explicit transactions.
 
-Durability: ``synchronous=FULL`` in WAL mode, so a commit returns only after the WAL is
-fsynced. With NORMAL a power cut may roll back the last commits; the agent could then
-hand out a sequence number a second time for a different event after central already
-stored the first one, which central must treat as a forked history. FULL costs one
-fsync per commit (about 0.2 ms here, 1-20 ms on SD/eMMC); events come in a few per
-minute and bursts are written in one transaction, so the cost does not matter.
+Opened through ``base.sqlite`` (WAL, ``synchronous=FULL``, the one migration runner). FULL
+matters here: with NORMAL a power cut may roll back the last commits, and the agent could
+then hand out a sequence number a second time for a different event after central already
+stored the first one, which central must treat as a forked history. FULL costs one fsync
+per commit (about 0.2 ms here, 1-20 ms on SD/eMMC); events come in a few per minute and
+bursts are written in one transaction, so the cost does not matter.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +20,16 @@ from typing import Any
 
 import sqlite_utils
 
-from protocol.errors import SchulwartError
+from agent.store.migrations import MIGRATIONS, run_migrations
+from base.errors import DatabaseError
+from base.sqlite import connect, schema_version
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "agent.db"
 
 
-class StoreError(SchulwartError):
+class StoreError(DatabaseError):
     """The agent's database cannot be used."""
 
     reason = "store"
@@ -44,52 +45,22 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
-def enable_wal(conn: sqlite3.Connection, timeout_s: float = 10.0) -> None:
-    """Switch the database to WAL, retrying while another process does the same.
-
-    Changing the journal mode of a new file needs an exclusive lock, and SQLite answers
-    BUSY at once there instead of waiting for busy_timeout: two commands started on a
-    fresh data dir at the same moment would otherwise fail with "database is locked".
-    """
-    deadline = time.monotonic() + timeout_s
-    delay = 0.01
-    while True:
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            mode = None
-        if mode == "wal":
-            return
-        if time.monotonic() >= deadline:
-            raise sqlite3.OperationalError(f"cannot switch to WAL (journal mode {mode}): database is locked")
-        time.sleep(delay)  # only at start-up, before any event loop work
-        delay = min(delay * 2, 0.2)
-
-
 class Store:
     """One SQLite file; the runner owns the only writing instance (the CLI only reads)."""
 
     def __init__(self, path: Path, *, migrate: bool = True) -> None:
-        from agent.store.migrations import MIGRATIONS, apply_migrations, schema_version
-
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from None
+            conn = connect(path, busy_timeout_ms=10_000)
+        except DatabaseError as exc:
+            raise StoreError(exc.message) from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         try:
-            conn.execute("PRAGMA busy_timeout=10000")
-            enable_wal(conn)
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            if migrate:
-                apply_migrations(self)
-            version = schema_version(self)
+            version = run_migrations(conn, path) if migrate else schema_version(conn)
+        except DatabaseError as exc:
+            conn.close()
+            raise StoreError(exc.message) from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"database {path} cannot be used: {exc}") from None

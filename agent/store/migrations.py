@@ -1,20 +1,19 @@
-"""Versioned schema migrations: a list of functions, each applied once in its own transaction.
+"""The agent's schema steps, applied by the one runner in ``base.sqlite``.
 
-Never drop-and-recreate: every migration keeps the rows that are there, so the outbox
-survives an upgrade of the agent. Append new migrations at the end; never edit old ones.
+Never drop-and-recreate: every step keeps the rows that are there, so the outbox survives
+an upgrade of the agent. Append new steps at the end; never edit old ones.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import sqlite_utils
 
-if TYPE_CHECKING:
-    from agent.store.db import Store
+from base.sqlite import Migration, migrate
 
 log = logging.getLogger(__name__)
 
@@ -88,41 +87,19 @@ def m003_incident_notes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX incident_notes_incident ON incident_notes(incident_id, id)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    m001_initial,
-    m002_outbox_kind_index,
-    m003_incident_notes,
-]
+def _on_db(step: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite3.Connection], None]:
+    return lambda conn: step(sqlite_utils.Database(conn))
 
 
-def schema_version(store: Store) -> int:
-    """How many migrations this database has had."""
-    if "migrations" not in store.db.table_names():
-        return 0
-    row = store.conn.execute("SELECT max(version) FROM migrations").fetchone()
-    return int(row[0] or 0)
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    Migration(version, step.__name__, _on_db(step))
+    for version, step in enumerate((m001_initial, m002_outbox_kind_index, m003_incident_notes), start=1)
+)
 
 
-def apply_migrations(store: Store, migrations: list[Callable[[sqlite_utils.Database], None]] | None = None) -> int:
-    """Apply the pending migrations, one transaction each with the row that records it."""
-    todo = MIGRATIONS if migrations is None else migrations
-    with store.transaction() as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL)"
-        )
-    applied = 0
-    for version, migration in enumerate(todo, start=1):
-        with store.transaction() as conn:
-            # Re-read inside the write lock: two processes starting at once apply each once.
-            done = conn.execute("SELECT 1 FROM migrations WHERE version = ?", (version,)).fetchone()
-            if done:
-                continue
-            migration(store.db)
-            conn.execute(
-                "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, migration.__name__, datetime.now(UTC).isoformat()),
-            )
-        applied += 1
-        log.info("database %s: applied migration %d %s", store.path, version, migration.__name__)
-    return applied
+def run_migrations(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the agent's database to the newest schema; returns its version.
+
+    Raises SchemaTooNewError (a database from a newer agent) or DatabaseError.
+    """
+    return migrate(conn, MIGRATIONS, path=path, program="agent")

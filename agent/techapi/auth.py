@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from agent.techapi.view import LocalView
+from base.ratelimit import FailureLimiter
 from protocol.errors import ScopeError, TokenError
 from protocol.tokens import HEADER, verify_technician_token
 
@@ -36,44 +37,6 @@ class Principal:
     name: str
     kind: str  # "technician" or "admin"
     scope: str
-
-
-class FailureLimiter:
-    """At most ``max_failures`` failed attempts per source address within ``window_s``.
-
-    Memory is bounded: at most ``max_sources`` addresses are tracked (oldest dropped).
-    """
-
-    def __init__(
-        self, clock: Callable[[], float], max_failures: int = 10, window_s: float = 300.0, max_sources: int = 4096
-    ) -> None:
-        self._clock = clock
-        self._max = max_failures
-        self._window = window_s
-        self._max_sources = max_sources
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, source: str) -> deque[float]:
-        now = self._clock()
-        times = self._failures.get(source)
-        if times is None:
-            return deque()
-        while times and now - times[0] > self._window:
-            times.popleft()
-        return times
-
-    def blocked(self, source: str) -> bool:
-        """Whether this address has used up its failures for now."""
-        return len(self._recent(source)) >= self._max
-
-    def fail(self, source: str) -> None:
-        """Record one failed attempt."""
-        times = self._recent(source)
-        times.append(self._clock())
-        self._failures[source] = times
-        self._failures.move_to_end(source)
-        while len(self._failures) > self._max_sources:
-            self._failures.popitem(last=False)
 
 
 class Authenticator:

@@ -21,8 +21,8 @@ class AgentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """One gauge per number the status command shows."""
-        agent = self._agent
-        stats = agent.outbox.stats()
+        running = self._agent
+        stats = running.outbox.stats()
         for name, doc, value in (
             ("schulwart_agent_outbox_last_seq", "Highest sequence number handed out.", stats.last_seq),
             ("schulwart_agent_outbox_acked_seq", "Highest sequence central acknowledged.", stats.acked_seq),
@@ -32,13 +32,13 @@ class AgentCollector(Collector):
                 "Age of the oldest unacknowledged event.",
                 stats.oldest_unsent_age_s or 0.0,
             ),
-            ("schulwart_agent_open_incidents", "Open incidents.", len(agent.engine.open_incidents())),
+            ("schulwart_agent_open_incidents", "Open incidents.", len(running.engine.open_incidents())),
             (
                 "schulwart_agent_devices",
                 "Devices in the inventory.",
-                agent.store.query("SELECT count(*) FROM inventory")[0][0],
+                running.store.query("SELECT count(*) FROM inventory")[0][0],
             ),
-            ("schulwart_agent_dropped_events", "Observations lost to a full disk.", agent.counters.dropped_events),
+            ("schulwart_agent_dropped_events", "Observations lost to a full disk.", running.counters.dropped_events),
         ):
             yield GaugeMetricFamily(name, doc, value=float(value))
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.incidents import UnknownIncidentError, list_incidents, notes_for
-from agent.inventory import device_json, list_devices
+from agent.incidents.engine import UnknownIncidentError, list_incidents, notes_for
 from agent.status import status_info
+from agent.store.inventory import device_json, list_devices
 from agent.techapi.view import Page, SiteIdentity
 from protocol.keys import load_public_key_b64
 from protocol.schema import parse_time

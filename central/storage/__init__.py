@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import CentralConfig
-from .base import Store, Transaction
-from .sqlite import SqliteStore
+from central.config import CentralConfig
+from central.storage.base import Store, Transaction
+from central.storage.sqlite import SqliteStore
 
 __all__ = ["SqliteStore", "Store", "Transaction", "open_store"]
 

@@ -1,41 +1,22 @@
-"""Versioned schema migrations for the SQLite store.
+"""Central's SQLite schema steps, applied by the one runner in ``base.sqlite``.
 
-Each migration is a list of statements applied in one transaction together with the row
-in ``schema_migrations`` that records it. A database whose newest recorded version is
-beyond what this code knows is refused: an older central must not write into a newer schema.
+Each step is a list of statements applied in one transaction together with the row in
+``schema_migrations`` that records it. A database whose newest recorded version is beyond
+what this code knows is refused: an older central must not write into a newer schema.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-from dataclasses import dataclass
 
-from agent.cli_common import ConfigError
-
-log = logging.getLogger(__name__)
-
-
-class SchemaTooNewError(ConfigError):
-    """The database was written by a newer central."""
-
-    reason = "schema_too_new"
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step."""
-
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
+from base.sqlite import Migration, statements
+from base.sqlite import migrate as run
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "initial schema",
-        (
+        statements(
             """CREATE TABLE schools (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL, carrier TEXT NOT NULL, created_at TEXT NOT NULL)""",
             "CREATE INDEX schools_carrier ON schools(carrier)",
@@ -79,47 +60,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST = MIGRATIONS[-1].version
 
 
-def current_version(conn: sqlite3.Connection) -> int:
-    """The newest applied migration, 0 for an empty database."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
-    )
-    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
-
-
 def migrate(conn: sqlite3.Connection, path: str) -> int:
-    """Apply the missing migrations (the connection is in autocommit mode); returns the version."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = current_version(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    if version > LATEST:
-        raise SchemaTooNewError(
-            f"database {path} has schema version {version}, newer than this central knows ({LATEST}): "
-            "upgrade schulwart or use another --db"
-        )
-    for migration in MIGRATIONS:
-        if migration.version <= version:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-check under the write lock: another process may have migrated meanwhile.
-            if current_version(conn) >= migration.version:
-                conn.execute("ROLLBACK")
-                continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (migration.version, migration.name)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        log.info("database %s migrated to schema version %d (%s)", path, migration.version, migration.name)
-    return max(version, LATEST)
+    """Apply the missing steps (the connection is in autocommit mode); returns the version.
+
+    Raises SchemaTooNewError for a database from a newer central, DatabaseError when a step fails.
+    """
+    return run(conn, MIGRATIONS, path=path, program="central")

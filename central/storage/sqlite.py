@@ -17,11 +17,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.cli_common import ConfigError
-from agent.store.db import enable_wal
-
-from ..errors import AlreadyExistsError
-from .base import (
+from base.errors import DatabaseError
+from base.sqlite import connect as open_database
+from central.errors import AlreadyExistsError
+from central.storage.base import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
     AgentRow,
@@ -32,7 +31,7 @@ from .base import (
     SchoolRow,
     SchoolSummary,
 )
-from .migrations import migrate
+from central.storage.migrations import migrate
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -73,22 +72,17 @@ def _dump(value: Any) -> str:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating) the database file in autocommit mode with our pragmas, migrated."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"cannot open database {path}: {exc}") from None
+    """Open (creating) the database file in autocommit mode with our pragmas, migrated.
+
+    Raises DatabaseError (SchemaTooNewError for a newer central's file) with one line.
+    """
+    conn = open_database(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        enable_wal(conn)
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, str(path))
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise ConfigError(f"cannot use database {path}: {exc}") from None
+        raise DatabaseError(f"cannot use database {path}: {exc}") from None
     except BaseException:
         conn.close()
         raise
@@ -265,7 +259,7 @@ class SqliteStore:
 
     @classmethod
     def open(cls, path: Path) -> SqliteStore:
-        """Open and migrate; ConfigError with one line when that is impossible."""
+        """Open and migrate; DatabaseError with one line when that is impossible."""
         return cls(connect(path), path)
 
     @asynccontextmanager

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FakeClock
-from agent.incidents import IncidentEngine
-from agent.outbox import Outbox
+from agent.incidents.engine import IncidentEngine
 from agent.privacy import Privacy
 from agent.store import Store
+from agent.store.outbox import Outbox
+from base.clock import FakeClock
 from tests.agent.fakecentral import FakeCentral
 
 BIN = Path(sys.executable).parent

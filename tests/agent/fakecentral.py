@@ -25,7 +25,7 @@ from protocol.schema import (
     CONFIG_TYPE,
     REPORT_TYPE,
     STATE_TYPE,
-    build_config,
+    build_config_payload,
     event_digest,
     format_time,
     parse_bundle,
@@ -162,7 +162,7 @@ class FakeCentral:
         agent_id = request.match_info["agent_id"]
         if agent_id not in self.agents:
             return web.json_response({"error": "unknown_agent"}, status=404)
-        payload = build_config(agent_id, 3, self.config_issued_at, {"report_interval_s": 1})
+        payload = build_config_payload(agent_id, 3, self.config_issued_at, {"report_interval_s": 1})
         return web.Response(body=sign(payload, CONFIG_TYPE, self.config_key), content_type="application/json")
 
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clock import FakeClock
-from agent.incidents import IncidentEngine
-from agent.monitor import Signal
+from agent.incidents.engine import IncidentEngine
+from agent.monitors.base import Signal
 from agent.store import Store
+from base.clock import FakeClock
 from tests.agent.procs import AGENT, Proc, run, write_config
 
 
@@ -52,8 +52,8 @@ def test_every_subcommand_has_help_and_common_options() -> None:
 
 def test_read_commands_from_the_store(data_dir: Path, clock: FakeClock) -> None:
     store = Store.open(data_dir)
-    from agent.outbox import Outbox
     from agent.privacy import Privacy
+    from agent.store.outbox import Outbox
 
     outbox = Outbox(store, clock)
     engine = IncidentEngine(store, outbox, Privacy(b"k" * 32), clock, open_after=1)

@@ -9,16 +9,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.clock import FakeClock, SystemClock
 from agent.config import SyncSection
 from agent.enroll import EnrollError, enroll
 from agent.identity import ADMIN_TOKEN_FILE, KEY_FILE, Identity, load_agent_key, load_identity, time_floor
-from agent.incidents import IncidentEngine
-from agent.monitor import Signal
-from agent.outbox import Outbox
+from agent.incidents.engine import IncidentEngine
+from agent.monitors.base import Signal
 from agent.privacy import Privacy
 from agent.store import Store
-from agent.sync import (
+from agent.store.outbox import Outbox
+from agent.sync.client import (
     FORK_KEY,
     REVOKED_KEY,
     BlockedError,
@@ -28,6 +27,7 @@ from agent.sync import (
     SyncSettings,
     TokenBucket,
 )
+from base.clock import FakeClock, SystemClock
 from protocol.schema import REPORT_TYPE, STATE_TYPE
 from tests.agent.fakecentral import FakeCentral, seqs
 
@@ -138,7 +138,7 @@ async def test_lost_ack_resend_is_harmless(central: tuple[FakeCentral, str], dat
     async with Harness(data_dir, identity, clock) as h:
         h.outbox.add_many([("health.snapshot", _snap(i)) for i in range(20)])
         for event in [h.outbox.batch(1, 10, 10**6)]:
-            from agent.sync import report_envelope
+            from agent.sync.client import report_envelope
 
             status, body = fake.ingest_envelope(report_envelope(identity, h.client.key, event, clock.now()))
             assert status == 200 and body["acked_through"] == 10
@@ -154,7 +154,7 @@ async def test_409_resends_from_expected(central: tuple[FakeCentral, str], data_
     async with Harness(data_dir, identity, clock) as h:
         h.outbox.add_many([("health.snapshot", _snap(i)) for i in range(20)])
         # central holds 1..12 (an ack the agent lost); the agent has acked only 5 of them
-        from agent.sync import report_envelope
+        from agent.sync.client import report_envelope
 
         fake.ingest_envelope(report_envelope(identity, h.client.key, h.outbox.batch(1, 12, 10**6), clock.now()))
         h.outbox.ack(5)

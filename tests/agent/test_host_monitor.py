@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FakeClock
 from agent.config import HostSection
 from agent.monitors.host import ClockState, DiskUse, HostMonitor, HostSnapshot, clock_sync, host_signals
+from base.clock import FakeClock
 
 
 async def test_collect_with_real_psutil(data_dir: Path, clock: FakeClock) -> None:

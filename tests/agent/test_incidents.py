@@ -6,12 +6,12 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from agent.clock import FakeClock
-from agent.incidents import IncidentEngine, list_incidents
-from agent.monitor import Signal
-from agent.outbox import Outbox
+from agent.incidents.engine import IncidentEngine, list_incidents
+from agent.monitors.base import Signal
 from agent.privacy import Privacy
 from agent.store import Store
+from agent.store.outbox import Outbox
+from base.clock import FakeClock
 
 
 def sig(clock: FakeClock, bad: bool, key: str = "ap-down:ap-7", **kw: object) -> Signal:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import agent
-from agent.api import make_app
-from agent.clock import FakeClock
-from agent.outbox import Outbox
 from agent.store import Store, StoreFullError
+from agent.store.outbox import Outbox
+from agent.techapi.server import make_app
+from base.clock import FakeClock
 
 
 async def test_healthz(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +60,7 @@ def test_enable_wal_waits_for_another_process_switching_a_fresh_database(tmp_pat
     import sqlite3
     import threading
 
-    from agent.store.db import enable_wal
+    from base.sqlite import enable_wal
 
     path = tmp_path / "fresh.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

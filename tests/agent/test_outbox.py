@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.clock import FakeClock
-from agent.outbox import Outbox
 from agent.store import Store
-from agent.store.migrations import MIGRATIONS, apply_migrations, schema_version
+from agent.store.migrations import MIGRATIONS
+from agent.store.outbox import Outbox
+from base.clock import FakeClock
+from base.sqlite import schema_version
 from protocol.errors import MalformedError
 
 
@@ -74,22 +75,33 @@ def test_batch_limits_and_stats(outbox: Outbox, clock: FakeClock) -> None:
 
 
 def test_migrations_keep_the_outbox(data_dir: Path, clock: FakeClock) -> None:
-    """An upgrade applies the new migrations and keeps every queued event (never drop and recreate)."""
-    store = Store.__new__(Store)
-    store.path = data_dir / "agent.db"
-    store.conn = sqlite3.connect(str(store.path), check_same_thread=False)
+    """An upgrade applies the new migrations and keeps every queued event (never drop and recreate).
+
+    The database is made as the agent of an earlier release left it: only the first step, recorded
+    in that release's bookkeeping table ``migrations``; the runner adopts it into ``schema_migrations``.
+    """
+    path = data_dir / "agent.db"
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    MIGRATIONS[0].apply(conn)  # the agent as it was two releases ago
+    conn.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    conn.execute("INSERT INTO migrations VALUES (1, 'm001_initial', '2025-01-01T00:00:00+00:00')")
+    conn.close()
+    # Fill the old outbox through today's Outbox on a connection that does not migrate.
+    old = Store.__new__(Store)
+    old.path = path
+    old.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     import sqlite_utils
 
-    store.db = sqlite_utils.Database(store.conn)
-    apply_migrations(store, MIGRATIONS[:1])  # the agent as it was one release ago
-    assert schema_version(store) == 1
-    box = Outbox(store, clock)
+    old.db = sqlite_utils.Database(old.conn)
+    assert schema_version(old.conn) == 1
+    box = Outbox(old, clock)
     box.add_many([("health.snapshot", _snap(i)) for i in range(3)])
-    store.conn.close()
+    old.conn.close()
     upgraded = Store.open(data_dir)
-    assert schema_version(upgraded) == len(MIGRATIONS)
-    rows = upgraded.query("SELECT version, name FROM migrations ORDER BY version")
-    assert [r[1] for r in rows] == [m.__name__ for m in MIGRATIONS]
+    assert schema_version(upgraded.conn) == len(MIGRATIONS)
+    rows = upgraded.query("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [r[1] for r in rows] == [m.name for m in MIGRATIONS]
+    assert "migrations" not in upgraded.db.table_names(), "the old bookkeeping table is adopted, not kept beside"
     box = Outbox(upgraded, clock)
     assert [e.seq for e in box.batch(1, 10, 10**6)] == [1, 2, 3]
     assert box.add("health.snapshot", {}) == 4
@@ -99,7 +111,7 @@ def test_migrations_keep_the_outbox(data_dir: Path, clock: FakeClock) -> None:
 def test_newer_schema_is_refused(data_dir: Path) -> None:
     store = Store.open(data_dir)
     with store.transaction() as conn:
-        conn.execute("INSERT INTO migrations VALUES (99, 'future', 'x')")
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x')")
     store.close()
     from agent.store import StoreError
 

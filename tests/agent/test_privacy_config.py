@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli_common import ConfigError
 from agent.config import AgentConfig, load_config, parse_config, parse_listen
-from agent.monitor import Device
+from agent.monitors.base import Device
 from agent.privacy import SECRET_FILE, Privacy, load_or_create_secret
+from base.errors import ConfigError
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 LENA = Device(

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from agent.clock import SystemClock
 from agent.config import parse_config
 from agent.enroll import enroll
-from agent.monitor import Device, DeviceChange, MonitorReport, Signal
+from agent.monitors.base import Device, DeviceChange, MonitorReport, Signal
 from agent.runner import Agent
+from base.clock import SystemClock
 from tests.agent.fakecentral import FakeCentral, seqs
 
 

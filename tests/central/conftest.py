@@ -15,11 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from central.app import create_app, make_runner
+from base.clock import FakeClock as BaseFakeClock
 from central.config import CentralConfig
 from central.enrollment import create_code, hash_secret
 from central.keystore import Keystore, load_keystore
 from central.storage.sqlite import SqliteStore
+from central.web.app import create_app, make_runner
 from protocol.envelope import sign
 from protocol.keys import generate_private_key, public_key_b64
 from protocol.schema import REPORT_TYPE, STATE_TYPE, build_report, build_state, make_event
@@ -29,17 +30,11 @@ API_TOKEN = "swc_test-token-all"
 CARRIER_TOKEN = "swc_test-token-musterstadt"
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
+class FakeClock(BaseFakeClock):
+    """A clock the test moves by hand, starting at T0."""
 
     def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
+        super().__init__(start)
 
 
 class CentralTestServer(TestServer):
@@ -156,7 +151,7 @@ async def enroll(
 ) -> FakeAgent:
     """Enroll a fresh key over HTTP with a fresh code."""
     key = key or generate_private_key()
-    code = await create_code(store, school_id, timedelta(hours=24), clock())
+    code = await create_code(store, school_id, timedelta(hours=24), clock.now())
     resp = await client.post(
         "/v1/enroll",
         json={"code": code, "public_key": public_key_b64(key), "hostname": "srv", "agent_version": "0.1.0"},

@@ -254,13 +254,13 @@ async def test_clock_skew_is_flagged_not_refused(
 async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, clock: FakeClock) -> None:
     from protocol.envelope import verify
     from protocol.keys import keyid, load_public_key_b64
-    from protocol.schema import parse_config
+    from protocol.schema import parse_config_payload
 
     resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
     assert resp.status == 200
     central_key = load_public_key_b64(agent.enrollment["central_public_key"])
     verified = verify(await resp.read(), {keyid(central_key): central_key}, {CONFIG_TYPE})
-    config = parse_config(verified.payload)
+    config = parse_config_payload(verified.payload)
     assert config.agent_id == agent.agent_id
     assert config.issued_at == "2024-05-06T08:00:00Z"
     assert config.settings["max_batch_events"] == 500

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from central.app import create_app
 from central.silence import check_silence
 from central.storage.sqlite import SqliteStore
+from central.web.app import create_app
 from protocol.schema import make_event
 
 from .conftest import CARRIER_TOKEN, T0, CentralTestServer, FakeAgent, FakeClock, auth, incident
@@ -153,10 +153,10 @@ async def test_agent_silent_incident(
 ) -> None:
     window = timedelta(minutes=15)
     assert await post(client, agent.report(1, 1)) == (200, {"acked_through": 1})
-    assert await check_silence(store, clock(), window) == ([], [])
+    assert await check_silence(store, clock.now(), window) == ([], [])
     clock.advance(timedelta(minutes=15, seconds=1))
-    assert await check_silence(store, clock(), window) == (["gs-nord"], [])
-    assert await check_silence(store, clock(), window) == ([], [])  # raised once, not again
+    assert await check_silence(store, clock.now(), window) == (["gs-nord"], [])
+    assert await check_silence(store, clock.now(), window) == ([], [])  # raised once, not again
     silent = [i for i in (await get(client, "/v1/incidents"))["incidents"] if i["origin"] == "central"]
     assert len(silent) == 1 and silent[0]["category"] == "agent" and silent[0]["state"] == "open"
     # Reporting again resolves it at once.
@@ -164,7 +164,7 @@ async def test_agent_silent_incident(
     assert [i["state"] for i in (await get(client, "/v1/incidents?state=all"))["incidents"]] == ["resolved"]
     # A school with an agent that never reported is silent after the window too; one without agents never.
     clock.advance(timedelta(minutes=20))
-    raised, _ = await check_silence(store, clock(), window)
+    raised, _ = await check_silence(store, clock.now(), window)
     assert raised == ["gs-nord"]
 
 

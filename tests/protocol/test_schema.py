@@ -163,7 +163,7 @@ def test_state_payload_round_trip_and_validation() -> None:
 
 
 def test_config_and_bundle_payloads() -> None:
-    config = schema.parse_config(schema.build_config("agent-1", 7, AT, {"snapshot_interval_s": 60}))
+    config = schema.parse_config_payload(schema.build_config_payload("agent-1", 7, AT, {"snapshot_interval_s": 60}))
     assert (config.version, config.settings["snapshot_interval_s"]) == (7, 60)
     bundle = schema.parse_bundle(schema.build_bundle("agent-1", "gs-nord", AT, [b'{"a":1}', b'{"b":2}']))
     assert bundle.envelopes == ('{"a":1}', '{"b":2}')

@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.cli_common import ConfigError
-from agent.monitor import Signal
+from agent.monitors.base import Signal
 from agent.monitors.cabinets import (
     CabinetConfig,
     CabinetMonitor,
@@ -19,6 +18,7 @@ from agent.monitors.cabinets import (
     parse_window,
 )
 from agent.monitors.meters import MeterError, MeterReading, MeterSpec
+from base.errors import ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.discovery.classes import CLASS_TABLE, DEVICE_CLASSES, browse_types
-from agent.discovery.observation import Observation, identify, normalise_mac
-from agent.discovery.sanitize import (
+from agent.monitors.discovery.classes import CLASS_TABLE, DEVICE_CLASSES, browse_types
+from agent.monitors.discovery.observation import Observation, identify, normalise_mac
+from agent.monitors.discovery.sanitize import (
     MAX_NAME_CHARS,
     MAX_TXT_KEYS,
     MAX_TXT_VALUE_CHARS,

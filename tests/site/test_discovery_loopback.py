@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from agent.discovery.config import parse_discovery
-from agent.discovery.monitor import DiscoveryMonitor
-from agent.monitor import Signal
+from agent.monitors.base import Signal
+from agent.monitors.discovery.config import parse_discovery
+from agent.monitors.discovery.monitor import DiscoveryMonitor
 
 pytestmark = pytest.mark.usefixtures("fast_mdns")
 
@@ -52,7 +52,7 @@ def expected(sim: Any) -> dict[str, str]:
 
 
 def found(monitor: DiscoveryMonitor, ids: dict[str, str]) -> dict[str, str]:
-    return {d.id: d.device_class for d in monitor.inventory.devices() if d.id in ids}
+    return {d.id: d.device_class for d in monitor.tracker.devices() if d.id in ids}
 
 
 async def test_simulated_school_is_inventoried_with_the_right_classes(sim_factory, discovery, tag) -> None:  # type: ignore[no-untyped-def]
@@ -80,7 +80,7 @@ async def test_receiver_gone_is_confirmed_by_a_probe_and_resolves_on_return(sim_
     sim = await sim_factory(school=tag, devices=0, receivers=2, printers=0, aps=0, cabinets=0)
     receiver = next(d for d in sim.devices if d.kind == "receiver" and d.index == 1)
     other = next(d for d in sim.devices if d.kind == "receiver" and d.index == 2)
-    await wait_for(lambda: monitor.inventory.get(receiver.expected_id) is not None)
+    await wait_for(lambda: monitor.tracker.get(receiver.expected_id) is not None)
 
     def verdict(signals: list[Signal], device_id: str) -> bool:
         return next(s for s in signals if s.key == f"device-missing:{device_id}").bad
@@ -90,10 +90,10 @@ async def test_receiver_gone_is_confirmed_by_a_probe_and_resolves_on_return(sim_
 
     # Gone from mDNS but still answering on its port: a lost goodbye or a sleepy Bonjour stack, not missing.
     await sim.announcer.unregister(other.services)
-    await wait_for(lambda: monitor.inventory.get(other.expected_id).state == "absent")  # type: ignore[union-attr]
+    await wait_for(lambda: monitor.tracker.get(other.expected_id).state == "absent")  # type: ignore[union-attr]
     # Really gone: goodbye and the AirPlay port closed.
     await sim.set_fault("receiver-gone:1", True)
-    await wait_for(lambda: monitor.inventory.get(receiver.expected_id).state == "absent")  # type: ignore[union-attr]
+    await wait_for(lambda: monitor.tracker.get(receiver.expected_id).state == "absent")  # type: ignore[union-attr]
     early = await monitor.collect(datetime.now(UTC))
     assert verdict(early.signals, receiver.expected_id) is False  # not absent for missing_after yet
     later = await monitor.collect(datetime.now(UTC) + timedelta(seconds=2))
@@ -105,7 +105,7 @@ async def test_receiver_gone_is_confirmed_by_a_probe_and_resolves_on_return(sim_
     assert any(c.device.id == receiver.expected_id and c.device.state == "missing" for c in later.device_changes)
 
     await sim.set_fault("receiver-gone:1", False)
-    await wait_for(lambda: monitor.inventory.get(receiver.expected_id).state == "present")  # type: ignore[union-attr]
+    await wait_for(lambda: monitor.tracker.get(receiver.expected_id).state == "present")  # type: ignore[union-attr]
     back = await monitor.collect(datetime.now(UTC) + timedelta(seconds=3))
     assert verdict(back.signals, receiver.expected_id) is False
 
@@ -117,8 +117,8 @@ async def test_injected_clock_stamps_the_inventory(sim_factory, tag) -> None:  #
     try:
         sim = await sim_factory(school=tag, devices=1, receivers=0, printers=0, aps=0, cabinets=0)
         device_id = sim.devices[0].expected_id
-        await wait_for(lambda: monitor.inventory.get(device_id) is not None)
-        device = monitor.inventory.get(device_id)
+        await wait_for(lambda: monitor.tracker.get(device_id) is not None)
+        device = monitor.tracker.get(device_id)
         assert device is not None and device.first_seen == fixed
     finally:
         await monitor.stop()
@@ -131,7 +131,7 @@ async def test_receiver_without_power_is_found_by_its_liveness_probe(sim_factory
     sim = await sim_factory(school=tag, devices=0, receivers=1, printers=0, aps=0, cabinets=0)
     receiver = sim.devices[0]
     for monitor in (watched, blind):
-        await wait_for(lambda m=monitor: m.inventory.get(receiver.expected_id) is not None)
+        await wait_for(lambda m=monitor: m.tracker.get(receiver.expected_id) is not None)
 
     def verdict(report: Any) -> bool:
         return next(s for s in report.signals if s.key == f"device-missing:{receiver.expected_id}").bad
@@ -140,8 +140,8 @@ async def test_receiver_without_power_is_found_by_its_liveness_probe(sim_factory
     assert verdict(await watched.collect(start)) is False
     await sim.set_fault("receiver-unplugged:1", True)
     await watched.collect(start + timedelta(seconds=1))  # liveness probe fails: absent from now
-    assert watched.inventory.get(receiver.expected_id).state == "absent"  # type: ignore[union-attr]
-    assert watched.inventory.is_live(receiver.expected_id)  # mDNS still believes in it
+    assert watched.tracker.get(receiver.expected_id).state == "absent"  # type: ignore[union-attr]
+    assert watched.tracker.is_live(receiver.expected_id)  # mDNS still believes in it
     later = await watched.collect(start + timedelta(seconds=3))
     assert verdict(later) is True
     for offset in (1, 3):
@@ -151,4 +151,4 @@ async def test_receiver_without_power_is_found_by_its_liveness_probe(sim_factory
     await sim.set_fault("receiver-unplugged:1", False)
     back = await watched.collect(start + timedelta(seconds=5))
     assert verdict(back) is False
-    assert watched.inventory.get(receiver.expected_id).state == "present"  # type: ignore[union-attr]
+    assert watched.tracker.get(receiver.expected_id).state == "present"  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """Discovery between network namespaces (the realistic case: separate hosts) and the hostile flood.
 
-The simulated school runs in one namespace, the agent's discovery (``python -m agent.discovery``,
+The simulated school runs in one namespace, the agent's discovery (``python -m agent.monitors.discovery``,
 a separate process so its memory is its own) in another, joined by a veth pair. Needs root;
 skips with the reason otherwise, and fails instead of skipping under CI.
 """
@@ -32,7 +32,7 @@ def start_sim(pair: NetnsPair, tmp_path: Path, tag: str, *extra: str) -> dict[st
 
 def start_agent_discovery(pair: NetnsPair) -> JsonLines:
     proc = pair.popen(pair.agent, [
-        sys.executable, "-m", "agent.discovery", "--interface", pair.agent_ip, "--interval", "0.5", "--seen",
+        sys.executable, "-m", "agent.monitors.discovery", "--interface", pair.agent_ip, "--interval", "0.5", "--seen",
     ])
     lines = JsonLines(proc)
     lines.next(timeout=20, where=lambda r: r["event"] == "ready")

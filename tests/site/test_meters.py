@@ -22,9 +22,9 @@ from agent.monitors.meters import (
     parse_shelly_gen2,
     parse_tasmota,
 )
-from sim.clock import SimClock
 from sim.faults import FaultBoard
 from sim.meters import CabinetModel, MeterServer
+from sim.simtime import SimClock
 
 GEN2_DOC = {  # Switch.GetStatus example from the Shelly docs
     "id": 0, "source": "WS_in", "output": False, "apower": 0, "voltage": 225.9, "current": 0, "freq": 50,

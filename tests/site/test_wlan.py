@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from agent.cli_common import ConfigError
 from agent.monitors.probes import ProbeResult, ProbeWindow, tcp_probe
 from agent.monitors.unifi import ControllerError, UnifiController, parse_devices
 from agent.monitors.wlan import WlanMonitor, parse_wlan
+from base.errors import ConfigError
 
 
 def controller(sim: Any, style: str = "auto", password: str | None = None) -> UnifiController:

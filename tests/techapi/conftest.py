@@ -10,9 +10,10 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from agent.techapi.auth import Authenticator, FailureLimiter
+from agent.techapi.auth import Authenticator
 from agent.techapi.routes import setup_technician_api
 from agent.techapi.view import Page, SiteIdentity
+from base.ratelimit import FailureLimiter
 from protocol.keys import generate_private_key
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)

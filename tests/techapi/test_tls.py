@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.api import start_server, tls_context
-from agent.cli_common import ConfigError
 from agent.config import ApiSection
-from agent.remote import fetch
+from agent.techapi.remote import fetch
+from agent.techapi.server import start_server, tls_context
+from base.errors import ConfigError
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

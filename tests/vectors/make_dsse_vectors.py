@@ -42,7 +42,7 @@ def _payloads() -> list[tuple[str, str, bytes]]:
     ]
     report = schema.build_report("agent-0001", "gs-nord", events, AT)
     state = schema.build_state("agent-0001", "gs-nord", 43, AT, [events[1]["data"]], {"host": {"load1": 0.2}})
-    config = schema.build_config("agent-0001", 3, AT, {"snapshot_interval_s": 300})
+    config = schema.build_config_payload("agent-0001", 3, AT, {"snapshot_interval_s": 300})
     return [
         ("report", schema.REPORT_TYPE, report),
         ("state", schema.STATE_TYPE, state),

@@ -1,0 +1,1 @@
+"""The incident engine: signals from the monitors in, incidents and their events out."""

@@ -1,0 +1,226 @@
+"""The discovery monitor: mDNS browsing into the inventory, presence rules, and the snapshot section."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agent.monitors.base import Device, MonitorReport, Signal
+from agent.monitors.discovery.browser import BrowserSettings, MdnsBrowser
+from agent.monitors.discovery.classes import CLASS_TABLE, METER, ClassRule, browse_types
+from agent.monitors.discovery.config import DiscoveryConfig
+from agent.monitors.discovery.drops import socket_drops
+from agent.monitors.discovery.observation import Observation
+from agent.monitors.discovery.presence import NotSeenList, class_counts, due_for_probe, missing_signal, next_state
+from agent.monitors.discovery.tracker import ABSENT, MISSING, PRESENT, DeviceTracker
+from agent.monitors.probes import ProbeResult, tcp_probe
+
+log = logging.getLogger(__name__)
+
+Probe = Callable[[str, int, float], Awaitable[ProbeResult]]
+MAX_CHANGE_LOG_LINES = 20
+PROBE_CONCURRENCY = 16
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DiscoveryMonitor:
+    """Monitor protocol implementation for mDNS discovery."""
+
+    name = "discovery"
+
+    def __init__(
+        self,
+        config: DiscoveryConfig,
+        *,
+        school: str = "school",
+        tz: ZoneInfo | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        probe: Probe = tcp_probe,
+        table: Iterable[ClassRule] = CLASS_TABLE,
+    ) -> None:
+        self.interval_s = config.interval_s
+        self._config = config
+        self._school = school
+        self._clock = clock
+        self._probe = probe
+        self._last_liveness: dict[str, datetime] = {}
+        table = tuple(table)
+        self.tracker = DeviceTracker(config.max_devices, table)
+        settings = BrowserSettings(
+            school=school,
+            interfaces=config.interfaces,
+            ip_version=config.ip_version,
+            question_type=config.question_type,
+            rcvbuf_bytes=config.rcvbuf_bytes,
+            resolve_timeout_ms=int(config.resolve_timeout_s * 1000),
+            host_rate_per_s=config.host_rate_per_s,
+            host_burst=float(config.host_burst),
+        )
+        self.browser = MdnsBrowser(
+            settings, browse_types(table, config.extra_service_types), self._on_observation, self._on_removed
+        )
+        self._not_seen = NotSeenList(
+            config.tablet_not_seen_after, config.not_seen_report_at, tz or ZoneInfo(config.timezone)
+        )
+        self._last_drops: int | None = None
+
+    # -- browser sinks: stamp with the injected clock, merge at once -----------------------
+
+    def _on_observation(self, obs: Observation) -> None:
+        self.tracker.observe(obs, self._clock())
+
+    def _on_removed(self, service_name: str) -> None:
+        self.tracker.service_removed(service_name, self._clock())
+
+    # -- Monitor protocol ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open zeroconf and start browsing."""
+        await self.browser.start()
+
+    async def stop(self) -> None:
+        """Cancel browsers and close zeroconf."""
+        await self.browser.stop()
+
+    async def collect(self, now: datetime) -> MonitorReport:
+        """Presence rules over the inventory; the device changes since the last round."""
+        inv = self.tracker
+        inv.touch_live(now)
+        signals = await self._presence(now)
+        devices = inv.devices()
+        signals.append(self._not_seen.evaluate(devices, now))
+        for device in devices:
+            if device.last_seen < now - self._config.forget_after:
+                inv.forget(device.id)
+        changes = inv.take_changes()
+        self._log_changes(changes)
+        drops = await asyncio.to_thread(socket_drops, self.browser.socket_inodes())
+        if drops is not None and self._last_drops is not None and drops > self._last_drops:
+            log.warning(
+                "discovery socket dropped packets school=%s dropped=%d total=%d",
+                self._school, drops - self._last_drops, drops,
+            )
+        self._last_drops = drops if drops is not None else self._last_drops
+        return MonitorReport(
+            section="discovery",
+            snapshot=self._snapshot(inv.devices(), drops),
+            signals=signals,
+            device_changes=changes,
+        )
+
+    # -- rules ----------------------------------------------------------------------------
+
+    async def _answers(self, devices: list[Device]) -> dict[str, bool]:
+        """Probe each device's best endpoints (bounded concurrency): does it answer?"""
+        semaphore = asyncio.Semaphore(PROBE_CONCURRENCY)
+
+        async def probe(device: Device) -> tuple[str, bool]:
+            async with semaphore:
+                for host, port in self.tracker.endpoints(device.id)[:2]:
+                    result = await self._probe(host, port, self._config.probe_timeout_s)
+                    if result.ok:
+                        return device.id, True
+                return device.id, False
+
+        return dict(await asyncio.gather(*(probe(d) for d in devices)))
+
+    async def _liveness(self, watched: list[Device], now: datetime) -> None:
+        """Probe present must-stay-present devices now and then: silence on mDNS proves nothing."""
+        interval = self._config.liveness_interval
+        if interval.total_seconds() <= 0:
+            return
+        due = [
+            d for d in watched
+            if d.state == PRESENT and self.tracker.endpoints(d.id)
+            and now - self._last_liveness.get(d.id, datetime.min.replace(tzinfo=now.tzinfo)) >= interval
+        ]
+        for device_id, answered in (await self._answers(due)).items():
+            self._last_liveness[device_id] = now
+            if not answered:
+                self.tracker.mark_unanswering(device_id, now)
+                device = self.tracker.get(device_id)
+                log.info(
+                    "device does not answer while present on mDNS school=%s device=%s class=%s",
+                    self._school, device.name if device else device_id, device.device_class if device else "-",
+                )
+
+    async def _presence(self, now: datetime) -> list[Signal]:
+        must = set(self._config.must_stay_present)
+        await self._liveness([d for d in self.tracker.devices() if d.device_class in must], now)
+        watched = [d for d in self.tracker.devices() if d.device_class in must]
+        due = [
+            d for d in watched
+            if due_for_probe(d, self.tracker.absent_since(d.id), now, self._config.missing_after)
+        ]
+        verdicts = await self._answers(due)
+        signals: list[Signal] = []
+        for device in watched:
+            answered = verdicts.get(device.id)
+            state = next_state(device, answered)
+            if answered and self.tracker.is_live(device.id):
+                state = PRESENT  # it was only its liveness probe that failed once
+            if state != device.state:
+                self.tracker.set_state(device.id, state)
+                verdict = {
+                    MISSING: "missing (probe failed)",
+                    PRESENT: "answers its probe again",
+                }.get(state, "answers probe while absent from mDNS")
+                log.info(
+                    "device %s school=%s device=%s class=%s", verdict, self._school, device.name, device.device_class
+                )
+            missing = state == MISSING and device.id in verdicts
+            signals.append(missing_signal(device, missing, now, self.tracker.absent_since(device.id)))
+        return signals
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _log_changes(self, changes: list[Any]) -> None:
+        for change in changes[:MAX_CHANGE_LOG_LINES]:
+            d = change.device
+            log.info(
+                "device %s school=%s device=%s class=%s model=%s state=%s",
+                change.change, self._school, d.name, d.device_class, d.model, d.state,
+            )
+        if len(changes) > MAX_CHANGE_LOG_LINES:
+            log.info("device changes school=%s more=%d", self._school, len(changes) - MAX_CHANGE_LOG_LINES)
+
+    def _snapshot(self, devices: list[Device], drops: int | None) -> dict[str, Any]:
+        stats = self.browser.stats
+        candidates = [
+            {"id": d.id, "model": d.model, "url": f"http://{ep[0]}:{ep[1]}", "gen": d.properties.get("gen")}
+            for d in devices
+            if d.device_class == METER
+            for ep in self.tracker.endpoints(d.id)[:1]
+        ]
+        return {
+            "devices": len(devices),
+            "by_class": class_counts(devices),
+            "absent": sum(1 for d in devices if d.state == ABSENT),
+            "missing": sum(1 for d in devices if d.state == MISSING),
+            "meter_candidates": candidates[:50],
+            "mdns": {
+                "events": stats.events,
+                "dropped_events": stats.dropped_events,
+                "resolved": stats.resolved,
+                "unresolved": stats.unresolved,
+                "resolve_queue_full": stats.resolve_queue_full,
+                "malformed": stats.malformed,
+                "rate_limited": stats.rate_limited,
+                "pending": self.browser.pending(),
+                "socket_drops": drops,
+                "rcvbuf_bytes": self.browser.rcvbuf_bytes,
+            },
+            "inventory": {
+                "max_devices": self._config.max_devices,
+                "rejected_full": self.tracker.rejected_full,
+                "rejected_services": self.tracker.rejected_services,
+                "evicted": self.tracker.evicted,
+            },
+        }

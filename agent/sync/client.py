@@ -1,0 +1,500 @@
+"""The sync task: signed, gzipped reports to central, with retries that never give up on data.
+
+One cycle: after (re)connecting, a signed state payload (open incidents, latest snapshot,
+devices) so central is right about the present at once; then the history drains in
+order, batch by batch, under a byte-rate cap; then central's signed configuration is
+fetched for the trusted time floor. Network errors, timeouts and 5xx retry with full-jitter
+exponential backoff, forever. 401/403 stops sending (data kept) and raises a critical
+agent incident; a history central disagrees with (fork) is kept and alerted on, too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import gzip
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
+
+from agent.config import SyncSection
+from agent.identity import Identity, raise_time_floor
+from agent.monitors.base import Signal
+from agent.store import Store, StoreError
+from agent.store.outbox import Outbox, QueuedEvent
+from base.clock import Clock
+from protocol.encoding import loads_strict
+from protocol.envelope import sign, verify
+from protocol.errors import ProtocolError
+from protocol.keys import keyid
+from protocol.schema import (
+    CONFIG_TYPE,
+    MAX_EVENTS,
+    REPORT_TYPE,
+    STATE_TYPE,
+    build_report,
+    build_state,
+    parse_config_payload,
+)
+
+log = logging.getLogger(__name__)
+
+REVOKED_KEY = "agent-revoked"
+FORK_KEY = "agent-history-fork"
+REFUSED_KEY = "agent-sync-refused"
+_MAX_ANSWER_BYTES = 64 * 1024
+
+
+class TransientError(Exception):
+    """The network, a timeout or a 5xx: try again later."""
+
+
+class RevokedError(Exception):
+    """Central rejects our key (401/403)."""
+
+
+class BlockedError(Exception):
+    """Central refuses the history as it is (fork, conflict, a 4xx): keep the data, alert, retry rarely."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """The effective sync settings: config file over central's config over enrollment over defaults."""
+
+    report_interval: float = 60.0
+    max_batch_events: int = 500
+    max_batch_bytes: int = 256 * 1024
+    max_bytes_per_s: int = 32_768
+    request_timeout: float = 30.0
+    backoff_max: float = 60.0
+    revoked_retry: float = 3600.0
+    config_interval: float = 300.0
+
+    @classmethod
+    def resolve(cls, local: SyncSection, *central: Mapping[str, Any]) -> SyncSettings:
+        """Merge: later central mappings win over earlier ones; keys set in the config file win over all.
+
+        The byte-rate cap is the school's own line, so only the config file sets it.
+        """
+        merged: dict[str, float] = {}
+        for source in central:
+            for name, key in (
+                ("report_interval", "report_interval_s"),
+                ("max_batch_events", "max_batch_events"),
+                ("max_batch_bytes", "max_batch_bytes"),
+            ):
+                value = source.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    merged[name] = value
+        defaults = cls()
+        report_interval = local.report_interval or merged.get("report_interval") or defaults.report_interval
+        events = local.max_batch_events or merged.get("max_batch_events") or defaults.max_batch_events
+        size = local.max_batch_bytes or merged.get("max_batch_bytes") or defaults.max_batch_bytes
+        return cls(
+            report_interval=float(report_interval),
+            max_batch_events=max(1, min(int(events), MAX_EVENTS)),
+            max_batch_bytes=max(4096, min(int(size), 700_000)),
+            max_bytes_per_s=local.max_bytes_per_s,
+            request_timeout=local.request_timeout,
+            backoff_max=local.backoff_max,
+            revoked_retry=local.revoked_retry,
+            config_interval=local.config_interval,
+        )
+
+
+class TokenBucket:
+    """A byte-rate cap: ``take(n)`` waits until n bytes fit; rate 0 means unlimited."""
+
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.clock = clock
+        self._tokens = self.burst
+        self._stamp = clock.monotonic()
+
+    def delay_for(self, n: int) -> float:
+        """Take n bytes now; the seconds to wait before sending them (debt is allowed, then paid)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    async def take(self, n: int) -> None:
+        """Wait until n more bytes are allowed on the line."""
+        delay = self.delay_for(n)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def report_envelope(
+    identity: Identity, key: Ed25519PrivateKey, events: Sequence[QueuedEvent], sent_at: datetime
+) -> bytes:
+    """A signed report over consecutive queued events."""
+    payload = build_report(identity.agent_id, identity.school_id, [e.to_wire() for e in events], sent_at)
+    return sign(payload, REPORT_TYPE, key)
+
+
+@dataclass(frozen=True, slots=True)
+class StateParts:
+    """The present, as the state payload carries it."""
+
+    open_incidents: Sequence[Mapping[str, Any]]
+    snapshot: Mapping[str, Any] | None
+    devices: Sequence[Mapping[str, Any]]
+
+
+class SyncClient:
+    """Moves the outbox to central; one instance, one task."""
+
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        identity: Identity,
+        key: Ed25519PrivateKey,
+        local: SyncSection,
+        clock: Clock,
+        *,
+        state: Callable[[], StateParts],
+        signal: Callable[[Signal], None] = lambda s: None,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.identity = identity
+        self.key = key
+        self.local = local
+        self.settings = settings = SyncSettings.resolve(local, identity.sync, self._central_settings())
+        self.clock = clock
+        self._state = state
+        self._signal = signal
+        self._bucket = TokenBucket(settings.max_bytes_per_s, max(settings.max_bytes_per_s, 1), clock)
+        self._need_state = True
+        self._wake = asyncio.Event()
+        self._last_config: float | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.clock_offset: float | None = store.get_setting("clock_offset_s")
+        self.batch_events = settings.max_batch_events
+        self.batch_bytes = settings.max_batch_bytes
+        self.school = identity.school_id
+        self.consecutive_failures = 0
+        # [sync] central_url lets an operator follow a moved central without enrolling again.
+        self.base_url = local.central_url.rstrip("/") or identity.central_url
+
+    def _central_settings(self) -> Mapping[str, Any]:
+        stored = self.store.get_setting("central_config") or {}
+        settings = stored.get("settings") if isinstance(stored, dict) else None
+        return settings if isinstance(settings, dict) else {}
+
+    # ------------------------------------------------------------------ the task
+
+    def kick(self) -> None:
+        """Sync now rather than at the next interval."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: a cycle, then wait for the interval (or longer after a refusal)."""
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            headers={"User-Agent": f"schulwart-agent/{self.identity.agent_id}"},
+        ) as session:
+            await self.run_with_session(session)
+
+    async def run_with_session(self, session: aiohttp.ClientSession) -> None:
+        """The loop of run(), on a session the caller owns."""
+        self._session = session
+        if True:
+            while True:
+                wait = self.settings.report_interval
+                try:
+                    await self.cycle_with_retries()
+                except RevokedError as exc:
+                    self._refused(REVOKED_KEY, "Agent revoked / key rejected by central", str(exc))
+                    wait = self.settings.revoked_retry
+                except StoreError as exc:  # e.g. a full disk while recording an ack: try again later
+                    log.error("school=%s sync cannot use the store: %s", self.school, exc.message)
+                    wait = self.settings.backoff_max
+                except BlockedError as exc:
+                    title = (
+                        "Central's history of this agent disagrees with the outbox (restored or cloned agent?)"
+                        if exc.key == FORK_KEY
+                        else "Central refuses this agent's reports"
+                    )
+                    self._refused(exc.key, title, str(exc))
+                    wait = self.settings.revoked_retry
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+
+    async def cycle_with_retries(self) -> None:
+        """One cycle, retried on transient errors with capped full-jitter backoff, never giving up."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=1, max=self.settings.backoff_max),
+            stop=stop_never,
+            reraise=True,
+            before_sleep=self._before_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.cycle()
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self._need_state = True  # reconnecting: the present goes first again
+        self.consecutive_failures += 1
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "school=%s sync failed (attempt %d): %s; retrying in %.1fs; outbox depth %d",
+            self.school,
+            state.attempt_number,
+            exc,
+            delay,
+            self.outbox.stats().depth,
+        )
+
+    async def cycle(self) -> int:
+        """State (when reconnecting), then the backlog, then the config; returns events acknowledged."""
+        before = self.outbox.acked_seq
+        if self._need_state:
+            await self.send_state()
+            self._need_state = False
+        await self.drain()
+        self._succeeded()
+        if self._last_config is None or self.clock.monotonic() - self._last_config >= self.settings.config_interval:
+            await self.fetch_config()
+        return self.outbox.acked_seq - before
+
+    # ------------------------------------------------------------------ requests
+
+    def _session_or_fail(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            raise RuntimeError("SyncClient used outside run() or session()")
+        return self._session
+
+    def use_session(self, session: aiohttp.ClientSession) -> None:
+        """Use a caller's session (tests, benchmarks, one-shot syncs)."""
+        self._session = session
+
+    async def _post(self, envelope: bytes) -> tuple[int, Any]:
+        body = gzip.compress(envelope, compresslevel=6)
+        await self._bucket.take(len(body))
+        session = self._session_or_fail()
+        try:
+            async with session.post(
+                f"{self.base_url}/v1/reports",
+                data=body,
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            ) as resp:
+                raw = await resp.content.read(_MAX_ANSWER_BYTES)
+                self._note_date(resp.headers.get("Date"))
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from None
+        if status >= 500:
+            raise TransientError(f"central answered {status}")
+        if status in (401, 403):
+            raise RevokedError(f"central answered {status}: {_error_of(raw)}")
+        try:
+            doc = loads_strict(raw) if raw else None
+        except ProtocolError:
+            doc = None
+        return status, doc
+
+    def _note_date(self, header: str | None) -> None:
+        if not header:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return
+        if server.tzinfo is None:
+            return
+        offset = round((self.clock.now() - server).total_seconds(), 1)
+        if self.clock_offset is None or abs(offset - self.clock_offset) >= 2.0:
+            self.clock_offset = offset
+            self._quiet_write(lambda: self.store.put_setting("clock_offset_s", offset))
+
+    async def send_state(self) -> None:
+        """The signed present, outside the sequence."""
+        parts = self._state()
+        payload = build_state(
+            self.identity.agent_id,
+            self.identity.school_id,
+            self.outbox.last_seq,
+            self.clock.now(),
+            parts.open_incidents,
+            parts.snapshot,
+            parts.devices,
+        )
+        status, doc = await self._post(sign(payload, STATE_TYPE, self.key))
+        if status != 200:
+            self._refuse(status, doc)
+        acked = _acked_through(doc)
+        if acked is not None:
+            self._apply_ack(acked, None)
+        log.info(
+            "school=%s state sent (last_seq %d, %d open incidents)",
+            self.school,
+            self.outbox.last_seq,
+            len(parts.open_incidents),
+        )
+
+    async def drain(self) -> None:
+        """Send the history in order until the outbox is empty."""
+        while True:
+            first = self.outbox.acked_seq + 1
+            events = self.outbox.batch(first, self.batch_events, self.batch_bytes)
+            if not events:
+                return
+            if events[0].seq != first:  # never expected: a hole in our own outbox; do not spin on it
+                raise BlockedError(f"outbox has no event {first} (next is {events[0].seq})", REFUSED_KEY)
+            envelope = report_envelope(self.identity, self.key, events, self.clock.now())
+            self._quiet_write(functools.partial(self.outbox.mark_sent, events[-1].seq))
+            status, doc = await self._post(envelope)
+            if status == 200:
+                acked = _acked_through(doc)
+                if acked is None:
+                    raise TransientError("central's 200 carries no acked_through")
+                self._apply_ack(acked, events)
+            elif status == 409:
+                self._handle_409(doc, events)
+            elif status == 413 and self.batch_events > 1:
+                self.batch_events = max(1, len(events) // 2)
+                self.batch_bytes = max(4096, self.batch_bytes // 2)
+                log.warning(
+                    "school=%s central says a batch is too large; now %d events", self.school, self.batch_events
+                )
+            else:
+                self._refuse(status, doc)
+
+    def _apply_ack(self, acked: int, events: Sequence[QueuedEvent] | None) -> None:
+        last = self.outbox.last_seq
+        if acked > last:
+            raise BlockedError(
+                f"central holds seq {acked} but this agent only made {last}: a restored or cloned agent", FORK_KEY
+            )
+        before = self.outbox.acked_seq
+        now_acked = self.outbox.ack(acked)
+        if events is not None and now_acked < events[0].seq:
+            raise BlockedError(f"central acknowledged only up to {acked} for a batch from {events[0].seq}", FORK_KEY)
+        if now_acked > before:
+            log.debug("school=%s acked through %d", self.school, now_acked)
+
+    def _handle_409(self, doc: Any, events: Sequence[QueuedEvent]) -> None:
+        expected = doc.get("expected_seq") if isinstance(doc, dict) else None
+        if type(expected) is not int or expected < 1:
+            raise BlockedError(f"central answered 409 without an expected_seq: {_error_of(doc)}", REFUSED_KEY)
+        acked, last = self.outbox.acked_seq, self.outbox.last_seq
+        if expected <= acked or expected - 1 > last or expected == events[0].seq:
+            log.critical(
+                "school=%s FORK: central expects seq %d, this agent acked %d and holds %d..%d (%s); keeping data",
+                self.school,
+                expected,
+                acked,
+                acked + 1,
+                last,
+                _error_of(doc),
+            )
+            raise BlockedError(f"central expects seq {expected}; agent holds {acked + 1}..{last}", FORK_KEY)
+        log.info("school=%s central expects seq %d: resending from there", self.school, expected)
+        self.outbox.ack(expected - 1)
+
+    def _refuse(self, status: int, doc: Any) -> None:
+        raise BlockedError(f"central refused with {status}: {_error_of(doc)}", REFUSED_KEY)
+
+    async def fetch_config(self) -> None:
+        """Central's signed config: raises the trusted time floor and updates known settings."""
+        self._last_config = self.clock.monotonic()
+        session = self._session_or_fail()
+        url = f"{self.base_url}/v1/agents/{self.identity.agent_id}/config"
+        try:
+            async with session.get(url) as resp:
+                raw = await resp.content.read(256 * 1024)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("school=%s config fetch failed: %s", self.school, exc)
+            return
+        if status != 200:
+            log.info("school=%s no config from central (%d)", self.school, status)
+            return
+        try:
+            central_key = self.identity.central_key()
+            verified = verify(raw, {keyid(central_key): central_key}, [CONFIG_TYPE])
+            config = parse_config_payload(verified.payload)
+        except ProtocolError as exc:
+            log.error("school=%s central's config refused: %s", self.school, exc.message)
+            return
+        if config.agent_id != self.identity.agent_id:
+            log.error("school=%s central's config names agent %s, not us", self.school, config.agent_id)
+            return
+        stored = self.store.get_setting("central_config") or {}
+        if config.version < int(stored.get("version", -1)):
+            log.warning("school=%s ignoring older config version %d", self.school, config.version)
+            return
+        with self.store.transaction() as conn:
+            floor = raise_time_floor(self.store, conn, config.issued_at)
+            self.store.set_setting(
+                conn, "central_config", {"version": config.version, "settings": dict(config.settings)}
+            )
+        self.settings = SyncSettings.resolve(self.local, self.identity.sync, config.settings)
+        self.batch_events = self.settings.max_batch_events
+        self.batch_bytes = self.settings.max_batch_bytes
+        log.debug("school=%s config v%d, time floor %s", self.school, config.version, floor)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _succeeded(self) -> None:
+        self.consecutive_failures = 0
+        now = self.clock.now()
+        self._quiet_write(lambda: self.store.put_setting("last_sync_at", now.isoformat()))
+        for key in (REVOKED_KEY, FORK_KEY, REFUSED_KEY):
+            self._signal(Signal(key, False, "agent", "critical", "", None, now, open_after=1, resolve_after=1))
+
+    def _refused(self, key: str, title: str, message: str) -> None:
+        self._need_state = True
+        log.critical(
+            "school=%s sync stopped: %s (data kept; retry in %.0fs)", self.school, message, self.settings.revoked_retry
+        )
+        self._signal(
+            Signal(
+                key, True, "agent", "critical", title, None, self.clock.now(), details={}, open_after=1, resolve_after=1
+            )
+        )
+
+    def _quiet_write(self, write: Callable[[], Any]) -> None:
+        try:
+            write()
+        except StoreError as exc:
+            log.error("school=%s cannot record sync progress: %s", self.school, exc.message)
+
+
+def _acked_through(doc: Any) -> int | None:
+    value = doc.get("acked_through") if isinstance(doc, dict) else None
+    return value if type(value) is int and value >= 0 else None
+
+
+def _error_of(doc: Any) -> str:
+    if isinstance(doc, (bytes, bytearray)):
+        try:
+            doc = loads_strict(bytes(doc))
+        except ProtocolError:
+            return bytes(doc[:200]).decode("utf-8", "replace")
+    if isinstance(doc, dict):
+        return str(doc.get("error", doc))[:200]
+    return str(doc)[:200]

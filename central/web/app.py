@@ -1,0 +1,166 @@
+"""The aiohttp application: typed state, the one error middleware, routes, the runner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from base.clock import Clock, SystemClock
+from base.ratelimit import FailureLimiter
+from central.config import CentralConfig
+from central.enrollment import Enroller
+from central.errors import http_status
+from central.ingest import Ingestor
+from central.keystore import Keystore
+from central.metrics import CONTENT_TYPE_LATEST, Metrics
+from central.silence import run_in_background
+from central.storage.base import Store
+from central.web import agent_routes, openapi, read_api
+from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS, STORE
+from protocol.errors import MalformedError, SchulwartError, SequenceError
+
+log = logging.getLogger(__name__)
+
+
+_PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Schulwart central</title></head>
+<body><h1>Schulwart central</h1><p>The dashboard comes in a later release. The read API is at
+<a href="/v1/openapi.json">/v1/openapi.json</a>.</p></body></html>"""
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _slug(reason: str) -> str:
+    return reason.lower().replace(" ", "_").replace("-", "_")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Map every refusal to ``{"error": reason}`` with its status, count it, log it on one line."""
+    metrics = request.app[METRICS]
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except SchulwartError as exc:
+        status = http_status(exc)
+        body: dict[str, Any] = {"error": exc.reason}
+        if isinstance(exc, MalformedError):
+            # Name the field or rule, so a client built from DESIGN.md alone can fix its request.
+            body["detail"] = exc.message[:300]
+        if isinstance(exc, SequenceError):
+            body["expected_seq"] = exc.expected_seq
+        metrics.refusals.labels(_route_name(request), exc.reason).inc()
+        log.info(
+            "refused %s %s from=%s status=%d reason=%s: %s",
+            request.method,
+            request.path[:100],
+            request.remote,
+            status,
+            exc.reason,
+            exc.message[:200],
+        )
+        return web.json_response(body, status=status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = _slug(exc.reason or "error")
+        metrics.refusals.labels(_route_name(request), reason).inc()
+        return web.json_response({"error": reason}, status=exc.status, headers=_allow_header(exc))
+    except Exception:
+        # A bug, not a refusal: the traceback goes to the log, the client gets JSON, the process lives.
+        log.exception("internal error on %s %s", request.method, request.path[:100])
+        metrics.refusals.labels(_route_name(request), "internal").inc()
+        return web.json_response({"error": "internal"}, status=500)
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this app's registry."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index(request: web.Request) -> web.Response:
+    """A placeholder until the dashboard lands."""
+    return web.Response(text=_PLACEHOLDER, content_type="text/html")
+
+
+def create_app(
+    config: CentralConfig,
+    store: Store,
+    keys: Keystore,
+    *,
+    clock: Clock | None = None,
+    silence_monitor: bool = True,
+) -> web.Application:
+    """The central app over an open store; the caller owns (and closes) the store."""
+    clock = clock or SystemClock()
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    metrics = Metrics()
+    app[CONFIG] = config
+    app[STORE] = store
+    app[KEYS] = keys
+    app[CLOCK] = clock
+    app[METRICS] = metrics
+    app[INGESTOR] = Ingestor(
+        store, clock, max_envelope_bytes=config.max_decoded_bytes, max_events=config.max_events, metrics=metrics
+    )
+    app[ENROLLER] = Enroller(
+        store,
+        keys,
+        clock,
+        FailureLimiter(
+            clock.monotonic, config.enroll_max_failures, config.enroll_failure_window.total_seconds(), 10_000
+        ),
+        config.sync,
+        metrics,
+    )
+    app.router.add_post("/v1/enroll", agent_routes.enroll)
+    app.router.add_post("/v1/reports", agent_routes.reports)
+    app.router.add_get("/v1/agents/{agent_id}/config", agent_routes.agent_config)
+    app.router.add_get("/v1/schools", read_api.list_schools)
+    app.router.add_get("/v1/schools/{school_id}", read_api.school_detail)
+    app.router.add_get("/v1/incidents", read_api.list_incidents)
+    app.router.add_get("/v1/openapi.json", openapi.view)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", index)
+    if silence_monitor:
+
+        async def monitor(_app: web.Application) -> AsyncIterator[None]:
+            async for _ in run_in_background(store, clock, config.silent_window, config.silent_check_interval):
+                yield
+
+        app.cleanup_ctx.append(monitor)
+    return app
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """An AppRunner that leaves gzip bodies alone: central inflates them itself, with a cap."""
+    return web.AppRunner(app, auto_decompress=False, access_log=None)
+
+
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Listen on host:port (0: any free port); returns the runner and the real URL."""
+    runner = make_runner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    address = runner.addresses[0]
+    real_host, real_port = address[0], address[1]
+    shown = f"[{real_host}]" if ":" in real_host else real_host
+    return runner, f"http://{shown}:{real_port}"

@@ -1,0 +1,21 @@
+"""Typed keys of the aiohttp app's state (``web.AppKey``), apart from the routes that use them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from base.clock import Clock
+from central.config import CentralConfig
+from central.enrollment import Enroller
+from central.ingest import Ingestor
+from central.keystore import Keystore
+from central.metrics import Metrics
+from central.storage.base import Store
+
+CONFIG = web.AppKey("config", CentralConfig)
+STORE = web.AppKey("store", Store)
+KEYS = web.AppKey("keys", Keystore)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+METRICS = web.AppKey("metrics", Metrics)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+ENROLLER = web.AppKey("enroller", Enroller)
