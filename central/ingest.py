@@ -1,6 +1,6 @@
 """Verify a signed envelope and store what it carries, idempotently: HTTP and `import` share this.
 
-Order (DESIGN.md): size cap; strict JSON and base64; the key by keyid among enrolled keys
+Order (docs/protocol.md, "Signed envelope"): size cap; strict JSON and base64; the key by keyid among enrolled keys
 (unknown, then revoked); the signature; the payloadType; the payload; its agent and
 school against the key's. Then, for a report, one transaction: gap check against the
 ack, digest comparison for every already-held sequence number, insert of the rest,

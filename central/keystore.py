@@ -1,6 +1,6 @@
 """Central's two Ed25519 keys: the one that signs agent configuration and the token issuer.
 
-They are separate keys on purpose (DESIGN.md): a leaked token-issuer key lets someone mint
+They are separate keys on purpose (docs/protocol.md, "Technician tokens"): a leaked token-issuer key lets someone mint
 technician tokens, never push configuration. Created on first use, PEM files mode 0600.
 """
 

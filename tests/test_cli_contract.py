@@ -1,4 +1,4 @@
-"""DESIGN.md: every subcommand of every CLI accepts --data-dir and --config after its name, and --help."""
+"""The command contract: every subcommand of every CLI accepts --data-dir and --config after its name, and --help."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ class OutboxStats:
     oldest_unsent_age_s: float | None
 
     def to_json(self) -> dict[str, Any]:
-        """The fields DESIGN.md fixes, plus the extras."""
+        """The fields docs/protocol.md fixes, plus the extras."""
         return {
             "last_seq": self.last_seq,
             "acked_seq": self.acked_seq,

@@ -1,4 +1,4 @@
-"""The technician routes of the agent's local API (DESIGN.md: /api/v1/*, /metrics, the page)."""
+"""The technician routes of the agent's local API (/api/v1/*, /metrics, the page; docs/agent.md)."""
 
 from __future__ import annotations
 

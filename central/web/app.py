@@ -51,7 +51,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         status = http_status(exc)
         body: dict[str, Any] = {"error": exc.reason}
         if isinstance(exc, MalformedError):
-            # Name the field or rule, so a client built from DESIGN.md alone can fix its request.
+            # Name the field or rule, so a client built from docs/protocol.md alone can fix its request.
             body["detail"] = exc.message[:300]
         if isinstance(exc, SequenceError):
             body["expected_seq"] = exc.expected_seq

@@ -1,4 +1,4 @@
-"""A small stand-in for central that keeps DESIGN.md's ingest contract, for the agent's own tests.
+"""A small stand-in for central that keeps the ingest contract of docs/protocol.md, for the agent's own tests.
 
 It is a peer, not a mock of the thing under test: it verifies the agent's envelopes with
 protocol/, stores each (agent_id, seq) once, acknowledges the contiguous prefix, answers

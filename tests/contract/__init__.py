@@ -1,1 +1,1 @@
-"""Black-box conformance suite: checks DESIGN.md from outside, sharing no code with the project."""
+"""Black-box conformance suite: checks docs/protocol.md and the commands from outside, sharing no code with the project."""

@@ -1,7 +1,7 @@
 """Fixtures and helpers for the black-box contract suite.
 
 Nothing here imports the project: the programs are driven as subprocesses, the wire format
-is built from DESIGN.md's text (DSSE PAE, Ed25519 via pyca/cryptography), and HTTP is urllib.
+is built from the text of docs/protocol.md (DSSE PAE, Ed25519 via pyca/cryptography), and HTTP is urllib.
 """
 
 from __future__ import annotations

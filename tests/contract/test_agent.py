@@ -1,4 +1,4 @@
-"""DESIGN.md: the agent's CLI status, its local technician API, technician tokens, and what reaches central."""
+"""The contract (docs/protocol.md, docs/agent.md): the agent's CLI status, its local technician API, technician tokens, and what reaches central."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md "Commands": --help, stdout discipline, bad input, --data-dir/--config, SCHULWART_DATA_DIR."""
+"""The commands' contract (README, docs/agent.md, docs/central.md): --help, stdout discipline, bad input, --data-dir/--config, SCHULWART_DATA_DIR."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ HELP_CASES = [
 
 
 def test_help_on_every_subcommand() -> None:
-    """Every subcommand has --help, and (DESIGN) every subcommand accepts --data-dir and --config."""
+    """Every subcommand has --help, and every subcommand accepts --data-dir and --config."""
     cases = [(prog, [*sub, "--help"]) for prog, sub in HELP_CASES]
     sims = [(SIM, ["school", "--help"]), (SIM, ["demo", "--help"])]
     failures = []
@@ -53,7 +53,7 @@ def test_help_on_every_subcommand() -> None:
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="deviation: `schulwart-central user add` (DESIGN 'Commands') does not exist")
+@pytest.mark.xfail(strict=True, reason="deviation: `schulwart-central user add` (docs/central.md) does not exist")
 def test_user_add_exists(tmp_path: Path) -> None:
     p = central("user", "add", "--help")
     assert p.returncode == 0, p.stderr
@@ -197,7 +197,7 @@ def test_schulwart_data_dir_env_is_honoured(tmp_path: Path, live_agent: LiveAgen
 
 
 @pytest.mark.xfail(strict=True, reason="deviation: `serve --db postgresql://…` is refused as 'PostgreSQL is not "
-                   "supported yet'; DESIGN: --db URL is a sqlite path or postgresql://…")
+                   "supported yet'; the contract: --db URL is a sqlite path or postgresql://…")
 def test_serve_accepts_postgresql_url(tmp_path: Path) -> None:
     p = central("serve", "--data-dir", str(tmp_path), "--port", "0",
                 "--db", "postgresql://schulwart@127.0.0.1:1/schulwart", timeout=20)

@@ -1,4 +1,4 @@
-"""DESIGN.md "Wire format": POST /v1/enroll."""
+"""docs/protocol.md "Enrollment": POST /v1/enroll."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md: `schulwart-agent export` and `schulwart-central import` carry an offline school's queue."""
+"""`schulwart-agent export` and `schulwart-central import` carry an offline school's queue."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md "Wire format": POST /v1/reports with hand-built, hand-signed DSSE envelopes."""
+"""docs/protocol.md "Reports": POST /v1/reports with hand-built, hand-signed DSSE envelopes."""
 
 from __future__ import annotations
 
@@ -243,7 +243,7 @@ def test_timestamps_never_decide_acceptance(central_srv: Central, enrolled: Enro
 
 
 def _state_payload(a: Enrolled, last_seq: int, open_incidents: list[dict[str, object]], cpu: int) -> bytes:
-    # DESIGN fixes only `last_seq` (and, by analogy with reports, v/agent_id/school_id); the other field
+    # The contract fixes only `last_seq` (and, by analogy with reports, v/agent_id/school_id); the other field
     # names ("made_at", "open_incidents", "snapshot") follow the present implementation.
     return json.dumps({"v": 1, "agent_id": a.agent_id, "school_id": a.school_id, "last_seq": last_seq,
                        "made_at": now_rfc3339(), "sent_at": now_rfc3339(),

@@ -1,4 +1,4 @@
-"""DESIGN.md "Wire format" (read API) and "HTTP routes" of central."""
+"""docs/protocol.md "Read API" and the HTTP routes of central (docs/central.md)."""
 
 from __future__ import annotations
 
