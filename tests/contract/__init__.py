@@ -1,1 +1,4 @@
-"""Black-box conformance suite: checks docs/protocol.md and the commands from outside, sharing no code with the project."""
+"""Black-box conformance suite: checks docs/protocol.md and the commands from outside.
+
+It shares no code with the project.
+"""

@@ -1,4 +1,7 @@
-"""The contract (docs/protocol.md, docs/agent.md): the agent's CLI status, its local technician API, technician tokens, and what reaches central."""
+"""The agent's CLI status, its local technician API, technician tokens, and what reaches central.
+
+The contract is docs/protocol.md and docs/agent.md.
+"""
 
 from __future__ import annotations
 

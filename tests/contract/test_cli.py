@@ -1,4 +1,7 @@
-"""The commands' contract (README, docs/agent.md, docs/central.md): --help, stdout discipline, bad input, --data-dir/--config, SCHULWART_DATA_DIR."""
+"""The commands: --help, stdout discipline, bad input, --data-dir/--config, SCHULWART_DATA_DIR.
+
+The contract is the README, docs/agent.md and docs/central.md.
+"""
 
 from __future__ import annotations
 
