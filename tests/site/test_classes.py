@@ -1,4 +1,7 @@
-"""The class table and identification, on announcements shaped like real devices' (devices.md)."""
+"""The class table and identification, on announcements shaped like real devices'.
+
+Shapes from Home Assistant's zeroconf matchers, pyatv, ippsample and the Shelly docs.
+"""
 
 from __future__ import annotations
 

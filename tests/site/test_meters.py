@@ -1,4 +1,7 @@
-"""Meter parsers on the real reply shapes (devices.md §2) and on nonsense; adapters over real HTTP."""
+"""Meter parsers on the real reply shapes and on nonsense; adapters over real HTTP.
+
+The reply shapes follow the Shelly Gen1/Gen2 and Tasmota API docs.
+"""
 
 from __future__ import annotations
 

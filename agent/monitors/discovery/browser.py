@@ -263,7 +263,12 @@ class MdnsBrowser:
         self._on_observation(obs)
 
     def _raise_rcvbuf(self) -> None:
-        """Bursts of a few thousand services overflow the default 208 KiB buffer (perf-limits §6)."""
+        """Bursts of a few thousand services overflow the default 208 KiB buffer (docs/site-monitoring.md).
+
+        python-zeroconf has no public way to reach its sockets; ``engine.readers``/``senders`` is
+        the one private reach, kept in this function. tests/site/test_discovery_loopback.py fails
+        (rcvbuf_bytes below the setting) when a zeroconf release moves them.
+        """
         zc = self.zeroconf
         if zc is None:
             return
