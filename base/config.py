@@ -127,7 +127,7 @@ def _field(default: Any, default_factory: Callable[[], Any] | None, meta: dict[s
 
 
 def describe(value: Any) -> str:
-    """A raw value as the user wrote it, short: true, 'text', 5, [...]."""
+    """A raw value for a message, short: true, 'text', 5, a table, an array."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
