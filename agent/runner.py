@@ -87,8 +87,8 @@ class Agent:
             )
         self.monitors: list[Monitor] = [
             HostMonitor(data_dir, config.host, clock_offset=self._clock_offset),
-            # The site monitors name the school in their log lines from a top-level school_id.
-            *build_monitors({**config.site, "school_id": self.school} if self.identity else config.site, data_dir),
+            # The site monitors name the school in their log lines (the data dir's name before enrollment).
+            *build_monitors(config, data_dir, school=self.school if self.identity else None),
         ]
         self.counters = Counters()
         self.sections: dict[str, Mapping[str, Any]] = {}

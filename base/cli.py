@@ -47,17 +47,28 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def load_toml(path: Path | None) -> dict[str, Any]:
-    """Read a TOML config file; a missing or broken file is a ConfigError naming it."""
-    if path is None:
-        return {}
+def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML document of ``path``; ConfigError (one line naming the file) when it cannot be read.
+
+    Covers a missing or unreadable file, bytes that are not UTF-8 and invalid TOML.
+    """
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+
+
+def load_toml(path: Path | None) -> dict[str, Any]:
+    """Read a TOML config file (None: an empty document); a missing or broken file is a ConfigError naming it."""
+    return {} if path is None else read_toml(path)
 
 
 def common_options(role: str) -> Callable[[F], F]:

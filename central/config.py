@@ -1,13 +1,17 @@
-"""Central's configuration: TOML sections [central] and [sync], every key with a working default."""
+"""Central's configuration: TOML sections [central] and [sync], every key with a working default.
+
+The file is read by the declarative loader of ``base.config`` (one line naming file, section and
+key for every refusal); command-line options then override single values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from base.cli import load_toml, parse_duration
+from base.config import duration, load_document, setting
 from base.errors import ConfigError
 from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES
 from protocol.schema import MAX_EVENTS
@@ -74,62 +78,71 @@ def parse_db_url(url: str | None, data_dir: Path) -> Path:
     return Path(url)
 
 
-_DURATIONS = {
-    "silent_window",
-    "silent_check_interval",
-    "enroll_code_ttl",
-    "enroll_failure_window",
-    "clock_skew_flag",
-}
-_INTS = {"port", "enroll_max_failures", "max_body_bytes", "max_decoded_bytes", "max_events", "config_version"}
-_STRS = {"host", "db", "log_level"}
+def _check_db(url: str) -> None:
+    try:
+        parse_db_url(url, Path())
+    except ConfigError as exc:
+        raise ValueError(f"is refused: {exc.message}") from None
 
 
-def _section(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    value = doc.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"config: [{name}] must be a table")
-    return value
+@dataclass(frozen=True, slots=True)
+class CentralSection:
+    """[central]: where to listen, the database, and the service's limits and windows (durations)."""
+
+    host: str = "127.0.0.1"
+    port: int = setting(8400, low=0, high=65535)
+    db: str | None = setting(None, check=_check_db)  # a path or sqlite:///path
+    log_level: str = "INFO"
+    silent_window: timedelta = duration(timedelta(minutes=15))
+    silent_check_interval: timedelta = duration(timedelta(seconds=30))
+    enroll_code_ttl: timedelta = duration(timedelta(hours=24), zero_ok=True)
+    enroll_max_failures: int = setting(10, low=0)
+    enroll_failure_window: timedelta = duration(timedelta(minutes=10), zero_ok=True)
+    max_body_bytes: int = setting(DEFAULT_MAX_ENVELOPE_BYTES, low=0)
+    max_decoded_bytes: int = setting(DEFAULT_MAX_ENVELOPE_BYTES, low=0)
+    max_events: int = setting(MAX_EVENTS, low=0)
+    clock_skew_flag: timedelta = duration(timedelta(minutes=5), zero_ok=True)
+    config_version: int = setting(1, low=0)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if type(value) is not int or value < 0:
-        raise ConfigError(f"config: {name} must be a non-negative integer")
-    return value
+@dataclass(frozen=True, slots=True)
+class SyncPolicySection:
+    """[sync]: what agents are told about syncing; intervals are whole seconds, batch sizes counts/bytes."""
+
+    report_interval: int = duration(30, old="report_interval_s")
+    max_batch_events: int = setting(500, low=0)
+    max_batch_bytes: int = setting(262_144, low=0)
+    snapshot_interval: int = duration(300, old="snapshot_interval_s")
+
+    def policy(self) -> AgentSyncPolicy:
+        """As the enrollment answer and the signed config carry it."""
+        return AgentSyncPolicy(
+            report_interval_s=self.report_interval,
+            max_batch_events=self.max_batch_events,
+            max_batch_bytes=self.max_batch_bytes,
+            snapshot_interval_s=self.snapshot_interval,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CentralFile:
+    """The sections of central's TOML file."""
+
+    central: CentralSection = field(default_factory=CentralSection)
+    sync: SyncPolicySection = field(default_factory=SyncPolicySection)
 
 
 def load_config(path: Path | None, data_dir: Path, **overrides: Any) -> CentralConfig:
-    """Read the TOML file (may be None) and apply command-line overrides that are not None."""
-    doc = load_toml(path)
-    unknown_sections = set(doc) - {"central", "sync"}
-    if unknown_sections:
-        raise ConfigError(f"config: unknown section(s) {sorted(unknown_sections)} (known: central, sync)")
-    values: dict[str, Any] = {}
-    for key, value in _section(doc, "central").items():
-        if key in _DURATIONS:
-            if not isinstance(value, str):
-                raise ConfigError(f"config: {key} must be a duration string like '15m'")
-            values[key] = parse_duration(value)
-        elif key in _INTS:
-            values[key] = _positive_int(key, value)
-        elif key in _STRS:
-            if not isinstance(value, str):
-                raise ConfigError(f"config: {key} must be a string")
-            values[key] = value
-        else:
-            raise ConfigError(f"config: unknown key central.{key}")
-    sync_doc = _section(doc, "sync")
-    known_sync = set(AgentSyncPolicy.__dataclass_fields__)
-    for key in sync_doc:
-        if key not in known_sync:
-            raise ConfigError(f"config: unknown key sync.{key}")
-    sync = AgentSyncPolicy(**{k: _positive_int(f"sync.{k}", v) for k, v in sync_doc.items()})
-    config = CentralConfig(data_dir=data_dir, sync=sync, **values)
+    """Read the TOML file (may be None) and apply command-line overrides that are not None.
+
+    Raises ConfigError: one line naming the file, section and key, or the option's value.
+    """
+    doc = load_document(CentralFile, path)
+    values = {f.name: getattr(doc.central, f.name) for f in fields(CentralSection)}
+    config = CentralConfig(data_dir=data_dir, sync=doc.sync.policy(), **values)
     clean = {k: v for k, v in overrides.items() if v is not None}
     config = replace(config, **clean)
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port {config.port} is outside 0..65535")
-    if config.silent_window <= timedelta(0) or config.silent_check_interval <= timedelta(0):
-        raise ConfigError("config: silent_window and silent_check_interval must be positive")
-    config.db_path  # noqa: B018 - refuse a bad database URL now, with one line
+    config.db_path  # noqa: B018 - refuse a bad --db URL now, with one line
     return config

@@ -55,7 +55,7 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
               help="UniFi login style. [unifi-os]")
 @click.option("--central", "central_url", default=None, help="Central URL the agent should probe.")
 @click.option("--agent-interval", type=click.FloatRange(0.1, 3600), default=None,
-              help="interval_s written into the agent config. [10]")
+              help="Seconds written as the site sections' interval in the agent config. [10]")
 @click.option("--missing-after", default=None, help="missing_after written into the agent config. [2m]")
 @click.option("--control-port", type=click.IntRange(0, 65535), default=None, help="Fault control port. [ephemeral]")
 @click.option("--write-agent-config", type=click.Path(path_type=Path, dir_okay=False), default=None,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from zeroconf import ServiceInfo
 
-from agent.monitors.cabinets import parse_window
+from agent.monitors.cabinets.window import parse_window
 from sim import agent_config
 from sim.faults import FaultBoard, FaultError, parse_fault
 from sim.mdns import (
@@ -315,8 +315,8 @@ class SimSchool:
         s = self.spec
         interval = s.agent_interval_s
         wlan: dict[str, Any] = {
-            "interval_s": interval,
-            "probe_timeout_s": 2.0,
+            "interval": interval,
+            "probe_timeout": 2.0,
             "gateway": {"name": "Gateway", "host": s.interface, "port": self.gateway.port},
             "dns": {"name": "DNS", "host": s.interface, "port": self.dns.port},
         }
@@ -326,7 +326,7 @@ class SimSchool:
             school=s.school,
             discovery={
                 "interfaces": [s.agent_interface or s.interface],
-                "interval_s": min(interval, 5.0),
+                "interval": min(interval, 5.0),
                 "missing_after": s.missing_after,
                 "timezone": s.timezone,
             },
@@ -339,7 +339,7 @@ class SimSchool:
                 {"name": ap.name, "host": s.interface, "port": self._ap_listeners[ap.index].port, "mac": ap.mac}
                 for ap in self.aps
             ],
-            cabinets={"interval_s": interval, "timezone": s.timezone},
+            cabinets={"interval": interval, "timezone": s.timezone},
             cabinet_list=[
                 (
                     {"id": str(c.index), "name": c.name, "room": c.room, "slots": c.slots, "window": s.window,

@@ -1,47 +1,33 @@
 """Builds the site monitors (mDNS discovery, WLAN, charging cabinets) from the agent config.
 
-The agent's runner calls ``build_monitors`` with the raw TOML mapping; this module owns its
-``[discovery]``, ``[wlan]`` and ``[cabinets]`` sections (every key has a working default, see
-docs/site-monitoring.md). Bad values raise ConfigError, which the CLI shows as one line.
+The ``[discovery]``, ``[wlan]`` and ``[cabinets]`` sections arrive typed and checked (see
+``agent.config`` and docs/site-monitoring.md); a section that configures nothing adds no monitor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from agent.config import AgentConfig
 from agent.monitors.base import Monitor
-from agent.monitors.cabinets import CabinetMonitor, parse_cabinets
-from agent.monitors.discovery.config import parse_discovery
+from agent.monitors.cabinets.monitor import CabinetMonitor
 from agent.monitors.discovery.monitor import DiscoveryMonitor
-from agent.monitors.wlan import WlanMonitor, parse_wlan
+from agent.monitors.wlan.monitor import WlanMonitor
 
 
-def school_label(config: Mapping[str, Any], data_dir: Path) -> str:
-    """The school id for log lines: from the config if it names one, else the data dir's name."""
-    for section in ("agent", "school"):
-        table = config.get(section)
-        if isinstance(table, Mapping):
-            for key in ("school_id", "id"):
-                if isinstance(table.get(key), str):
-                    return str(table[key])
-    if isinstance(config.get("school_id"), str):
-        return str(config["school_id"])
-    return data_dir.name or "school"
+def school_label(school: str | None, data_dir: Path) -> str:
+    """The school id for log lines: the enrolled school's id if known, else the data dir's name."""
+    return school or data_dir.name or "school"
 
 
-def build_monitors(config: Mapping[str, Any], data_dir: Path) -> list[Monitor]:
-    """Monitors for the ``[discovery]``, ``[wlan]`` and ``[cabinets]`` sections of the config."""
-    school = school_label(config, data_dir)
+def build_monitors(config: AgentConfig, data_dir: Path, *, school: str | None = None) -> list[Monitor]:
+    """Monitors for the site sections: discovery unless disabled, WLAN and cabinets when they have targets."""
+    label = school_label(school, data_dir)
     monitors: list[Monitor] = []
-    discovery = parse_discovery(config)
-    if discovery.enabled:
-        monitors.append(DiscoveryMonitor(discovery, school=school))
-    wlan = parse_wlan(config)
-    if wlan.targets or wlan.controller is not None:
-        monitors.append(WlanMonitor(wlan, school=school))
-    cabinets = parse_cabinets(config)
-    if cabinets.cabinets:
-        monitors.append(CabinetMonitor(cabinets, school=school))
+    if config.discovery.enabled:
+        monitors.append(DiscoveryMonitor(config.discovery, school=label))
+    if config.wlan.targets or config.wlan.controller is not None:
+        monitors.append(WlanMonitor(config.wlan, school=label))
+    if config.cabinets.cabinet:
+        monitors.append(CabinetMonitor(config.cabinets, school=label))
     return monitors

@@ -75,7 +75,7 @@ open_after = 2
 [privacy]
 share_names = true
 [discovery]
-anything = "goes to the site monitors"
+interval = "10s"
 """
     )
     config = load_config(path)
@@ -83,7 +83,10 @@ anything = "goes to the site monitors"
     assert config.sync.report_interval == 15
     assert config.sync.max_bytes_per_s == 0
     assert config.host.disk_max_percent == 85.5
-    assert config.site == {"discovery": {"anything": "goes to the site monitors"}}
+    assert config.discovery.interval == 10
+    path.write_text('[discovery]\nanything = "no longer passed on raw"\n')
+    with pytest.raises(ConfigError, match=r"agent\.toml: unknown key\(s\) in \[discovery\]: anything"):
+        load_config(path)
 
 
 @pytest.mark.parametrize(

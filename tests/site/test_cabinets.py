@@ -8,16 +8,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.monitors.base import Signal
-from agent.monitors.cabinets import (
-    CabinetConfig,
-    CabinetMonitor,
-    _CabinetState,
-    evaluate,
-    parse_cabinets,
-    parse_days,
-    parse_window,
-)
-from agent.monitors.meters import MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.config import parse_cabinets
+from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.monitor import CabinetMonitor
+from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
+from agent.monitors.cabinets.window import parse_days, parse_window
 from base.errors import ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -63,7 +58,7 @@ def verdicts(signals: list[Signal]) -> dict[str, bool]:
 
 
 def test_no_power_in_window_is_critical_and_fine_outside() -> None:
-    cab, state = cabinet(), _CabinetState()
+    cab, state = cabinet(), CabinetState()
     flat = MeterReading(power_w=0.0, switch_on=True)
     night = evaluate(cab, flat, None, local(2025, 3, 3, 22, 0).astimezone(UTC), BERLIN, state)
     assert verdicts(night)["cabinet-no-power"] is True
@@ -75,21 +70,21 @@ def test_no_power_in_window_is_critical_and_fine_outside() -> None:
 
 def test_switched_off_is_reported_instead_of_no_power() -> None:
     v = verdicts(evaluate(cabinet(), MeterReading(0.0, switch_on=False), None, local(2025, 3, 3, 20, 0), BERLIN,
-                          _CabinetState()))
+                          CabinetState()))
     assert v["cabinet-switched-off"] is True and v["cabinet-no-power"] is False
 
 
 def test_unreachable_meter_matters_in_the_window_only_and_leaves_other_verdicts_open() -> None:
     err = MeterError("timeout", "no reply")
-    night = evaluate(cabinet(), None, err, local(2025, 3, 3, 20, 0), BERLIN, _CabinetState())
+    night = evaluate(cabinet(), None, err, local(2025, 3, 3, 20, 0), BERLIN, CabinetState())
     assert [s.key for s in night] == ["cabinet-meter-unreachable:3"] and night[0].bad
     assert "timeout" in night[0].title
-    noon = evaluate(cabinet(), None, err, local(2025, 3, 4, 12, 0), BERLIN, _CabinetState())
+    noon = evaluate(cabinet(), None, err, local(2025, 3, 4, 12, 0), BERLIN, CabinetState())
     assert not noon[0].bad
 
 
 def test_still_charging_after_the_window_latches_until_power_drops() -> None:
-    cab, state = cabinet(charging_above_w=30.0), _CabinetState()
+    cab, state = cabinet(charging_above_w=30.0), CabinetState()
     high, low = MeterReading(250.0, switch_on=True), MeterReading(5.0, switch_on=True)
 
     def still(reading: MeterReading, at: datetime) -> bool:
@@ -104,10 +99,10 @@ def test_still_charging_after_the_window_latches_until_power_drops() -> None:
 
 def test_over_temperature_from_reading_or_device_error() -> None:
     hot = evaluate(cabinet(max_temperature_c=60), MeterReading(100.0, temperature_c=72.0), None,
-                   local(2025, 3, 4, 12, 0), BERLIN, _CabinetState())
+                   local(2025, 3, 4, 12, 0), BERLIN, CabinetState())
     assert verdicts(hot)["cabinet-over-temperature"] is True
     flagged = evaluate(cabinet(), MeterReading(100.0, errors=("overtemp",)), None, local(2025, 3, 4, 12, 0), BERLIN,
-                       _CabinetState())
+                       CabinetState())
     assert verdicts(flagged)["cabinet-over-temperature"] is True
 
 
@@ -115,7 +110,7 @@ def test_parse_cabinets_defaults_and_errors() -> None:
     cfg = parse_cabinets({"cabinets": {"cabinet": [{"name": "A", "meter": {"url": "http://10.0.0.5"}}]}})
     [cab] = cfg.cabinets
     assert cab.id == "1" and cab.meter.kind == "shelly-gen2" and cab.window.start.hour == 15
-    assert cfg.interval_s == 60 and cfg.timezone == "Europe/Berlin"
+    assert cfg.interval == 60 and cfg.timezone == "Europe/Berlin"
     assert parse_cabinets({}).cabinets == ()
     for bad in (
         {"cabinets": {"cabinet": [{"meter": {"url": "ftp://x"}}]}},
@@ -133,7 +128,7 @@ async def test_cabinet_monitor_against_the_sim(sim_factory, tag: str) -> None:  
                             window="00:00-00:00", days="all")
     section = {"cabinet": [
         {"id": str(c["index"]), "name": c["name"], "window": "00:00-00:00", "days": "all",
-         "meter": {"kind": c["kind"], "url": c["url"], "timeout_s": 2}}
+         "meter": {"kind": c["kind"], "url": c["url"], "timeout": 2}}
         for c in sim.state()["cabinets"]
     ]}
     monitor = CabinetMonitor(parse_cabinets({"cabinets": section}), school=tag)

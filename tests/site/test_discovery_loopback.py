@@ -76,7 +76,7 @@ async def test_simulated_school_is_inventoried_with_the_right_classes(sim_factor
 
 
 async def test_receiver_gone_is_confirmed_by_a_probe_and_resolves_on_return(sim_factory, discovery, tag) -> None:  # type: ignore[no-untyped-def]
-    monitor = await discovery(missing_after=1, probe_timeout_s=1)
+    monitor = await discovery(missing_after=1, probe_timeout=1)
     sim = await sim_factory(school=tag, devices=0, receivers=2, printers=0, aps=0, cabinets=0)
     receiver = next(d for d in sim.devices if d.kind == "receiver" and d.index == 1)
     other = next(d for d in sim.devices if d.kind == "receiver" and d.index == 2)
@@ -126,8 +126,8 @@ async def test_injected_clock_stamps_the_inventory(sim_factory, tag) -> None:  #
 
 async def test_receiver_without_power_is_found_by_its_liveness_probe(sim_factory, discovery, tag) -> None:  # type: ignore[no-untyped-def]
     # No goodbye: mDNS keeps the receiver's records for up to 75 min. Only probing finds it.
-    watched = await discovery(missing_after=1, probe_timeout_s=0.5, liveness_interval=0.5)
-    blind = await discovery(missing_after=1, probe_timeout_s=0.5, liveness_interval=0)
+    watched = await discovery(missing_after=1, probe_timeout=0.5, liveness_interval=0.5)
+    blind = await discovery(missing_after=1, probe_timeout=0.5, liveness_interval=0)
     sim = await sim_factory(school=tag, devices=0, receivers=1, printers=0, aps=0, cabinets=0)
     receiver = sim.devices[0]
     for monitor in (watched, blind):

@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.monitors.cabinets import parse_window
-from agent.monitors.meters import (
+from agent.monitors.cabinets.meters import (
     MAX_REPLY_BYTES,
     Meter,
     MeterError,
@@ -25,6 +24,7 @@ from agent.monitors.meters import (
     parse_shelly_gen2,
     parse_tasmota,
 )
+from agent.monitors.cabinets.window import parse_window
 from sim.faults import FaultBoard
 from sim.meters import CabinetModel, MeterServer
 from sim.simtime import SimClock
@@ -153,10 +153,10 @@ async def test_hostile_meter_replies_over_http() -> None:
             reasons = {}
             for name in routes:
                 with pytest.raises(MeterError) as info:
-                    await Meter(MeterSpec("shelly-gen2", f"{base}/{name}", timeout_s=5)).read(session)
+                    await Meter(MeterSpec("shelly-gen2", f"{base}/{name}", timeout=5)).read(session)
                 reasons[name] = info.value.reason
             with pytest.raises(MeterError) as info:
-                await Meter(MeterSpec("shelly-gen2", "http://127.0.0.1:1", timeout_s=2)).read(session)
+                await Meter(MeterSpec("shelly-gen2", "http://127.0.0.1:1", timeout=2)).read(session)
             reasons["closed"] = info.value.reason
     finally:
         await runner.cleanup()
@@ -174,7 +174,7 @@ async def test_adapters_read_the_simulated_meters(kind: str) -> None:
     runner, base = await _serve(MeterServer(cabinet, clock, faults).app)
     try:
         async with aiohttp.ClientSession() as session:
-            meter = Meter(MeterSpec(kind, base, timeout_s=5))
+            meter = Meter(MeterSpec(kind, base, timeout=5))
             charging = await meter.read(session)
             faults.set("cabinet-switched-off:1", True)
             off = await meter.read(session)

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from agent.monitors.probes import ProbeResult, ProbeWindow, tcp_probe
-from agent.monitors.unifi import ControllerError, UnifiController, parse_devices
-from agent.monitors.wlan import WlanMonitor, parse_wlan
+from agent.monitors.wlan.config import parse_wlan
+from agent.monitors.wlan.monitor import WlanMonitor
+from agent.monitors.wlan.probes import ProbeResult, ProbeWindow, tcp_probe
+from agent.monitors.wlan.unifi import ControllerError, UnifiController, parse_devices
 from base.errors import ConfigError
 
 
@@ -138,12 +139,12 @@ async def test_wlan_monitor_against_the_sim(sim_factory, tag: str) -> None:  # t
 
 def test_parse_wlan_defaults_and_errors() -> None:
     empty = parse_wlan({})
-    assert empty.targets == () and empty.controller is None and empty.interval_s == 30
+    assert empty.targets == () and empty.controller is None and empty.interval == 30
     cfg = parse_wlan({"wlan": {"dns": "10.0.0.1", "internet": "https://example.org/", "aps": [{"host": "10.0.0.2"}]}})
     kinds = {(t.kind, t.host, t.port, t.url) for t in cfg.targets}
     assert kinds == {("dns", "10.0.0.1", 53, None), ("internet", None, 443, "https://example.org/"),
                      ("ap", "10.0.0.2", 22, None)}
     for bad in ({"wlan": {"aps": [{"name": "x"}]}}, {"wlan": {"gateway": {"host": "x", "port": 0}}},
-                {"wlan": {"probes": [{"url": "ftp://x"}]}}, {"wlan": {"interval_s": "often"}}):
+                {"wlan": {"probes": [{"url": "ftp://x"}]}}, {"wlan": {"interval": "often"}}):
         with pytest.raises(ConfigError):
             parse_wlan(bad)

@@ -31,7 +31,7 @@ def _emit(record: dict[str, Any]) -> None:
 
 async def _run(args: argparse.Namespace) -> None:
     config = parse_discovery({"discovery": {
-        "interfaces": args.interface, "interval_s": args.interval, "max_devices": args.max_devices,
+        "interfaces": args.interface, "interval": args.interval, "max_devices": args.max_devices,
         "missing_after": "1h",
     }})
     monitor = DiscoveryMonitor(config, school=args.school)

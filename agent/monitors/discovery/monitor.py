@@ -17,7 +17,7 @@ from agent.monitors.discovery.drops import socket_drops
 from agent.monitors.discovery.observation import Observation
 from agent.monitors.discovery.presence import NotSeenList, class_counts, due_for_probe, missing_signal, next_state
 from agent.monitors.discovery.tracker import ABSENT, MISSING, PRESENT, DeviceTracker
-from agent.monitors.probes import ProbeResult, tcp_probe
+from agent.monitors.wlan.probes import ProbeResult, tcp_probe
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class DiscoveryMonitor:
         probe: Probe = tcp_probe,
         table: Iterable[ClassRule] = CLASS_TABLE,
     ) -> None:
-        self.interval_s = config.interval_s
+        self.interval_s = config.interval
         self._config = config
         self._school = school
         self._clock = clock
@@ -59,12 +59,12 @@ class DiscoveryMonitor:
             ip_version=config.ip_version,
             question_type=config.question_type,
             rcvbuf_bytes=config.rcvbuf_bytes,
-            resolve_timeout_ms=int(config.resolve_timeout_s * 1000),
+            resolve_timeout_ms=int(config.resolve_timeout * 1000),
             host_rate_per_s=config.host_rate_per_s,
             host_burst=float(config.host_burst),
         )
         self.browser = MdnsBrowser(
-            settings, browse_types(table, config.extra_service_types), self._on_observation, self._on_removed
+            settings, browse_types(table, config.service_types), self._on_observation, self._on_removed
         )
         self._not_seen = NotSeenList(
             config.tablet_not_seen_after, config.not_seen_report_at, tz or ZoneInfo(config.timezone)
@@ -124,7 +124,7 @@ class DiscoveryMonitor:
         async def probe(device: Device) -> tuple[str, bool]:
             async with semaphore:
                 for host, port in self.tracker.endpoints(device.id)[:2]:
-                    result = await self._probe(host, port, self._config.probe_timeout_s)
+                    result = await self._probe(host, port, self._config.probe_timeout)
                     if result.ok:
                         return device.id, True
                 return device.id, False

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from agent.monitors.probes import FetchError, fetch_json, finite_number
+from agent.monitors.wlan.config import ControllerConfig
+from agent.monitors.wlan.probes import FetchError, fetch_json, finite_number
 
 log = logging.getLogger(__name__)
 
@@ -249,20 +250,14 @@ class UnifiController:
         raise ControllerError("login-refused", "session expired and login did not help")
 
 
-def build_controller(table: Mapping[str, Any]) -> WlanController:
+def build_controller(config: ControllerConfig) -> WlanController:
     """The adapter for a ``[wlan.controller]`` table (kind = "unifi")."""
-    kind = table.get("kind", "unifi")
-    if kind != "unifi":
-        raise ValueError(f"controller kind {kind!r} is not supported yet (only unifi)")
-    url = table.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ValueError("controller url must start with http:// or https://")
     return UnifiController(
-        url,
-        str(table.get("username", "")),
-        str(table.get("password", "")),
-        site=str(table.get("site", "default")),
-        style=str(table.get("style", "auto")),
-        timeout_s=float(table.get("timeout_s", 10.0)),
-        name=str(table.get("name", "unifi")),
+        config.url,
+        config.username,
+        config.password,
+        site=config.site,
+        style=config.style,
+        timeout_s=config.timeout,
+        name=config.name,
     )

@@ -1,4 +1,4 @@
-"""WLAN monitoring: probes of APs, gateway, DNS, internet and central, plus a WLAN controller.
+"""The WLAN monitor: probes of APs, gateway, DNS, internet and central, plus a WLAN controller.
 
 One signal per key and round; when a probe and the controller both speak about the same AP
 (matched by MAC), the AP is down if either says so. The incident engine applies hysteresis.
@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from agent.monitors.base import MonitorReport, Severity, Signal
-from agent.monitors.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
-from agent.monitors.unifi import ApStatus, ControllerError, WlanController, build_controller
-from base.errors import ConfigError
+from agent.monitors.wlan.config import ProbeTarget, WlanConfig
+from agent.monitors.wlan.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
+from agent.monitors.wlan.unifi import ApStatus, ControllerError, WlanController, build_controller
 
 log = logging.getLogger(__name__)
 
@@ -31,99 +29,6 @@ _KIND_KEYS: dict[str, tuple[str, Severity, str]] = {
     "central": ("central-unreachable", "warning", "Central service unreachable ({name})"),
     "other": ("probe-failed", "warning", "{name} not answering"),
 }
-_DEFAULT_PORTS = {"ap": 22, "gateway": 53, "dns": 53, "internet": 443, "central": 443, "other": 80}
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeTarget:
-    """Something to probe: TCP host:port, or an HTTP(S) URL."""
-
-    name: str
-    kind: str
-    host: str | None = None
-    port: int | None = None
-    url: str | None = None
-    mac: str | None = None
-
-    @property
-    def key_id(self) -> str:
-        """The id in the signal key: the MAC for APs when known (matches the controller), else the name."""
-        return self.mac.lower() if self.mac else self.name
-
-
-@dataclass(frozen=True, slots=True)
-class WlanConfig:
-    """The ``[wlan]`` section."""
-
-    interval_s: float = 30.0
-    window: int = 10
-    probe_timeout_s: float = 3.0
-    loss_degraded_pct: float = 30.0
-    slow_ms: float = 500.0
-    max_clients_per_ap: int = 40
-    min_satisfaction: int = 50
-    targets: tuple[ProbeTarget, ...] = ()
-    controller: Mapping[str, Any] | None = None
-
-
-def _target(entry: Any, kind: str, where: str) -> ProbeTarget:
-    if isinstance(entry, str):
-        entry = {"url": entry} if entry.startswith(("http://", "https://")) else {"host": entry}
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where} must be a host, a URL or a table")
-    kind = str(entry.get("kind", kind))
-    if kind not in _KIND_KEYS:
-        raise ConfigError(f"{where} kind must be one of {', '.join(_KIND_KEYS)}")
-    url = entry.get("url")
-    host = entry.get("host")
-    if url is None and host is None:
-        raise ConfigError(f"{where} needs host (TCP probe) or url (HTTP probe)")
-    if url is not None and not str(url).startswith(("http://", "https://")):
-        raise ConfigError(f"{where} url must start with http:// or https://")
-    port = entry.get("port", _DEFAULT_PORTS[kind])
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError(f"{where} port must be 1..65535")
-    return ProbeTarget(
-        name=str(entry.get("name", host or url)),
-        kind=kind,
-        host=None if host is None else str(host),
-        port=port,
-        url=None if url is None else str(url),
-        mac=entry.get("mac"),
-    )
-
-
-def parse_wlan(config: Mapping[str, Any]) -> WlanConfig:
-    """Read ``[wlan]``: single targets (gateway, dns, internet, central), ``[[wlan.aps]]``, ``[[wlan.probes]]``."""
-    section = config.get("wlan", {})
-    if not isinstance(section, Mapping):
-        raise ConfigError("[wlan] must be a table")
-    targets: list[ProbeTarget] = []
-    for kind in ("gateway", "dns", "internet", "central"):
-        if section.get(kind):
-            targets.append(_target(section[kind], kind, f"[wlan] {kind}"))
-    for index, entry in enumerate(section.get("aps", [])):
-        targets.append(_target(entry, "ap", f"[[wlan.aps]] #{index + 1}"))
-    for index, entry in enumerate(section.get("probes", [])):
-        targets.append(_target(entry, "other", f"[[wlan.probes]] #{index + 1}"))
-    controller = section.get("controller")
-    if controller is not None and not isinstance(controller, Mapping):
-        raise ConfigError("[wlan.controller] must be a table")
-    d = WlanConfig()
-    try:
-        return WlanConfig(
-            interval_s=float(section.get("interval_s", d.interval_s)),
-            window=int(section.get("window", d.window)),
-            probe_timeout_s=float(section.get("probe_timeout_s", d.probe_timeout_s)),
-            loss_degraded_pct=float(section.get("loss_degraded_pct", d.loss_degraded_pct)),
-            slow_ms=float(section.get("slow_ms", d.slow_ms)),
-            max_clients_per_ap=int(section.get("max_clients_per_ap", d.max_clients_per_ap)),
-            min_satisfaction=int(section.get("min_satisfaction", d.min_satisfaction)),
-            targets=tuple(targets),
-            controller=controller,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[wlan] has a value of the wrong type: {exc}") from None
 
 
 class WlanMonitor:
@@ -132,16 +37,14 @@ class WlanMonitor:
     name = "wlan"
 
     def __init__(self, config: WlanConfig, *, school: str = "school") -> None:
-        self.interval_s = config.interval_s
+        self.interval_s = config.interval
         self._config = config
+        self._targets = config.targets
         self._school = school
-        self._windows = {t.name: ProbeWindow(config.window) for t in config.targets}
+        self._windows = {t.name: ProbeWindow(config.window) for t in self._targets}
         self._controller: WlanController | None = None
         if config.controller is not None:
-            try:
-                self._controller = build_controller(config.controller)
-            except ValueError as exc:
-                raise ConfigError(f"[wlan.controller] {exc}") from None
+            self._controller = build_controller(config.controller)
         self._session: aiohttp.ClientSession | None = None
         self._controller_error: str | None = None
 
@@ -158,7 +61,7 @@ class WlanMonitor:
             await self._controller.close()
 
     async def _probe(self, target: ProbeTarget) -> ProbeResult:
-        timeout = self._config.probe_timeout_s
+        timeout = self._config.probe_timeout
         if target.url:
             assert self._session is not None
             return await http_probe(self._session, target.url, timeout)
@@ -177,7 +80,7 @@ class WlanMonitor:
         """One round: all probes and the controller concurrently."""
         if self._session is None:
             await self.start()
-        targets = self._config.targets
+        targets = self._targets
         results, (aps, ctrl_error) = await asyncio.gather(
             asyncio.gather(*(self._probe(t) for t in targets)), self._ask_controller()
         )
@@ -295,7 +198,7 @@ class WlanMonitor:
 
     def _snapshot(self, aps: list[ApStatus] | None, ctrl_error: str | None) -> dict[str, Any]:
         snapshot: dict[str, Any] = {
-            "probes": {t.name: {"kind": t.kind, **self._windows[t.name].summary()} for t in self._config.targets},
+            "probes": {t.name: {"kind": t.kind, **self._windows[t.name].summary()} for t in self._targets},
         }
         if self._controller is not None:
             snapshot["controller"] = {"name": self._controller.name, "ok": ctrl_error is None, "error": ctrl_error}

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import aiohttp
 
-from agent.monitors.probes import FetchError, fetch_json, finite_number
+from agent.monitors.wlan.probes import FetchError, fetch_json, finite_number
+from base.config import check_http_url, duration, setting
 
 MAX_REPLY_BYTES = 64 * 1024
 MAX_PLAUSIBLE_W = 50_000.0  # a 3-phase 32 A cabinet feed is ~22 kW; beyond this the meter is wrong
 NEGATIVE_TOLERANCE_W = 1.0  # meters report a few tenths below zero at idle
 
-KINDS = ("shelly-gen2", "shelly-gen1", "tasmota", "http-json")
+MeterKind = Literal["shelly-gen2", "shelly-gen1", "tasmota", "http-json"]
+EnergyUnit = Literal["wh", "kwh", "wmin", "mwh"]
+KINDS: tuple[str, ...] = get_args(MeterKind)
 ENERGY_UNITS = {"wh": 1.0, "kwh": 1000.0, "wmin": 1.0 / 60.0, "mwh": 0.001}
 
 
@@ -45,19 +48,27 @@ class MeterReading:
     errors: tuple[str, ...] = ()
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 @dataclass(frozen=True, slots=True)
 class MeterSpec:
-    """How to reach and read one meter (the cabinet's ``meter`` table)."""
+    """How to reach and read one meter: a cabinet's ``meter`` table.
 
-    kind: str
-    url: str
-    channel: int = 0
+    ``timeout`` is in seconds; ``energy_unit`` is what ``energy_path`` reports (any case in the file).
+    The path keys are dotted JSON paths for ``http-json`` meters ('data.0.power', list indices allowed).
+    """
+
+    kind: MeterKind = "shelly-gen2"
+    url: str = setting("", required=True, check=check_http_url)
+    channel: int = setting(0, low=0)
     username: str | None = None
     password: str | None = None
-    timeout_s: float = 5.0
+    timeout: float = duration(5.0, old="timeout_s")
     power_path: str = "power"
     energy_path: str | None = None
-    energy_unit: str = "wh"
+    energy_unit: EnergyUnit = setting("wh", coerce=_lower)
     switch_path: str | None = None
     temperature_path: str | None = None
 
@@ -219,7 +230,7 @@ class Meter:
     async def _get(self, session: aiohttp.ClientSession, url: str, auth: aiohttp.BasicAuth | None) -> Any:
         try:
             data, _resp = await fetch_json(
-                session, "GET", url, timeout_s=self.spec.timeout_s, max_bytes=MAX_REPLY_BYTES, auth=auth
+                session, "GET", url, timeout_s=self.spec.timeout, max_bytes=MAX_REPLY_BYTES, auth=auth
             )
         except FetchError as exc:
             raise MeterError(exc.reason, str(exc)) from None

@@ -1,0 +1,143 @@
+"""The cabinet rules: one cabinet's configuration and the verdicts over one meter reading.
+
+Rules (evaluated with the time passed in, in the cabinet's time zone): no power or meter
+unreachable during the window; switched off during the window; still drawing charging power
+after the window ended; over-temperature (any time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agent.monitors.base import Severity, Signal
+from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.window import ChargingWindow
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetConfig:
+    """One cabinet: where it is, its meter, its window and thresholds."""
+
+    id: str
+    name: str
+    meter: MeterSpec
+    window: ChargingWindow
+    room: str | None = None
+    slots: int | None = None
+    no_power_below_w: float = 1.0
+    charging_above_w: float = 30.0
+    still_charging_check: timedelta = timedelta(hours=2)
+    max_temperature_c: float = 70.0
+
+
+@dataclass(slots=True)
+class CabinetState:
+    """What the rules remember between readings of one cabinet."""
+
+    still_charging: bool = False
+    errors: dict[str, int] = field(default_factory=dict)
+    last_reading: MeterReading | None = None
+    last_error: str | None = None
+
+
+def evaluate(
+    cab: CabinetConfig,
+    reading: MeterReading | None,
+    error: MeterError | None,
+    now: datetime,
+    tz: ZoneInfo,
+    state: CabinetState,
+) -> list[Signal]:
+    """The verdicts of all cabinet rules for one reading (or one failed read) at ``now``."""
+    local = now.astimezone(tz)
+    window = cab.window.current(local)
+    label = cab.name + (f" ({cab.room})" if cab.room else "")
+    signals: list[Signal] = []
+
+    def signal(kind: str, bad: bool, severity: Severity, title: str, **details: Any) -> None:
+        signals.append(
+            Signal(
+                key=f"cabinet-{kind}:{cab.id}",
+                bad=bad,
+                category="cabinet",
+                severity=severity,
+                title=title,
+                subject=cab.name,
+                at=now,
+                details={"cabinet": cab.id, "in_window": window is not None, **details},
+            )
+        )
+
+    unreachable = reading is None and window is not None
+    reason = error.reason if error else None
+    signal(
+        "meter-unreachable", unreachable, "warning",
+        f"Cabinet {label}: power meter unreachable during the charging window ({reason})"
+        if unreachable else f"Cabinet {label}: power meter answers",
+        reason=reason,
+    )
+    if reading is None:
+        return signals  # no verdict on power, switch or temperature without a reading
+
+    switched_off = window is not None and reading.switch_on is False
+    signal(
+        "switched-off", switched_off, "critical",
+        f"Cabinet {label} switched off during its charging window" if switched_off
+        else f"Cabinet {label} switched on",
+        switch_on=reading.switch_on,
+    )
+    no_power = window is not None and not switched_off and reading.power_w < cab.no_power_below_w
+    signal(
+        "no-power", no_power, "critical",
+        f"Cabinet {label} has no power during its charging window ({reading.power_w:.1f} W)" if no_power
+        else f"Cabinet {label} has power",
+        power_w=round(reading.power_w, 1),
+    )
+    signals.append(_still_charging(cab, reading, local, window is not None, state, now, label))
+    temp = reading.temperature_c
+    hot = (temp is not None and temp > cab.max_temperature_c) or any(
+        e in ("overtemp", "overtemperature") for e in reading.errors
+    )
+    signal(
+        "over-temperature", hot, "critical",
+        f"Cabinet {label} over temperature ({temp if temp is not None else '?'} °C)" if hot
+        else f"Cabinet {label} temperature normal",
+        temperature_c=temp, errors=list(reading.errors),
+    )
+    return signals
+
+
+def _still_charging(
+    cab: CabinetConfig,
+    reading: MeterReading,
+    local: datetime,
+    in_window: bool,
+    state: CabinetState,
+    now: datetime,
+    label: str,
+) -> Signal:
+    """Bad when power is still above the charging level after the window ended; stays bad until it drops."""
+    drawing = reading.power_w > cab.charging_above_w
+    if in_window:
+        state.still_charging = False
+    else:
+        ended = cab.window.last_end(local)
+        just_ended = ended is not None and local - ended <= cab.still_charging_check
+        state.still_charging = drawing and (just_ended or state.still_charging)
+    bad = state.still_charging
+    return Signal(
+        key=f"cabinet-still-charging:{cab.id}",
+        bad=bad,
+        category="cabinet",
+        severity="warning",
+        title=f"Cabinet {label} still drawing {reading.power_w:.0f} W after its charging window"
+        if bad else f"Cabinet {label} not charging outside its window",
+        subject=cab.name,
+        at=now,
+        details={"cabinet": cab.id, "power_w": round(reading.power_w, 1), "threshold_w": cab.charging_above_w},
+    )
+
+
