@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from base.sqlite import Migration, statements
-from base.sqlite import migrate as run
+from base.sqlite import Migration, migrate, statements
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -60,9 +59,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST = MIGRATIONS[-1].version
 
 
-def migrate(conn: sqlite3.Connection, path: str) -> int:
+def run_migrations(conn: sqlite3.Connection, path: str) -> int:
     """Apply the missing steps (the connection is in autocommit mode); returns the version.
 
     Raises SchemaTooNewError for a database from a newer central, DatabaseError when a step fails.
     """
-    return run(conn, MIGRATIONS, path=path, program="central")
+    return migrate(conn, MIGRATIONS, path=path, program="central")

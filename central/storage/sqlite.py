@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import DatabaseError
-from base.sqlite import connect as open_database
+from base.sqlite import connect
 from central.errors import AlreadyExistsError
 from central.storage.base import (
     DEVICE_FIELDS,
@@ -31,7 +31,7 @@ from central.storage.base import (
     SchoolRow,
     SchoolSummary,
 )
-from central.storage.migrations import migrate
+from central.storage.migrations import run_migrations
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -71,15 +71,15 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def open_migrated(path: Path) -> sqlite3.Connection:
     """Open (creating) the database file in autocommit mode with our pragmas, migrated.
 
     Raises DatabaseError (SchemaTooNewError for a newer central's file) with one line.
     """
-    conn = open_database(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
+    conn = connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
     try:
         conn.row_factory = sqlite3.Row
-        migrate(conn, str(path))
+        run_migrations(conn, str(path))
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise DatabaseError(f"cannot use database {path}: {exc}") from None
@@ -260,7 +260,7 @@ class SqliteStore:
     @classmethod
     def open(cls, path: Path) -> SqliteStore:
         """Open and migrate; DatabaseError with one line when that is impossible."""
-        return cls(connect(path), path)
+        return cls(open_migrated(path), path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
