@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import errors, events, schema
 from protocol.encoding import dumps
@@ -281,3 +283,25 @@ def test_the_state_carries_parsed_incidents_and_devices() -> None:
     with pytest.raises(errors.MalformedError) as info:
         schema.parse_state(schema.build_state("a", "s", 3, AT, [_without(OPENED, "subject")], None))
     assert info.value.message == "open_incidents[0].subject is required (may be null)"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_NAMES = st.sampled_from(
+    ["id", "key", "category", "severity", "title", "subject", "by", "text", "at", "class", "model", "state",
+     "name", "local_id", "addresses", "opened_at", "flap_count", "details", "host", "x"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(AGENT_DATA)), drop=st.lists(_NAMES, max_size=3), add=st.dictionaries(_NAMES, _JSON))
+def test_whatever_is_accepted_is_written_back_unchanged(kind: str, drop: list[str], add: dict[str, Any]) -> None:
+    data = {k: v for k, v in AGENT_DATA[kind].items() if k not in drop} | add
+    try:
+        payload = parse_event_data(kind, data)
+    except errors.MalformedError:
+        return
+    assert payload.to_data() == data
