@@ -80,9 +80,9 @@ def ident_field(obj: Mapping[str, Any], key: str, where: str = "") -> str:
 def enum_field(obj: Mapping[str, Any], key: str, allowed: frozenset[str], where: str = "") -> str:
     """One of the ``allowed`` strings."""
     value = obj.get(key)
-    if value not in allowed:
+    # The type test first: a JSON list or object is unhashable, and a set lookup would raise TypeError.
+    if not isinstance(value, str) or value not in allowed:
         raise MalformedError(f"{where}{key} must be one of {sorted(allowed)}", reason="bad_payload")
-    assert isinstance(value, str)
     return value
 
 

@@ -224,6 +224,8 @@ def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
         ("incident.opened", {**OPENED, "key": "k" * 257}, errors.TooLargeError, "e.key is longer than 256"),
         ("incident.opened", {**OPENED, "category": "coffee"}, errors.MalformedError, "e.category must be one of"),
         ("incident.opened", _without(OPENED, "severity"), errors.MalformedError, "e.severity must be one of"),
+        ("incident.opened", {**OPENED, "category": []}, errors.MalformedError, "e.category must be one of"),
+        ("incident.updated", {"id": "i", "severity": {}}, errors.MalformedError, "e.severity must be one of"),
         ("incident.opened", {**OPENED, "title": None}, errors.MalformedError, "e.title must be a string"),
         ("incident.opened", {**OPENED, "title": "t" * 301}, errors.TooLargeError, "e.title is longer than 300"),
         ("incident.opened", _without(OPENED, "subject"), errors.MalformedError, "e.subject is required (may be"),
