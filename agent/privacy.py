@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.monitors.base import Device
+from agent.monitors.base import Device, DeviceChange
 from base.secretfile import read_secret_file, write_secret_file
+from protocol.events import DeviceChanged, DeviceLost, DeviceSeen
 
 SECRET_FILE = "privacy-secret"  # noqa: S105 - a file name, not a secret
 SECRET_BYTES = 32
 # Incident subjects of these categories name devices; host/agent subjects are paths or the agent.
 _DEVICE_CATEGORIES = frozenset({"wlan", "cabinet", "device"})
+_DeviceEvent = DeviceSeen | DeviceChanged | DeviceLost
+_DEVICE_EVENTS: dict[str, type[_DeviceEvent]] = {"seen": DeviceSeen, "changed": DeviceChanged, "lost": DeviceLost}
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
@@ -51,17 +54,26 @@ class Privacy:
         digest = hmac.new(self._secret, local_id.encode("utf-8"), hashlib.sha256).hexdigest()
         return f"d-{digest[:32]}"
 
+    def device_payload(self, device: Device, payload: type[_DeviceEvent] = DeviceSeen) -> _DeviceEvent:
+        """A device as it may leave the school, as the given ``device.*`` payload class."""
+        shared = self.share_names
+        return payload(
+            id=self.device_id(device.id),
+            device_class=device.device_class,
+            model=device.model,
+            state=device.state,
+            name=device.name if shared else None,
+            local_id=device.id if shared else None,
+            addresses=tuple(device.addresses) if shared else None,
+        )
+
+    def device_event(self, change: DeviceChange) -> _DeviceEvent:
+        """The ``device.seen`` / ``device.changed`` / ``device.lost`` event of an inventory change."""
+        return self.device_payload(change.device, _DEVICE_EVENTS[change.change])
+
     def device(self, device: Device) -> dict[str, Any]:
-        """A device as it may leave the school (device.* events, the state payload)."""
-        out: dict[str, Any] = {
-            "id": self.device_id(device.id),
-            "class": device.device_class,
-            "model": device.model,
-            "state": device.state,
-        }
-        if self.share_names:
-            out.update(name=device.name, local_id=device.id, addresses=list(device.addresses))
-        return out
+        """A device as it may leave the school: device.* data, one item of the state payload's devices."""
+        return self.device_payload(device).to_data()
 
     def subject(self, category: str, subject: str | None) -> str | None:
         """An incident subject: a device subject becomes its pseudonym."""

@@ -36,6 +36,7 @@ from agent.techapi.store_view import AgentView
 from base.clock import Clock
 from base.ratelimit import FailureLimiter
 from protocol.errors import MalformedError
+from protocol.events import HealthSnapshot
 from protocol.schema import MAX_STATE_ITEMS
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,14 @@ class Agent:
         """Queue one health snapshot; a section central would refuse is left out, not the snapshot."""
         data = self.snapshot_data()
         try:
-            return self.outbox.add("health.snapshot", data)
+            return self.outbox.add_event(HealthSnapshot(sections=data))
         except MalformedError as exc:
             log.error(
                 "school=%s snapshot refused (%s); sending it without the monitor sections", self.school, exc.message
             )
             slim = {k: v for k, v in data.items() if k in ("outbox", "counts", "agent")}
             try:
-                return self.outbox.add("health.snapshot", slim)
+                return self.outbox.add_event(HealthSnapshot(sections=slim))
             except StoreError as store_exc:
                 self._store_failed(store_exc, 1)
         except StoreError as exc:

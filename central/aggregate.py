@@ -19,10 +19,18 @@ from typing import Any
 from central.storage.base import AgentRow, SchoolSummary, Transaction
 from central.timestamps import from_iso, normalize
 from protocol.errors import MalformedError
+from protocol.events import (
+    DeviceLost,
+    DevicePayload,
+    HealthSnapshot,
+    IncidentAcknowledged,
+    IncidentOpened,
+    IncidentPayload,
+    IncidentResolved,
+    IncidentUpdated,
+)
 from protocol.schema import Event, StatePayload
 
-SNAPSHOT = "health.snapshot"
-_DEVICE_KINDS = frozenset({"device.seen", "device.changed", "device.lost"})
 _MAX_NOTES = 200
 
 log = logging.getLogger(__name__)
@@ -60,61 +68,68 @@ def _add_note(row: dict[str, Any], note: Mapping[str, Any]) -> None:
         row["notes"].append(entry)
 
 
-def _take_incident_fields(row: dict[str, Any], data: Mapping[str, Any]) -> None:
-    for name in ("key", "category", "severity", "title", "subject"):
-        if name in data:
-            row[name] = data[name]
+def _take_incident_fields(row: dict[str, Any], incident: IncidentOpened) -> None:
+    row.update(
+        key=incident.key,
+        category=incident.category,
+        severity=incident.severity,
+        title=incident.title,
+        subject=incident.subject,
+    )
 
 
-async def _apply_incident_event(tx: Transaction, agent: AgentRow, event: Event, now: str) -> None:
-    data, at = event.data, normalize(event.at)
-    row = await tx.get_incident(agent.school_id, "agent", agent.agent_id, str(data["id"]))
-    if row is None and event.kind != "incident.opened":
+async def _apply_incident_event(
+    tx: Transaction, agent: AgentRow, event: Event, payload: IncidentPayload, now: str
+) -> None:
+    at = normalize(event.at)
+    row = await tx.get_incident(agent.school_id, "agent", agent.agent_id, payload.id)
+    if row is None and not isinstance(payload, IncidentOpened):
         # Never opened, neither in the history nor in a state: the event stays in the stored
         # history, but the current view gets no half-record without key, title or opening.
         log.warning(
             "school=%s agent=%s seq=%d %s names unknown incident %s: not applied to the view",
-            agent.school_id, agent.agent_id, event.seq, event.kind, str(data["id"])[:64],
+            agent.school_id, agent.agent_id, event.seq, event.kind, payload.id[:64],
         )  # fmt: skip
         return
     if row is None:
-        row = _new_incident(agent, str(data["id"]), now)
+        row = _new_incident(agent, payload.id, now)
         if event.seq <= agent.state_seq:
             # A newer state payload did not list it as open, so it is not open now.
             row["status"], row["status_seq"] = "resolved", agent.state_seq
     decides = event.seq > row["status_seq"]
-    kind = event.kind
-    if kind == "incident.opened":
+    if isinstance(payload, IncidentOpened):
         if decides or row["key"] is None:
-            _take_incident_fields(row, data)
+            _take_incident_fields(row, payload)
         row["opened_at"] = row["opened_at"] or at
         if decides:
             row["status"], row["resolved_at"] = "open", None
-    elif kind == "incident.updated":
+    elif isinstance(payload, IncidentUpdated):
         if decides:
-            _take_incident_fields(row, {k: v for k, v in data.items() if k in ("severity", "title")})
-    elif kind == "incident.resolved":
+            row.update((k, v) for k, v in (("severity", payload.severity), ("title", payload.title)) if v is not None)
+    elif isinstance(payload, IncidentResolved):
         if decides:
             row["status"] = "resolved"
         if row["status"] == "resolved":
             row["resolved_at"] = at  # the event's time is more exact than a state's guess
-    elif kind == "incident.acknowledged":
-        row["acknowledged_by"], row["acknowledged_at"] = data.get("by"), at
-    elif kind == "note.added":
-        _add_note(row, {"by": data.get("by"), "text": data.get("text"), "at": at})
+    elif isinstance(payload, IncidentAcknowledged):
+        row["acknowledged_by"], row["acknowledged_at"] = payload.by, at
+    else:
+        _add_note(row, {"by": payload.by, "text": payload.text, "at": at})
     if decides:
         row["status_seq"] = event.seq
     row["updated_at"] = now
     await tx.put_incident(row)
 
 
-async def _apply_device_event(tx: Transaction, agent: AgentRow, event: Event, now: str) -> None:
-    data, at = event.data, normalize(event.at)
-    device_id = str(data["id"])
+async def _apply_device_event(
+    tx: Transaction, agent: AgentRow, event: Event, payload: DevicePayload, now: str
+) -> None:
+    at, lost = normalize(event.at), isinstance(payload, DeviceLost)
+    device_id = payload.id
     row = await tx.get_device(agent.school_id, agent.agent_id, device_id)
     if row is not None and event.seq <= row["seq"]:
         return
-    state = "lost" if event.kind == "device.lost" else str(data.get("state") or "present")
+    state = "lost" if lost else payload.state or "present"
     if row is None and event.seq <= agent.devices_seq:
         state = "lost"  # a newer device list did not contain it
     await tx.put_device(
@@ -122,11 +137,11 @@ async def _apply_device_event(tx: Transaction, agent: AgentRow, event: Event, no
             "school_id": agent.school_id,
             "agent_id": agent.agent_id,
             "device_id": device_id,
-            "class": str(data.get("class") or (row or {}).get("class") or "unknown"),
+            "class": str(payload.device_class or (row or {}).get("class") or "unknown"),
             "state": state[:32],
-            "data": dict(data),
+            "data": dict(event.data),  # as received, unknown fields included
             "seq": event.seq,
-            "last_seen_at": (row or {}).get("last_seen_at") if event.kind == "device.lost" else at,
+            "last_seen_at": (row or {}).get("last_seen_at") if lost else at,
             "updated_at": now,
         }
     )
@@ -136,12 +151,13 @@ async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event]
     """Fold newly stored events (consecutive, in seq order) into the current view."""
     last_snapshot: Event | None = None
     for event in events:
-        if event.kind == SNAPSHOT:
+        payload = event.payload
+        if isinstance(payload, HealthSnapshot):
             last_snapshot = event  # only the newest snapshot of a batch matters
-        elif event.kind in _DEVICE_KINDS:
-            await _apply_device_event(tx, agent, event, now)
+        elif isinstance(payload, DevicePayload):
+            await _apply_device_event(tx, agent, event, payload, now)
         else:
-            await _apply_incident_event(tx, agent, event, now)
+            await _apply_incident_event(tx, agent, event, payload, now)
     if last_snapshot is not None and last_snapshot.seq > agent.snapshot_seq:
         await tx.set_snapshot(
             agent.agent_id, _dump(dict(last_snapshot.data)), last_snapshot.seq, normalize(last_snapshot.at)
@@ -158,8 +174,8 @@ def state_is_newer(agent: AgentRow, state: StatePayload) -> bool:
 async def _state_incidents(tx: Transaction, agent: AgentRow, state: StatePayload, now: str) -> None:
     mark = state.last_seq
     listed = set()
-    for incident in state.open_incidents:
-        incident_id = str(incident["id"])
+    for incident in state.incidents:
+        incident_id = incident.id
         listed.add(incident_id)
         row = await tx.get_incident(agent.school_id, "agent", agent.agent_id, incident_id)
         if row is not None and row["status_seq"] > mark:
@@ -167,13 +183,15 @@ async def _state_incidents(tx: Transaction, agent: AgentRow, state: StatePayload
         row = row or _new_incident(agent, incident_id, now)
         _take_incident_fields(row, incident)
         row.update(status="open", status_seq=mark, resolved_at=None, updated_at=now)
-        for name in ("opened_at", "acknowledged_at"):
-            value = incident.get(name)
-            if isinstance(value, str):
-                row[name] = _normalize_or_none(value)
-        if isinstance(incident.get("acknowledged_by"), str):
-            row["acknowledged_by"] = incident["acknowledged_by"]
-        notes = incident.get("notes")
+        if incident.opened_at is not None:
+            row["opened_at"] = _normalize_or_none(incident.opened_at)
+        # Beyond the incident.opened shape: a state may carry acknowledgement and notes.
+        acknowledged_at, acknowledged_by = incident.extra.get("acknowledged_at"), incident.extra.get("acknowledged_by")
+        if isinstance(acknowledged_at, str):
+            row["acknowledged_at"] = _normalize_or_none(acknowledged_at)
+        if isinstance(acknowledged_by, str):
+            row["acknowledged_by"] = acknowledged_by
+        notes = incident.extra.get("notes")
         if isinstance(notes, list):
             for note in notes:
                 if isinstance(note, dict):
@@ -195,8 +213,8 @@ def _normalize_or_none(text: str) -> str | None:
 async def _state_devices(tx: Transaction, agent: AgentRow, state: StatePayload, now: str) -> None:
     mark = state.last_seq
     listed = set()
-    for device in state.devices:
-        device_id = str(device["id"])
+    for device, raw in zip(state.device_payloads, state.devices, strict=True):
+        device_id = device.id
         listed.add(device_id)
         row = await tx.get_device(agent.school_id, agent.agent_id, device_id)
         if row is not None and row["seq"] > mark:
@@ -206,9 +224,9 @@ async def _state_devices(tx: Transaction, agent: AgentRow, state: StatePayload, 
                 "school_id": agent.school_id,
                 "agent_id": agent.agent_id,
                 "device_id": device_id,
-                "class": str(device["class"]),
-                "state": str(device.get("state") or "present")[:32],
-                "data": dict(device),
+                "class": device.device_class,
+                "state": (device.state or "present")[:32],
+                "data": dict(raw),
                 "seq": mark,
                 "last_seen_at": normalize(state.made_at),
                 "updated_at": now,

@@ -1,31 +1,62 @@
 """Payload schemas v1: reports, state, agent configuration and export bundles.
 
 Hand-written validators over plain dataclasses: the shapes are small, the rules
-(sequence continuity, per-kind fields, caps) are ours, and a validation library would
-add a dependency to the agent's install for a few dozen lines. Unknown fields of a
-known version are kept in ``extra`` (forward compatibility); an unknown major version
-is refused.
+(sequence continuity, caps) are ours, and a validation library would add a dependency
+to the agent's install for a few dozen lines. The data of each event kind (and of the
+state's open incidents and devices) is checked by its payload class in
+``protocol.events``; the kind, category and severity sets are re-exported from there.
+Unknown fields of a known version are kept in ``extra`` (forward compatibility); an
+unknown major version is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .encoding import dumps, loads_strict
 from .errors import MalformedError, TooLargeError, UnsupportedError
+from .events import (
+    CATEGORIES,
+    DEVICE_KINDS,
+    EVENT_KINDS,
+    INCIDENT_KINDS,
+    SEVERITIES,
+    DeviceSeen,
+    EventPayload,
+    IncidentOpened,
+    parse_event_data,
+)
+from .fields import (
+    MAX_KEYS,
+    MAX_LIST,
+    MAX_SEQ,
+    MAX_STRING,
+    bounded,
+    extra_fields,
+    ident_field,
+    int_field,
+    require_obj,
+    str_field,
+)
 
 __all__ = [
     "BUNDLE_TYPE",
     "CATEGORIES",
     "CONFIG_TYPE",
+    "DEVICE_KINDS",
     "EVENT_KINDS",
     "INCIDENT_KINDS",
     "MAX_EVENTS",
+    "MAX_KEYS",
+    "MAX_LIST",
+    "MAX_SEQ",
+    "MAX_STATE_ITEMS",
+    "MAX_STRING",
     "REPORT_TYPE",
     "SCHEMA_VERSION",
     "SEVERITIES",
@@ -55,22 +86,9 @@ STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
 CONFIG_TYPE = "application/vnd.schulwart.config+json;v=1"
 BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 
-INCIDENT_KINDS = frozenset(
-    {"incident.opened", "incident.updated", "incident.resolved", "incident.acknowledged", "note.added"}
-)
-DEVICE_KINDS = frozenset({"device.seen", "device.changed", "device.lost"})
-EVENT_KINDS = frozenset({"health.snapshot"}) | DEVICE_KINDS | INCIDENT_KINDS
-CATEGORIES = frozenset({"wlan", "cabinet", "device", "host", "agent"})
-SEVERITIES = frozenset({"info", "warning", "critical"})
-
-MAX_SEQ = 2**63 - 1
 MAX_EVENTS = 2000
-MAX_STRING = 4096
-MAX_LIST = 2000
-MAX_KEYS = 256
 MAX_STATE_ITEMS = 5000
 
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -102,71 +120,6 @@ def parse_time(text: str, *, field_name: str = "time") -> datetime:
 # --------------------------------------------------------------------------- field checks
 
 
-def _require_obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedError(f"{what} must be a JSON object", reason="bad_payload")
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str, *, low: int = 0, high: int = MAX_SEQ, where: str = "") -> int:
-    value = obj.get(key)
-    if type(value) is not int:  # bool is an int subclass and is refused here on purpose
-        raise MalformedError(f"{where}{key} must be an integer", reason="bad_payload")
-    if not low <= value <= high:
-        raise MalformedError(f"{where}{key}={value} is outside {low}..{high}", reason="bad_payload")
-    return value
-
-
-def _str(
-    obj: Mapping[str, Any], key: str, *, max_len: int = 200, optional: bool = False, where: str = ""
-) -> str | None:
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise MalformedError(f"{where}{key} must be a string", reason="bad_payload")
-    if len(value) > max_len:
-        raise TooLargeError(f"{where}{key} is longer than {max_len} characters")
-    return value
-
-
-def _ident(obj: Mapping[str, Any], key: str, where: str = "") -> str:
-    value = _str(obj, key, max_len=128, where=where)
-    assert value is not None
-    if not _ID_RE.fullmatch(value):
-        raise MalformedError(f"{where}{key} has characters outside [A-Za-z0-9._:@-]", reason="bad_payload")
-    return value
-
-
-def _enum(obj: Mapping[str, Any], key: str, allowed: frozenset[str], where: str = "") -> str:
-    value = obj.get(key)
-    if value not in allowed:
-        raise MalformedError(f"{where}{key} must be one of {sorted(allowed)}", reason="bad_payload")
-    assert isinstance(value, str)
-    return value
-
-
-def _bounded(value: Any, where: str) -> None:
-    """Cap every string, list and object inside free-form data."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if len(item) > MAX_STRING:
-                raise TooLargeError(f"{where}: a string is longer than {MAX_STRING} characters")
-        elif isinstance(item, list):
-            if len(item) > MAX_LIST:
-                raise TooLargeError(f"{where}: a list has more than {MAX_LIST} items")
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if len(item) > MAX_KEYS:
-                raise TooLargeError(f"{where}: an object has more than {MAX_KEYS} keys")
-            for key in item:
-                if len(key) > 128:
-                    raise TooLargeError(f"{where}: a key is longer than 128 characters")
-            stack.extend(item.values())
-
-
 def _version(doc: Mapping[str, Any]) -> None:
     version = doc.get("v")
     if type(version) is not int:
@@ -178,56 +131,23 @@ def _version(doc: Mapping[str, Any]) -> None:
         )
 
 
-def _extra(doc: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
-    known_set = set(known)
-    return {k: v for k, v in doc.items() if k not in known_set}
-
-
 # --------------------------------------------------------------------------- events
-
-
-def _check_incident_data(kind: str, data: Mapping[str, Any], where: str) -> None:
-    _ident(data, "id", where)
-    if kind == "incident.opened":
-        _str(data, "key", max_len=256, where=where)
-        _enum(data, "category", CATEGORIES, where)
-        _enum(data, "severity", SEVERITIES, where)
-        _str(data, "title", max_len=300, where=where)
-        if "subject" not in data:
-            raise MalformedError(f"{where}subject is required (may be null)", reason="bad_payload")
-        _str(data, "subject", max_len=256, optional=True, where=where)
-    elif kind == "incident.updated":
-        if "severity" in data:
-            _enum(data, "severity", SEVERITIES, where)
-        if "title" in data:
-            _str(data, "title", max_len=300, where=where)
-    elif kind in ("incident.acknowledged", "note.added"):
-        _str(data, "by", max_len=128, optional=True, where=where)
-        if kind == "note.added":
-            _str(data, "text", max_len=4000, where=where)
-
-
-def _check_event_data(kind: str, data: Mapping[str, Any], where: str) -> None:
-    if kind in INCIDENT_KINDS:
-        _check_incident_data(kind, data, where)
-    elif kind in DEVICE_KINDS:
-        _ident(data, "id", where)
-        _str(data, "class", max_len=32, where=where)
-    else:  # health.snapshot: sections are optional objects
-        for section in ("host", "wlan", "cabinets", "counts", "outbox"):
-            if section in data and not isinstance(data[section], (dict, list)):
-                raise MalformedError(f"{where}{section} must be an object or list", reason="bad_payload")
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One numbered event of an agent's history."""
+    """One numbered event of an agent's history.
+
+    ``data`` is the data object exactly as received (it is what gets stored and digested);
+    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``).
+    """
 
     seq: int
     at: str
     kind: str
     data: Mapping[str, Any]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    payload: EventPayload = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The event as it appears on the wire, extras included."""
@@ -235,7 +155,10 @@ class Event:
 
 
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """A wire event dict, validated, ready for an outbox row."""
+    """A wire event dict, validated, ready for an outbox row.
+
+    MalformedError or TooLargeError (messages start with ``event: ``) when central would refuse it.
+    """
     at_text = at if isinstance(at, str) else format_time(at)
     doc = {"seq": seq, "at": at_text, "kind": kind, "data": dict(data)}
     _parse_event(doc, "event: ")
@@ -251,18 +174,21 @@ def event_digest(event: Mapping[str, Any]) -> str:
 
 
 def _parse_event(doc: Any, where: str) -> Event:
-    obj = _require_obj(doc, where.rstrip(": ") or "event")
-    seq = _int(obj, "seq", low=1, where=where)
-    at = _str(obj, "at", max_len=40, where=where)
+    obj = require_obj(doc, where.rstrip(": ") or "event")
+    seq = int_field(obj, "seq", low=1, where=where)
+    at = str_field(obj, "at", max_len=40, where=where)
     assert at is not None
     parse_time(at, field_name=f"{where}at")
     kind = obj.get("kind")
-    if kind not in EVENT_KINDS:
-        raise MalformedError(f"{where}kind {str(kind)[:40]!r} is not a known event kind", reason="bad_payload")
-    data = _require_obj(obj.get("data"), f"{where}data")
-    _bounded(data, f"{where}data")
-    _check_event_data(kind, data, where)
-    return Event(seq=seq, at=at, kind=kind, data=data, extra=_extra(obj, ("seq", "at", "kind", "data")))
+    payload = parse_event_data(kind, obj.get("data"), where=where)
+    return Event(
+        seq=seq,
+        at=at,
+        kind=payload.kind.value,
+        data=obj["data"],
+        extra=extra_fields(obj, ("seq", "at", "kind", "data")),
+        payload=payload,
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -302,13 +228,13 @@ def build_report(agent_id: str, school_id: str, events: Sequence[Mapping[str, An
 
 def parse_report(payload: bytes | Mapping[str, Any], *, max_events: int = MAX_EVENTS) -> Report:
     """Validate report payload bytes: types, ranges, caps and seq_from..seq_to continuity."""
-    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "report")
+    doc = require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "report")
     _version(doc)
-    agent_id = _ident(doc, "agent_id")
-    school_id = _ident(doc, "school_id")
-    seq_from = _int(doc, "seq_from", low=1)
-    seq_to = _int(doc, "seq_to", low=1)
-    sent_at = _str(doc, "sent_at", max_len=40)
+    agent_id = ident_field(doc, "agent_id")
+    school_id = ident_field(doc, "school_id")
+    seq_from = int_field(doc, "seq_from", low=1)
+    seq_to = int_field(doc, "seq_to", low=1)
+    sent_at = str_field(doc, "sent_at", max_len=40)
     assert sent_at is not None
     parse_time(sent_at, field_name="sent_at")
     if seq_to < seq_from:
@@ -335,7 +261,7 @@ def parse_report(payload: bytes | Mapping[str, Any], *, max_events: int = MAX_EV
         seq_to=seq_to,
         sent_at=sent_at,
         events=tuple(events),
-        extra=_extra(doc, _REPORT_FIELDS),
+        extra=extra_fields(doc, _REPORT_FIELDS),
     )
 
 
@@ -344,7 +270,11 @@ def parse_report(payload: bytes | Mapping[str, Any], *, max_events: int = MAX_EV
 
 @dataclass(frozen=True, slots=True)
 class StatePayload:
-    """An agent's present: open incidents, latest snapshot, device summary; outside the sequence."""
+    """An agent's present: open incidents, latest snapshot, device summary; outside the sequence.
+
+    ``open_incidents`` and ``devices`` are the objects as received; ``incidents`` and
+    ``device_payloads`` are the same objects parsed as incident.opened and device.seen data.
+    """
 
     agent_id: str
     school_id: str
@@ -354,6 +284,8 @@ class StatePayload:
     snapshot: Mapping[str, Any] | None
     devices: tuple[Mapping[str, Any], ...]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    incidents: tuple[IncidentOpened, ...] = field(kw_only=True)
+    device_payloads: tuple[DeviceSeen, ...] = field(kw_only=True)
 
 
 _STATE_FIELDS = ("v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices")
@@ -385,12 +317,12 @@ def build_state(
 
 def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
     """Validate a state payload; each open incident must look like incident.opened data."""
-    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "state")
+    doc = require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "state")
     _version(doc)
-    agent_id = _ident(doc, "agent_id")
-    school_id = _ident(doc, "school_id")
-    last_seq = _int(doc, "last_seq", low=0)
-    made_at = _str(doc, "made_at", max_len=40)
+    agent_id = ident_field(doc, "agent_id")
+    school_id = ident_field(doc, "school_id")
+    last_seq = int_field(doc, "last_seq", low=0)
+    made_at = str_field(doc, "made_at", max_len=40)
     assert made_at is not None
     parse_time(made_at, field_name="made_at")
     incidents = doc.get("open_incidents")
@@ -400,16 +332,18 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
         raise MalformedError("open_incidents and devices must be lists", reason="bad_payload")
     if len(incidents) > MAX_STATE_ITEMS or len(devices) > MAX_STATE_ITEMS:
         raise TooLargeError(f"state lists are capped at {MAX_STATE_ITEMS} items")
+    parsed_incidents = []
     for index, incident in enumerate(incidents):
         where = f"open_incidents[{index}]."
-        _bounded(_require_obj(incident, where), where)
-        _check_incident_data("incident.opened", incident, where)
+        bounded(require_obj(incident, where), where)
+        parsed_incidents.append(IncidentOpened.from_data(incident, where=where))
+    parsed_devices = []
     for index, device in enumerate(devices):
         where = f"devices[{index}]."
-        _bounded(_require_obj(device, where), where)
-        _check_event_data("device.seen", device, where)
+        bounded(require_obj(device, where), where)
+        parsed_devices.append(DeviceSeen.from_data(device, where=where))
     if snapshot is not None:
-        _bounded(_require_obj(snapshot, "snapshot"), "snapshot")
+        bounded(require_obj(snapshot, "snapshot"), "snapshot")
     return StatePayload(
         agent_id=agent_id,
         school_id=school_id,
@@ -418,7 +352,9 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
         open_incidents=tuple(incidents),
         snapshot=snapshot,
         devices=tuple(devices),
-        extra=_extra(doc, _STATE_FIELDS),
+        extra=extra_fields(doc, _STATE_FIELDS),
+        incidents=tuple(parsed_incidents),
+        device_payloads=tuple(parsed_devices),
     )
 
 
@@ -451,19 +387,19 @@ def build_config_payload(agent_id: str, version: int, issued_at: datetime | str,
 
 def parse_config_payload(payload: bytes | Mapping[str, Any]) -> ConfigPayload:
     """Validate a configuration payload."""
-    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "config")
+    doc = require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "config")
     _version(doc)
-    issued_at = _str(doc, "issued_at", max_len=40)
+    issued_at = str_field(doc, "issued_at", max_len=40)
     assert issued_at is not None
     parse_time(issued_at, field_name="issued_at")
-    settings = _require_obj(doc.get("settings"), "settings")
-    _bounded(settings, "settings")
+    settings = require_obj(doc.get("settings"), "settings")
+    bounded(settings, "settings")
     return ConfigPayload(
-        agent_id=_ident(doc, "agent_id"),
-        version=_int(doc, "version", low=0),
+        agent_id=ident_field(doc, "agent_id"),
+        version=int_field(doc, "version", low=0),
         issued_at=issued_at,
         settings=settings,
-        extra=_extra(doc, ("v", "agent_id", "version", "issued_at", "settings")),
+        extra=extra_fields(doc, ("v", "agent_id", "version", "issued_at", "settings")),
     )
 
 
@@ -499,9 +435,9 @@ def build_bundle(agent_id: str, school_id: str, made_at: datetime | str, envelop
 
 def parse_bundle(payload: bytes | Mapping[str, Any]) -> BundlePayload:
     """Validate a bundle payload; the inner envelopes are verified one by one by the importer."""
-    doc = _require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "bundle")
+    doc = require_obj(loads_strict(payload) if not isinstance(payload, Mapping) else payload, "bundle")
     _version(doc)
-    made_at = _str(doc, "made_at", max_len=40)
+    made_at = str_field(doc, "made_at", max_len=40)
     assert made_at is not None
     parse_time(made_at, field_name="made_at")
     envelopes = doc.get("envelopes")
@@ -510,9 +446,9 @@ def parse_bundle(payload: bytes | Mapping[str, Any]) -> BundlePayload:
     if len(envelopes) > MAX_BUNDLE_ENVELOPES:
         raise TooLargeError(f"bundle holds more than {MAX_BUNDLE_ENVELOPES} envelopes")
     return BundlePayload(
-        agent_id=_ident(doc, "agent_id"),
-        school_id=_ident(doc, "school_id"),
+        agent_id=ident_field(doc, "agent_id"),
+        school_id=ident_field(doc, "school_id"),
         made_at=made_at,
         envelopes=tuple(envelopes),
-        extra=_extra(doc, ("v", "agent_id", "school_id", "made_at", "envelopes")),
+        extra=extra_fields(doc, ("v", "agent_id", "school_id", "made_at", "envelopes")),
     )

@@ -23,6 +23,16 @@ from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox
 from base.clock import Clock
+from protocol.events import (
+    Category,
+    EventKind,
+    IncidentAcknowledged,
+    IncidentOpened,
+    IncidentResolved,
+    IncidentUpdated,
+    NoteAdded,
+    Severity,
+)
 from protocol.schema import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -43,8 +53,8 @@ class Incident:
 
     id: str
     key: str
-    category: str
-    severity: str
+    category: Category
+    severity: Severity
     title: str
     subject: str | None
     opened_at: datetime
@@ -165,28 +175,32 @@ class IncidentEngine:
         """The incidents open right now."""
         return sorted(self._open.values(), key=lambda i: i.opened_at)
 
+    def opened(self, incident: Incident) -> IncidentOpened:
+        """An incident as it leaves the school: key, subject and details privacy-filtered."""
+        return IncidentOpened(
+            id=incident.id,
+            key=self.privacy.key(incident.category, incident.key, incident.subject),
+            category=incident.category,
+            severity=incident.severity,
+            title=incident.title,
+            subject=self.privacy.subject(incident.category, incident.subject),
+            opened_at=format_time(incident.opened_at),
+            last_seen=format_time(incident.last_seen),
+            flap_count=incident.flap_count,
+            acknowledged=incident.acknowledged_at is not None,
+            details=self.privacy.details(incident.details),
+        )
+
     def wire(self, incident: Incident) -> dict[str, Any]:
         """An incident as incident.opened data (and the state payload) carry it."""
-        return {
-            "id": incident.id,
-            "key": self.privacy.key(incident.category, incident.key, incident.subject),
-            "category": incident.category,
-            "severity": incident.severity,
-            "title": incident.title,
-            "subject": self.privacy.subject(incident.category, incident.subject),
-            "opened_at": format_time(incident.opened_at),
-            "last_seen": format_time(incident.last_seen),
-            "flap_count": incident.flap_count,
-            "acknowledged": incident.acknowledged_at is not None,
-            "details": self.privacy.details(incident.details),
-        }
+        return self.opened(incident).to_data()
 
-    def observe(self, signals: Iterable[Signal]) -> list[tuple[str, Incident]]:
+    def observe(self, signals: Iterable[Signal]) -> list[tuple[EventKind, Incident]]:
         """Apply signals in one transaction; returns the (event kind, incident) pairs emitted."""
         signals = list(signals)
         if not signals:
             return []
-        emitted: list[tuple[str, Incident]] = []
+        emitted: list[tuple[EventKind, Incident]] = []
         changed: dict[str, Incident] = {}
         with self.store.transaction() as conn:
             for signal in signals:
@@ -202,7 +216,7 @@ class IncidentEngine:
                 "school=%s incident=%s %s key=%s severity=%s subject=%s flaps=%d",
                 self.school,
                 incident.id,
-                kind.removeprefix("incident."),
+                kind.action,
                 incident.key,
                 incident.severity,
                 incident.subject,
@@ -214,7 +228,7 @@ class IncidentEngine:
         self,
         conn: sqlite3.Connection,
         signal: Signal,
-        emitted: list[tuple[str, Incident]],
+        emitted: list[tuple[EventKind, Incident]],
         changed: dict[str, Incident],
     ) -> None:
         track = self._tracks.setdefault(signal.key, _Track())
@@ -230,7 +244,7 @@ class IncidentEngine:
             if current is None:
                 if track.bad >= open_after:
                     incident = self._open_incident(conn, signal)
-                    emitted.append(("incident.opened", incident))
+                    emitted.append((EventKind.INCIDENT_OPENED, incident))
                     changed[signal.key] = incident
                 return
             updated = replace(
@@ -242,15 +256,15 @@ class IncidentEngine:
             if signal.severity != current.severity or signal.title != current.title:
                 updated = replace(updated, severity=signal.severity, title=signal.title)
                 self._write(conn, updated)
-                data = {
-                    "id": updated.id,
-                    "severity": updated.severity,
-                    "title": updated.title,
-                    "last_seen": format_time(updated.last_seen),
-                    "flap_count": updated.flap_count,
-                }
-                self.outbox.append(conn, "incident.updated", data, signal.at)
-                emitted.append(("incident.updated", updated))
+                update = IncidentUpdated(
+                    id=updated.id,
+                    severity=updated.severity,
+                    title=updated.title,
+                    last_seen=format_time(updated.last_seen),
+                    flap_count=updated.flap_count,
+                )
+                self.outbox.append_event(conn, update, signal.at)
+                emitted.append((update.kind, updated))
             else:
                 self._write(conn, updated)
             changed[signal.key] = updated
@@ -260,14 +274,14 @@ class IncidentEngine:
         if current is not None and track.good >= resolve_after:
             resolved = replace(current, resolved_at=signal.at)
             self._write(conn, resolved)
-            data = {
-                "id": resolved.id,
-                "resolved_at": format_time(signal.at),
-                "opened_at": format_time(resolved.opened_at),
-                "flap_count": resolved.flap_count,
-            }
-            self.outbox.append(conn, "incident.resolved", data, signal.at)
-            emitted.append(("incident.resolved", resolved))
+            resolution = IncidentResolved(
+                id=resolved.id,
+                resolved_at=format_time(signal.at),
+                opened_at=format_time(resolved.opened_at),
+                flap_count=resolved.flap_count,
+            )
+            self.outbox.append_event(conn, resolution, signal.at)
+            emitted.append((resolution.kind, resolved))
             changed[signal.key] = resolved
             track.good = 0
 
@@ -284,7 +298,7 @@ class IncidentEngine:
             details=dict(signal.details),
         )
         self._write(conn, incident)
-        self.outbox.append(conn, "incident.opened", self.wire(incident), signal.at)
+        self.outbox.append_event(conn, self.opened(incident), signal.at)
         return incident
 
     def _write(self, conn: sqlite3.Connection, incident: Incident) -> None:
@@ -319,9 +333,7 @@ class IncidentEngine:
         acked = replace(Incident.from_row(tuple(row)), acknowledged_at=moment, acknowledged_by=by)
         with self.store.transaction() as conn:
             self._write(conn, acked)
-            self.outbox.append(
-                conn, "incident.acknowledged", {"id": acked.id, "by": by, "at": format_time(moment)}, moment
-            )
+            self.outbox.append_event(conn, IncidentAcknowledged(id=acked.id, by=by, at=format_time(moment)), moment)
         if acked.is_open:
             self._open[acked.key] = acked
         log.info("school=%s incident=%s acknowledged by=%s", self.school, acked.id, by)
@@ -338,8 +350,7 @@ class IncidentEngine:
                 "INSERT INTO incident_notes (incident_id, at, by, text) VALUES (?, ?, ?, ?)",
                 (incident_id, format_time(moment), by, text),
             )
-            self.outbox.append(
-                conn, "note.added", {"id": incident_id, "by": by, "text": text, "at": format_time(moment)}, moment
-            )
+            note = NoteAdded(id=incident_id, by=by, text=text, at=format_time(moment))
+            self.outbox.append_event(conn, note, moment)
         log.info("school=%s incident=%s note added by=%s", self.school, incident_id, by)
         return Incident.from_row(tuple(row))

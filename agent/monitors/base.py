@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-Category = Literal["wlan", "cabinet", "device", "host", "agent"]
-Severity = Literal["info", "warning", "critical"]
+# Category and Severity are the wire's incident enums; monitors import them from here.
+from protocol.events import Category, Severity
+
+__all__ = ["Category", "Device", "DeviceChange", "Monitor", "MonitorReport", "Severity", "Signal"]
 
 
 @dataclass(frozen=True, slots=True)

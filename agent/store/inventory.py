@@ -1,7 +1,7 @@
 """The local inventory: devices the site monitors found, with real names (they stay here).
 
-Each applied change updates the row and puts one device.* event, pseudonymised, in the
-outbox, in the same transaction.
+Each applied change updates the row and puts one device.seen, device.changed or
+device.lost event, pseudonymised, in the outbox, in the same transaction.
 """
 
 from __future__ import annotations
@@ -93,9 +93,7 @@ class Inventory:
                     f"INSERT OR REPLACE INTO inventory ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
                     _row(change.device),
                 )
-                self.outbox.append(
-                    conn, f"device.{change.change}", self.privacy.device(change.device), change.device.last_seen
-                )
+                self.outbox.append_event(conn, self.privacy.device_event(change), change.device.last_seen)
         for change in changes:
             log.info(
                 "school=%s device=%s %s class=%s",

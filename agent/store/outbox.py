@@ -25,12 +25,11 @@ from typing import Any
 from agent.store import Store
 from base.clock import Clock
 from protocol.encoding import dumps
+from protocol.events import EventKind, EventPayload
 from protocol.schema import format_time, make_event
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT = "health.snapshot"
-DEVICE_SEEN = "device.seen"
 HOUR = 3600.0
 DAY = 86400.0
 _THIN_CHUNK = 5000
@@ -50,7 +49,7 @@ class OutboxStats:
     oldest_unsent_age_s: float | None
 
     def to_json(self) -> dict[str, Any]:
-        """The fields docs/protocol.md fixes, plus the extras."""
+        """The outbox section of the health snapshot (ages in seconds, sizes in bytes)."""
         return {
             "last_seq": self.last_seq,
             "acked_seq": self.acked_seq,
@@ -110,10 +109,23 @@ class Outbox:
         conn.execute("UPDATE outbox_state SET last_seq = ? WHERE id = 1", (seq,))
         return seq
 
+    def append_event(self, conn: sqlite3.Connection, payload: EventPayload, at: datetime | None = None) -> int:
+        """Store one typed event inside the caller's transaction and return its seq.
+
+        The payload is written with ``to_data()`` and checked as ``append`` checks raw data
+        (MalformedError or TooLargeError when central would refuse it).
+        """
+        return self.append(conn, payload.kind.value, payload.to_data(), at)
+
     def add(self, kind: str, data: Mapping[str, Any], at: datetime | None = None) -> int:
         """Store one event in a transaction of its own."""
         with self.store.transaction() as conn:
             return self.append(conn, kind, data, at)
+
+    def add_event(self, payload: EventPayload, at: datetime | None = None) -> int:
+        """Store one typed event in a transaction of its own; raises as ``append_event``."""
+        with self.store.transaction() as conn:
+            return self.append_event(conn, payload, at)
 
     def add_many(self, items: Iterable[tuple[str, Mapping[str, Any]]], at: datetime | None = None) -> list[int]:
         """Store several events in one transaction (one fsync for a burst)."""
@@ -247,18 +259,18 @@ class Outbox:
         )
         return ThinResult(before, current, count, still_over)
 
-    def _thinnable(self, kind: str) -> list[tuple[int, float, str | None, str | None]]:
+    def _thinnable(self, kind: EventKind) -> list[tuple[int, float, str | None, str | None]]:
         _last, acked, sent = self._counters()
         return self.store.conn.execute(
             "SELECT seq, created, json_extract(data, '$.id'), json_extract(data, '$.class') FROM outbox"
             " WHERE kind = ? AND seq > ? AND thinned = 0 ORDER BY seq",
-            (kind, max(acked, sent)),
+            (kind.value, max(acked, sent)),
         ).fetchall()
 
     def _bucketed(self, older_than: float, bucket: float) -> list[tuple[int, str]]:
         kept: set[int] = set()
         out = []
-        for seq, created, _id, _cls in self._thinnable(SNAPSHOT):
+        for seq, created, _id, _cls in self._thinnable(EventKind.HEALTH_SNAPSHOT):
             if created >= older_than:
                 continue
             slot = int(created // bucket)
@@ -276,7 +288,7 @@ class Outbox:
 
     def _device_chatter(self, now: float) -> list[tuple[int, str]]:
         del now
-        rows = self._thinnable(DEVICE_SEEN)
+        rows = self._thinnable(EventKind.DEVICE_SEEN)
         newest: dict[str | None, int] = {}
         for seq, _created, dev, _cls in rows:
             newest[dev] = seq
