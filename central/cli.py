@@ -28,7 +28,7 @@ from central.errors import NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
 from central.keystore import load_keystore
 from central.storage import open_store
-from central.storage.base import Store
+from central.storage.base import Storage
 from central.timestamps import iso
 from central.web.app import create_app, start
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
@@ -50,7 +50,7 @@ def _quiet(config: CentralConfig) -> CentralConfig:
     return config
 
 
-def _with_store(config: CentralConfig, work: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(config: CentralConfig, work: Callable[[Storage], Awaitable[T]]) -> T:
     async def run() -> T:
         store = open_store(config)
         try:
@@ -197,7 +197,7 @@ def token_issue(data_dir: Path | None, config_path: Path | None, technician: str
     lifetime = _ttl(ttl, MAX_LIFETIME, "--ttl")
     config = _quiet(_config(data_dir, config_path))
 
-    async def check(store: Store) -> None:
+    async def check(store: Storage) -> None:
         kind, _, name = scope.partition(":")
         if kind == "school" and await store.get_school(name) is None:
             raise NotFoundError(f"no school with id {name!r}")
@@ -226,7 +226,7 @@ def api_token_create(data_dir: Path | None, config_path: Path | None, name: str,
     config = _quiet(_config(data_dir, config_path))
     secret = "swc_" + secrets.token_urlsafe(32)
 
-    async def create(store: Store) -> int:
+    async def create(store: Storage) -> int:
         await store.add_api_token(hash_secret(secret), name, carrier, iso(SystemClock().now()))
         return len(await store.list_schools(carrier)) if carrier is not None else -1
 
@@ -299,7 +299,7 @@ def import_bundle(data_dir: Path | None, config_path: Path | None, file: Path) -
         raise ConfigError(f"{file} is larger than {MAX_BUNDLE_BYTES} bytes")
     body = file.read_bytes()
 
-    async def work(store: Store) -> str:
+    async def work(store: Storage) -> str:
         ingestor = Ingestor(
             store, SystemClock(), max_envelope_bytes=config.max_decoded_bytes, max_events=config.max_events
         )

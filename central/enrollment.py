@@ -22,7 +22,7 @@ from central.config import AgentSyncPolicy
 from central.errors import InvalidCodeError, KeyEnrolledError, NotFoundError, RateLimitedError
 from central.keystore import Keystore
 from central.metrics import Metrics
-from central.storage.base import SchoolRow, Store
+from central.storage.base import SchoolRow, Storage
 from central.timestamps import from_iso, iso
 from protocol.encoding import loads_strict
 from protocol.errors import MalformedError, SchulwartError
@@ -45,7 +45,7 @@ def valid_id(text: str) -> bool:
     return bool(_ID_RE.fullmatch(text))
 
 
-async def create_code(store: Store, school_id: str, ttl: timedelta, now: datetime) -> str:
+async def create_code(store: Storage, school_id: str, ttl: timedelta, now: datetime) -> str:
     """A new one-time code for a school; only its hash is stored."""
     if await store.get_school(school_id) is None:
         raise NotFoundError(f"no school with id {school_id!r} (add it with `school add`)")
@@ -85,7 +85,7 @@ class Enroller:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         keys: Keystore,
         clock: Clock,
         limiter: FailureLimiter,

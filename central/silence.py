@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 from base.clock import Clock
 from central.ingest import SILENT_INCIDENT
-from central.storage.base import Store
+from central.storage.base import Storage
 from central.timestamps import from_iso, iso
 
 log = logging.getLogger(__name__)
 
 
-async def check_silence(store: Store, now: datetime, window: timedelta) -> tuple[list[str], list[str]]:
+async def check_silence(store: Storage, now: datetime, window: timedelta) -> tuple[list[str], list[str]]:
     """Raise or resolve the silent incident of every school with agents; returns (raised, resolved)."""
     raised, resolved = [], []
     minutes = int(window.total_seconds() // 60)
@@ -42,7 +42,7 @@ async def check_silence(store: Store, now: datetime, window: timedelta) -> tuple
     return raised, resolved
 
 
-async def silence_monitor(store: Store, clock: Clock, window: timedelta, interval: timedelta) -> None:
+async def silence_monitor(store: Storage, clock: Clock, window: timedelta, interval: timedelta) -> None:
     """Run ``check_silence`` forever, every ``interval``; a failed pass is logged, not fatal."""
     while True:
         try:
@@ -52,7 +52,7 @@ async def silence_monitor(store: Store, clock: Clock, window: timedelta, interva
         await asyncio.sleep(interval.total_seconds())
 
 
-async def run_in_background(store: Store, clock: Clock, window: timedelta, interval: timedelta) -> AsyncIterator[None]:
+async def run_in_background(store: Storage, clock: Clock, window: timedelta, interval: timedelta) -> AsyncIterator[None]:
     """A cleanup-context body: the monitor runs while the app does."""
     task = asyncio.create_task(silence_monitor(store, clock, window, interval), name="silence-monitor")
     try:

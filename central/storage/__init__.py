@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from central.config import CentralConfig
-from central.storage.base import Store, Transaction
+from central.storage.base import Storage, Transaction
 from central.storage.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "Store", "Transaction", "open_store"]
+__all__ = ["SqliteStore", "Storage", "Transaction", "open_store"]
 
 
-def open_store(config: CentralConfig) -> Store:
+def open_store(config: CentralConfig) -> Storage:
     """The store the configuration names (a SQLite file for now), migrated and ready."""
     return SqliteStore.open(config.db_path)

@@ -1,6 +1,6 @@
 """The storage interface: everything central keeps goes through these two Protocols.
 
-``Store`` holds the short standalone reads and writes; ``Transaction`` is what the ingest
+``Storage`` holds the short standalone reads and writes; ``Transaction`` is what the ingest
 and enrollment logic uses inside one atomic unit (``async with store.transaction()``).
 SQLite implements it now; a PostgreSQL backend implements the same methods later, so no
 SQL lives outside ``central/storage``. Incidents and devices travel as plain dicts whose
@@ -206,7 +206,7 @@ class Transaction(Protocol):
         """Create an agent."""
 
 
-class Store(Protocol):
+class Storage(Protocol):
     """Central's database."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:

@@ -17,7 +17,7 @@ from central.ingest import Ingestor
 from central.keystore import Keystore
 from central.metrics import CONTENT_TYPE_LATEST, Metrics
 from central.silence import run_in_background
-from central.storage.base import Store
+from central.storage.base import Storage
 from central.web import agent_routes, openapi, read_api
 from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS, STORE
 from protocol.errors import MalformedError, SchulwartError, SequenceError
@@ -101,7 +101,7 @@ async def index(request: web.Request) -> web.Response:
 
 def create_app(
     config: CentralConfig,
-    store: Store,
+    store: Storage,
     keys: Keystore,
     *,
     clock: Clock | None = None,

@@ -10,10 +10,10 @@ from central.enrollment import Enroller
 from central.ingest import Ingestor
 from central.keystore import Keystore
 from central.metrics import Metrics
-from central.storage.base import Store
+from central.storage.base import Storage
 
 CONFIG = web.AppKey("config", CentralConfig)
-STORE = web.AppKey("store", Store)
+STORE = web.AppKey("store", Storage)
 KEYS = web.AppKey("keys", Keystore)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS = web.AppKey("metrics", Metrics)
