@@ -52,7 +52,9 @@ async def silence_monitor(store: Storage, clock: Clock, window: timedelta, inter
         await asyncio.sleep(interval.total_seconds())
 
 
-async def run_in_background(store: Storage, clock: Clock, window: timedelta, interval: timedelta) -> AsyncIterator[None]:
+async def run_in_background(
+    store: Storage, clock: Clock, window: timedelta, interval: timedelta
+) -> AsyncIterator[None]:
     """A cleanup-context body: the monitor runs while the app does."""
     task = asyncio.create_task(silence_monitor(store, clock, window, interval), name="silence-monitor")
     try:
