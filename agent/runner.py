@@ -28,6 +28,7 @@ from agent.store import Store, StoreError, StoreFullError
 from agent.store.inventory import Inventory, list_devices
 from agent.store.outbox import Outbox
 from agent.sync.client import StateParts, SyncClient
+from agent.sync.transport import AiohttpTransport
 from agent.techapi.auth import Authenticator
 from agent.techapi.metrics import agent_registry
 from agent.techapi.routes import setup_technician_api
@@ -82,6 +83,7 @@ class Agent:
                 key,
                 config.sync,
                 clock,
+                transport=AiohttpTransport.for_agent(self.identity, config.sync, clock),
                 state=self.state_parts,
                 signal=self.signal,
             )
