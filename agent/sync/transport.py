@@ -169,7 +169,8 @@ def error_text(doc: Any) -> str:
     if isinstance(doc, (bytes, bytearray)):
         parsed = _json_or_none(bytes(doc))
         if parsed is None:
-            return bytes(doc[:200]).decode("utf-8", "replace")
+            # A proxy's HTML page has line breaks; a log line must stay one line.
+            return " ".join(bytes(doc[:200]).decode("utf-8", "replace").split())
         doc = parsed
     if isinstance(doc, dict):
         return str(doc.get("error", doc))[:200]

@@ -99,6 +99,7 @@ CASES: list[tuple[int, bytes, Outcome]] = [
     (403, _json({"error": "revoked_key"}), Refused(403, "revoked_key")),
     (400, _json({"error": "bad_envelope"}), Refused(400, "bad_envelope")),
     (404, b"not here", Refused(404, "not here")),
+    (407, b"<html>\n<body>proxy\r\nauth</body>", Refused(407, "<html> <body>proxy auth</body>")),
     (422, b"", Refused(422, "")),
     (500, _json({"error": "internal"}), RetryLater("central answered 500", 500)),
     (502, b"bad gateway", RetryLater("central answered 502", 502)),
