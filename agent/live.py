@@ -137,8 +137,10 @@ class LiveState:
         return data
 
     def write_snapshot(self) -> int | None:
-        """Queue one health snapshot (its seq, None when the store refused); a section central would refuse
-        is left out, not the snapshot."""
+        """Queue one health snapshot; returns its seq, or None when the store could not take it.
+
+        A section central would refuse is left out, not the snapshot.
+        """
         data = self.snapshot_data()
         try:
             return self.outbox.add("health.snapshot", data)
