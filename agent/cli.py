@@ -94,14 +94,14 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
 
         schulwart-agent run --config /etc/schulwart/agent.toml --data-dir /var/lib/schulwart
     """
-    from agent.runner import Agent
+    from agent.wiring import build_agent
 
     config = _config(config_path)
     setup_logging(config.agent.log_level)
     directory = resolve_data_dir(data_dir, "agent")
 
     async def main() -> bool:
-        agent = Agent(config, directory, SystemClock(), listen=listen)
+        agent = build_agent(config, directory, SystemClock(), listen=listen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

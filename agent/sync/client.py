@@ -11,16 +11,13 @@ agent incident; a history central disagrees with (fork) is kept and alerted on, 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
-import gzip
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn, assert_never
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
 
@@ -29,8 +26,8 @@ from agent.identity import Identity, raise_time_floor
 from agent.monitors.base import Signal
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox, QueuedEvent
+from agent.sync.transport import Accepted, Conflict, Gap, Refused, RetryLater, Transport
 from base.clock import Clock
-from protocol.encoding import loads_strict
 from protocol.envelope import sign, verify
 from protocol.errors import ProtocolError
 from protocol.keys import keyid
@@ -49,7 +46,6 @@ log = logging.getLogger(__name__)
 REVOKED_KEY = "agent-revoked"
 FORK_KEY = "agent-history-fork"
 REFUSED_KEY = "agent-sync-refused"
-_MAX_ANSWER_BYTES = 64 * 1024
 
 
 class TransientError(Exception):
@@ -113,33 +109,6 @@ class SyncSettings:
         )
 
 
-class TokenBucket:
-    """A byte-rate cap: ``take(n)`` waits until n bytes fit; rate 0 means unlimited."""
-
-    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
-        self.rate = rate
-        self.burst = max(burst, 1.0)
-        self.clock = clock
-        self._tokens = self.burst
-        self._stamp = clock.monotonic()
-
-    def delay_for(self, n: int) -> float:
-        """Take n bytes now; the seconds to wait before sending them (debt is allowed, then paid)."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        self._tokens -= n
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    async def take(self, n: int) -> None:
-        """Wait until n more bytes are allowed on the line."""
-        delay = self.delay_for(n)
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
 def report_envelope(
     identity: Identity, key: Ed25519PrivateKey, events: Sequence[QueuedEvent], sent_at: datetime
 ) -> bytes:
@@ -158,7 +127,12 @@ class StateParts:
 
 
 class SyncClient:
-    """Moves the outbox to central; one instance, one task."""
+    """Moves the outbox to central; one instance, one task.
+
+    It only decides what to do with each :mod:`agent.sync.transport` outcome; the transport
+    says what central answered. ``wake`` is the event that makes the task sync at once: pass
+    one to let parts built before the client wake it (``wake.set``); :meth:`kick` sets it too.
+    """
 
     def __init__(
         self,
@@ -169,8 +143,10 @@ class SyncClient:
         local: SyncSection,
         clock: Clock,
         *,
+        transport: Transport,
         state: Callable[[], StateParts],
         signal: Callable[[Signal], None] = lambda s: None,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -179,20 +155,17 @@ class SyncClient:
         self.local = local
         self.settings = settings = SyncSettings.resolve(local, identity.sync, self._central_settings())
         self.clock = clock
+        self._transport = transport
         self._state = state
         self._signal = signal
-        self._bucket = TokenBucket(settings.max_bytes_per_s, max(settings.max_bytes_per_s, 1), clock)
         self._need_state = True
-        self._wake = asyncio.Event()
+        self._wake = wake if wake is not None else asyncio.Event()
         self._last_config: float | None = None
-        self._session: aiohttp.ClientSession | None = None
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
         self.batch_events = settings.max_batch_events
         self.batch_bytes = settings.max_batch_bytes
         self.school = identity.school_id
         self.consecutive_failures = 0
-        # [sync] central_url lets an operator follow a moved central without enrolling again.
-        self.base_url = local.central_url.rstrip("/") or identity.central_url
 
     def _central_settings(self) -> Mapping[str, Any]:
         stored = self.store.get_setting("central_config") or {}
@@ -206,17 +179,8 @@ class SyncClient:
         self._wake.set()
 
     async def run(self) -> None:
-        """Forever: a cycle, then wait for the interval (or longer after a refusal)."""
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
-            headers={"User-Agent": f"schulwart-agent/{self.identity.agent_id}"},
-        ) as session:
-            await self.run_with_session(session)
-
-    async def run_with_session(self, session: aiohttp.ClientSession) -> None:
-        """The loop of run(), on a session the caller owns."""
-        self._session = session
-        if True:
+        """Forever: a cycle, then wait for the interval (or longer after a refusal); closes the transport at the end."""
+        try:
             while True:
                 wait = self.settings.report_interval
                 try:
@@ -240,6 +204,8 @@ class SyncClient:
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 except TimeoutError:
                     pass
+        finally:
+            await self._transport.aclose()
 
     async def cycle_with_retries(self) -> None:
         """One cycle, retried on transient errors with capped full-jitter backoff, never giving up."""
@@ -269,7 +235,11 @@ class SyncClient:
         )
 
     async def cycle(self) -> int:
-        """State (when reconnecting), then the backlog, then the config; returns events acknowledged."""
+        """State (when reconnecting), then the backlog, then the config; returns events acknowledged.
+
+        Raises TransientError (retry soon), RevokedError (401/403), BlockedError (fork or refusal)
+        and StoreError.
+        """
         before = self.outbox.acked_seq
         if self._need_state:
             await self.send_state()
@@ -282,50 +252,20 @@ class SyncClient:
 
     # ------------------------------------------------------------------ requests
 
-    def _session_or_fail(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            raise RuntimeError("SyncClient used outside run() or session()")
-        return self._session
+    async def _post(self, envelope: bytes) -> Accepted | Gap | Conflict | Refused:
+        """Send one envelope; RetryLater becomes TransientError and a rejected key RevokedError."""
+        outcome = await self._transport.post(envelope)
+        self._note_offset(self._transport.clock_offset)
+        if isinstance(outcome, RetryLater):
+            raise TransientError(outcome.reason)
+        if isinstance(outcome, Refused) and outcome.revoked:
+            raise RevokedError(f"central answered {outcome.status}: {outcome.error}")
+        return outcome
 
-    def use_session(self, session: aiohttp.ClientSession) -> None:
-        """Use a caller's session (tests, benchmarks, one-shot syncs)."""
-        self._session = session
-
-    async def _post(self, envelope: bytes) -> tuple[int, Any]:
-        body = gzip.compress(envelope, compresslevel=6)
-        await self._bucket.take(len(body))
-        session = self._session_or_fail()
-        try:
-            async with session.post(
-                f"{self.base_url}/v1/reports",
-                data=body,
-                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-            ) as resp:
-                raw = await resp.content.read(_MAX_ANSWER_BYTES)
-                self._note_date(resp.headers.get("Date"))
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransientError(f"{type(exc).__name__}: {exc}") from None
-        if status >= 500:
-            raise TransientError(f"central answered {status}")
-        if status in (401, 403):
-            raise RevokedError(f"central answered {status}: {_error_of(raw)}")
-        try:
-            doc = loads_strict(raw) if raw else None
-        except ProtocolError:
-            doc = None
-        return status, doc
-
-    def _note_date(self, header: str | None) -> None:
-        if not header:
+    def _note_offset(self, offset: float | None) -> None:
+        # Written only when it moved by 2 s or more: the store is not a log of jitter.
+        if offset is None:
             return
-        try:
-            server = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            return
-        if server.tzinfo is None:
-            return
-        offset = round((self.clock.now() - server).total_seconds(), 1)
         if self.clock_offset is None or abs(offset - self.clock_offset) >= 2.0:
             self.clock_offset = offset
             self._quiet_write(lambda: self.store.put_setting("clock_offset_s", offset))
@@ -342,12 +282,10 @@ class SyncClient:
             parts.snapshot,
             parts.devices,
         )
-        status, doc = await self._post(sign(payload, STATE_TYPE, self.key))
-        if status != 200:
-            self._refuse(status, doc)
-        acked = _acked_through(doc)
-        if acked is not None:
-            self._apply_ack(acked, None)
+        outcome = await self._post(sign(payload, STATE_TYPE, self.key))
+        if not isinstance(outcome, Accepted):
+            self._refuse(outcome)
+        self._apply_ack(outcome.acked_through, None)
         log.info(
             "school=%s state sent (last_seq %d, %d open incidents)",
             self.school,
@@ -366,22 +304,28 @@ class SyncClient:
                 raise BlockedError(f"outbox has no event {first} (next is {events[0].seq})", REFUSED_KEY)
             envelope = report_envelope(self.identity, self.key, events, self.clock.now())
             self._quiet_write(functools.partial(self.outbox.mark_sent, events[-1].seq))
-            status, doc = await self._post(envelope)
-            if status == 200:
-                acked = _acked_through(doc)
-                if acked is None:
-                    raise TransientError("central's 200 carries no acked_through")
-                self._apply_ack(acked, events)
-            elif status == 409:
-                self._handle_409(doc, events)
-            elif status == 413 and self.batch_events > 1:
-                self.batch_events = max(1, len(events) // 2)
-                self.batch_bytes = max(4096, self.batch_bytes // 2)
-                log.warning(
-                    "school=%s central says a batch is too large; now %d events", self.school, self.batch_events
-                )
-            else:
-                self._refuse(status, doc)
+            outcome = await self._post(envelope)
+            match outcome:
+                case Accepted(acked_through=acked):
+                    self._apply_ack(acked, events)
+                case Gap(expected_seq=expected) | Conflict(expected_seq=int(expected)):
+                    # A conflict central can name a next seq for is resumed like a gap when that
+                    # seq fits what this agent holds; when it does not, it is a fork (below).
+                    self._resume_from(expected, outcome.error, events)
+                case Conflict() | Refused(status=409):
+                    raise BlockedError(
+                        f"central answered 409 without an expected_seq: {outcome.error}", REFUSED_KEY
+                    )
+                case Refused(status=413) if self.batch_events > 1:
+                    self.batch_events = max(1, len(events) // 2)
+                    self.batch_bytes = max(4096, self.batch_bytes // 2)
+                    log.warning(
+                        "school=%s central says a batch is too large; now %d events", self.school, self.batch_events
+                    )
+                case Refused():
+                    self._refuse(outcome)
+                case _:
+                    assert_never(outcome)
 
     def _apply_ack(self, acked: int, events: Sequence[QueuedEvent] | None) -> None:
         last = self.outbox.last_seq
@@ -396,10 +340,7 @@ class SyncClient:
         if now_acked > before:
             log.debug("school=%s acked through %d", self.school, now_acked)
 
-    def _handle_409(self, doc: Any, events: Sequence[QueuedEvent]) -> None:
-        expected = doc.get("expected_seq") if isinstance(doc, dict) else None
-        if type(expected) is not int or expected < 1:
-            raise BlockedError(f"central answered 409 without an expected_seq: {_error_of(doc)}", REFUSED_KEY)
+    def _resume_from(self, expected: int, error: str, events: Sequence[QueuedEvent]) -> None:
         acked, last = self.outbox.acked_seq, self.outbox.last_seq
         if expected <= acked or expected - 1 > last or expected == events[0].seq:
             log.critical(
@@ -409,33 +350,29 @@ class SyncClient:
                 acked,
                 acked + 1,
                 last,
-                _error_of(doc),
+                error,
             )
             raise BlockedError(f"central expects seq {expected}; agent holds {acked + 1}..{last}", FORK_KEY)
         log.info("school=%s central expects seq %d: resending from there", self.school, expected)
         self.outbox.ack(expected - 1)
 
-    def _refuse(self, status: int, doc: Any) -> None:
-        raise BlockedError(f"central refused with {status}: {_error_of(doc)}", REFUSED_KEY)
+    def _refuse(self, outcome: Gap | Conflict | Refused) -> NoReturn:
+        status = outcome.status if isinstance(outcome, Refused) else 409
+        raise BlockedError(f"central refused with {status}: {outcome.error}", REFUSED_KEY)
 
     async def fetch_config(self) -> None:
         """Central's signed config: raises the trusted time floor and updates known settings."""
         self._last_config = self.clock.monotonic()
-        session = self._session_or_fail()
-        url = f"{self.base_url}/v1/agents/{self.identity.agent_id}/config"
-        try:
-            async with session.get(url) as resp:
-                raw = await resp.content.read(256 * 1024)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.info("school=%s config fetch failed: %s", self.school, exc)
+        answer = await self._transport.fetch_config(self.identity.agent_id)
+        if isinstance(answer, RetryLater) and answer.status is None:
+            log.info("school=%s config fetch failed: %s", self.school, answer.reason)
             return
-        if status != 200:
-            log.info("school=%s no config from central (%d)", self.school, status)
+        if not isinstance(answer, bytes):
+            log.info("school=%s no config from central (%d)", self.school, answer.status)
             return
         try:
             central_key = self.identity.central_key()
-            verified = verify(raw, {keyid(central_key): central_key}, [CONFIG_TYPE])
+            verified = verify(answer, {keyid(central_key): central_key}, [CONFIG_TYPE])
             config = parse_config_payload(verified.payload)
         except ProtocolError as exc:
             log.error("school=%s central's config refused: %s", self.school, exc.message)
@@ -482,19 +419,3 @@ class SyncClient:
             write()
         except StoreError as exc:
             log.error("school=%s cannot record sync progress: %s", self.school, exc.message)
-
-
-def _acked_through(doc: Any) -> int | None:
-    value = doc.get("acked_through") if isinstance(doc, dict) else None
-    return value if type(value) is int and value >= 0 else None
-
-
-def _error_of(doc: Any) -> str:
-    if isinstance(doc, (bytes, bytearray)):
-        try:
-            doc = loads_strict(bytes(doc))
-        except ProtocolError:
-            return bytes(doc[:200]).decode("utf-8", "replace")
-    if isinstance(doc, dict):
-        return str(doc.get("error", doc))[:200]
-    return str(doc)[:200]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from agent.incidents.engine import UnknownIncidentError, list_incidents, notes_for
+from agent.identity import Identity, time_floor
+from agent.incidents.engine import IncidentEngine, UnknownIncidentError, list_incidents, notes_for
 from agent.status import status_info
+from agent.store import Store
 from agent.store.inventory import device_json, list_devices
 from agent.techapi.view import Page, SiteIdentity
 from protocol.keys import load_public_key_b64
 from protocol.schema import parse_time
-
-if TYPE_CHECKING:
-    from agent.runner import Agent
 
 MAX_INCIDENTS = 5000
 
@@ -32,15 +32,34 @@ def _list_of(section: Any, key: str) -> list[Any]:
 
 
 class AgentView:
-    """Implements agent.techapi.view.LocalView over one running Agent."""
+    """Implements agent.techapi.view.LocalView over a running agent's parts.
 
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
+    ``store`` and ``engine`` are the agent's own (reads, acks, notes); ``data_dir`` is shown in
+    the status; ``identity`` is None before enrollment; ``sections`` returns each monitor's
+    latest snapshot section by name; ``wake`` asks sync to run soon.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: IncidentEngine,
+        data_dir: Path,
+        identity: Identity | None,
+        sections: Callable[[], Mapping[str, Mapping[str, Any]]],
+        wake: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._data_dir = data_dir
+        self._enrolled = identity
+        self._sections = sections
+        self._wake = wake
         self._identity: SiteIdentity | None = None
 
     def identity(self) -> SiteIdentity | None:
         """From enrollment; the issuer key is loaded once (weak keys refused)."""
-        ident = self._agent.identity
+        ident = self._enrolled
         if ident is None:
             return None
         if self._identity is None:
@@ -55,16 +74,13 @@ class AgentView:
 
     def time_floor(self) -> datetime | None:
         """The newest central-signed time the agent has seen."""
-        from agent.identity import time_floor
-
-        floor = time_floor(self._agent.store)
+        floor = time_floor(self._store)
         return parse_time(floor) if floor else None
 
     def status(self) -> Mapping[str, Any]:
         """`status --json` plus the live monitor sections (WLAN, cabinets, host)."""
-        agent = self._agent
-        info = status_info(agent.data_dir, agent.store)
-        sections = {name: dict(values) for name, values in agent.sections.items()}
+        info = status_info(self._data_dir, self._store)
+        sections = {name: dict(values) for name, values in self._sections().items()}
         info["snapshot"] = sections
         info["counts"] = {
             "devices": info["devices"],
@@ -77,7 +93,7 @@ class AgentView:
         self, *, device_class: str | None, state: str | None, query: str | None, limit: int, offset: int
     ) -> Page:
         """The inventory with real names, filtered by class, state and a free-text query."""
-        rows = [device_json(d) for d in list_devices(self._agent.store)]
+        rows = [device_json(d) for d in list_devices(self._store)]
         if device_class:
             rows = [r for r in rows if r["class"] == device_class]
         if state:
@@ -95,7 +111,7 @@ class AgentView:
         self, *, state: str, severity: str | None, category: str | None, limit: int, offset: int
     ) -> Page:
         """Incidents with their notes, newest first."""
-        found = list_incidents(self._agent.store, open_only=state == "open", limit=MAX_INCIDENTS)
+        found = list_incidents(self._store, open_only=state == "open", limit=MAX_INCIDENTS)
         rows = [i.to_json() for i in found]
         if state == "resolved":
             rows = [r for r in rows if r["resolved_at"] is not None]
@@ -104,32 +120,32 @@ class AgentView:
         if category:
             rows = [r for r in rows if r["category"] == category]
         page = rows[offset : offset + limit]
-        notes = notes_for(self._agent.store, [r["id"] for r in page])
+        notes = notes_for(self._store, [r["id"] for r in page])
         for row in page:
             row["notes"] = notes.get(row["id"], [])
         return Page(page, len(rows))
 
     def _one(self, incident_id: str) -> dict[str, Any]:
-        row = next(i.to_json() for i in list_incidents(self._agent.store, limit=MAX_INCIDENTS) if i.id == incident_id)
-        row["notes"] = notes_for(self._agent.store, [incident_id])[incident_id]
+        row = next(i.to_json() for i in list_incidents(self._store, limit=MAX_INCIDENTS) if i.id == incident_id)
+        row["notes"] = notes_for(self._store, [incident_id])[incident_id]
         return row
 
     def acknowledge(self, incident_id: str, by: str, note: str | None) -> Mapping[str, Any] | None:
         """Acknowledge (and note, if given); sync is woken so central hears it soon."""
         try:
-            self._agent.engine.acknowledge(incident_id, by)
+            self._engine.acknowledge(incident_id, by)
             if note:
-                self._agent.engine.add_note(incident_id, by, note)
+                self._engine.add_note(incident_id, by, note)
         except UnknownIncidentError:
             return None
-        self._agent.wake_sync()
+        self._wake()
         return self._one(incident_id)
 
     def add_note(self, incident_id: str, by: str, text: str) -> Mapping[str, Any] | None:
         """Add a note; sync is woken so central hears it soon."""
         try:
-            self._agent.engine.add_note(incident_id, by, text)
+            self._engine.add_note(incident_id, by, text)
         except UnknownIncidentError:
             return None
-        self._agent.wake_sync()
+        self._wake()
         return self._one(incident_id)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import stat
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from agent.config import SyncSection
@@ -25,8 +25,8 @@ from agent.sync.client import (
     StateParts,
     SyncClient,
     SyncSettings,
-    TokenBucket,
 )
+from agent.sync.transport import AiohttpTransport, TokenBucket
 from base.clock import FakeClock, SystemClock
 from protocol.schema import REPORT_TYPE, STATE_TYPE
 from tests.agent.fakecentral import FakeCentral, seqs
@@ -48,24 +48,25 @@ class Harness:
         self.store = Store.open(data_dir)
         self.outbox = Outbox(self.store, clock)
         self.engine = IncidentEngine(self.store, self.outbox, Privacy(b"k" * 32), clock, school=identity.school_id)
+        local = local or SyncSection(max_bytes_per_s=0, backoff_max=0.05)
+        self.transport = AiohttpTransport.for_agent(identity, dataclasses.replace(local, request_timeout=5), clock)
         self.client = SyncClient(
             self.store,
             self.outbox,
             identity,
             load_agent_key(data_dir, identity),
-            local or SyncSection(max_bytes_per_s=0, backoff_max=0.05),
+            local,
             clock,
+            transport=self.transport,
             state=lambda: StateParts([self.engine.wire(i) for i in self.engine.open_incidents()], {"n": 1}, []),
             signal=lambda s: self.engine.observe([s]),
         )
 
     async def __aenter__(self) -> Harness:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        self.client.use_session(self.session)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.session.close()
+        await self.transport.aclose()
         self.store.close()
 
 
@@ -189,7 +190,7 @@ async def test_revoked_stops_keeps_data_and_raises_incident(
         h.outbox.add_many([("health.snapshot", _snap(i)) for i in range(5)])
         with pytest.raises(RevokedError):
             await h.client.cycle_with_retries()
-        task = asyncio.create_task(h.client.run_with_session(h.session))
+        task = asyncio.create_task(h.client.run())
         await asyncio.sleep(0.1)
         (incident,) = h.engine.open_incidents()
         assert incident.key == REVOKED_KEY and incident.severity == "critical"

@@ -11,7 +11,7 @@ from pathlib import Path
 from agent.config import parse_config
 from agent.enroll import enroll
 from agent.monitors.base import Device, DeviceChange, MonitorReport, Signal
-from agent.runner import Agent
+from agent.wiring import build_agent
 from base.clock import SystemClock
 from tests.agent.fakecentral import FakeCentral, seqs
 
@@ -52,7 +52,7 @@ async def test_agent_runs_everything_and_stops_cleanly(central: tuple[FakeCentra
             "discovery": {"enabled": False},
         }
     )
-    agent = Agent(config, data_dir, SystemClock(), listen="127.0.0.1:0")
+    agent = build_agent(config, data_dir, SystemClock(), listen="127.0.0.1:0")
     site = FakeSite()
     agent.monitors.append(site)
     stop = asyncio.Event()

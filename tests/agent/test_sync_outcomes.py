@@ -1,0 +1,310 @@
+"""The sync client driven by an in-memory transport: what it does with each outcome central's answer becomes.
+
+No HTTP here: the transport is a script. The outbox, acks and alerts are real (SQLite store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.config import SyncSection
+from agent.identity import Identity, time_floor
+from agent.monitors.base import Signal
+from agent.store import Store
+from agent.store.outbox import Outbox
+from agent.sync.client import (
+    FORK_KEY,
+    REFUSED_KEY,
+    REVOKED_KEY,
+    BlockedError,
+    RevokedError,
+    StateParts,
+    SyncClient,
+    TransientError,
+)
+from agent.sync.transport import Accepted, Conflict, Gap, Outcome, Refused, RetryLater
+from base.clock import FakeClock
+from protocol.envelope import sign, verify
+from protocol.keys import generate_private_key, keyid, public_key_b64
+from protocol.schema import CONFIG_TYPE, REPORT_TYPE, STATE_TYPE, build_config_payload, parse_report
+
+AGENT_KEY = generate_private_key()
+CENTRAL_KEY = generate_private_key()
+
+
+@dataclass
+class Sent:
+    """One envelope as the transport saw it: a state, or a report over seq_from..seq_to."""
+
+    kind: str
+    seq_from: int = 0
+    seq_to: int = 0
+
+
+@dataclass
+class ScriptedTransport:
+    """Answers from a script; when the script is empty, acknowledges every report whole (and states at 0)."""
+
+    script: list[Outcome] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    config: bytes | Refused | RetryLater = field(default_factory=lambda: Refused(404, "unknown_agent"))
+    clock_offset: float | None = None
+    closed: int = 0
+    acked: int = 0
+
+    async def post(self, envelope: bytes) -> Outcome:
+        verified = verify(envelope, {keyid(AGENT_KEY): AGENT_KEY.public_key()}, [REPORT_TYPE, STATE_TYPE])
+        if verified.payload_type == STATE_TYPE:
+            self.sent.append(Sent("state"))
+        else:
+            report = parse_report(verified.payload)
+            self.sent.append(Sent("report", report.seq_from, report.seq_to))
+        if self.script:
+            return self.script.pop(0)
+        if self.sent[-1].kind == "report":
+            self.acked = max(self.acked, self.sent[-1].seq_to)
+        return Accepted(self.acked)
+
+    async def fetch_config(self, agent_id: str) -> bytes | Refused | RetryLater:
+        return self.config
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+    def reports(self) -> list[tuple[int, int]]:
+        return [(s.seq_from, s.seq_to) for s in self.sent if s.kind == "report"]
+
+
+def _identity() -> Identity:
+    return Identity(
+        agent_id="a-1",
+        school_id="gs-nord",
+        carrier="Kreis A",
+        school_name="GS Nord",
+        central_url="http://central.invalid",
+        central_public_key=public_key_b64(CENTRAL_KEY),
+        token_public_key=public_key_b64(generate_private_key()),
+        keyid=keyid(AGENT_KEY),
+        enrolled_at="2025-03-01T08:00:00Z",
+        sync={},
+    )
+
+
+@dataclass
+class Rig:
+    client: SyncClient
+    transport: ScriptedTransport
+    outbox: Outbox
+    store: Store
+    signals: list[Signal]
+
+    def alerts(self) -> set[str]:
+        """Keys of the alerts raised (bad signals) so far."""
+        return {s.key for s in self.signals if s.bad}
+
+
+@pytest.fixture
+def rig(store: Store, outbox: Outbox, clock: FakeClock) -> Callable[..., Rig]:
+    def make(*script: Outcome, **local: float) -> Rig:
+        transport = ScriptedTransport(list(script))
+        signals: list[Signal] = []
+        settings = SyncSection(**{"max_bytes_per_s": 0, "backoff_max": 0.01, "max_batch_events": 10, **local})
+        client = SyncClient(
+            store,
+            outbox,
+            _identity(),
+            AGENT_KEY,
+            settings,
+            clock,
+            transport=transport,
+            state=lambda: StateParts([], {"n": 1}, []),
+            signal=signals.append,
+        )
+        return Rig(client, transport, outbox, store, signals)
+
+    return make
+
+
+def _fill(outbox: Outbox, n: int) -> None:
+    outbox.add_many([("health.snapshot", {"host": {"i": i}}) for i in range(n)])
+
+
+async def test_accepted_acks_prunes_and_resolves_alerts(rig: Callable[..., Rig]) -> None:
+    r = rig()
+    _fill(r.outbox, 25)
+    assert await r.client.cycle() == 25
+    assert r.transport.sent[0].kind == "state"
+    assert r.transport.reports() == [(1, 10), (11, 20), (21, 25)]
+    assert r.outbox.stats().depth == 0 and r.outbox.acked_seq == 25
+    assert r.store.get_setting("last_sync_at") is not None
+    resolved = {s.key for s in r.signals if not s.bad}
+    assert resolved == {REVOKED_KEY, FORK_KEY, REFUSED_KEY} and r.alerts() == set()
+
+
+async def test_state_ack_skips_what_central_already_holds(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(12, state="accepted"))
+    _fill(r.outbox, 20)
+    await r.client.cycle()
+    assert r.transport.reports() == [(13, 20)]
+
+
+async def test_gap_resends_from_the_expected_seq(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(0), Accepted(3), Gap(6, "sequence_gap"))
+    _fill(r.outbox, 20)
+    r.client.batch_events = 3
+    await r.client.cycle()
+    # central held 4..5 already (an ack the agent lost): the third batch went again from 6
+    assert r.transport.reports()[:3] == [(1, 3), (4, 6), (6, 8)]
+    assert r.outbox.acked_seq == 20 and r.alerts() == set()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Gap(3, "sequence_gap"),  # a seq central acknowledged before: central lost data
+        Gap(99, "sequence_gap"),  # beyond anything this agent made
+        Gap(5, "sequence_gap"),  # the very batch it was sent: no way forward
+        Conflict(5, "sequence_conflict"),  # the batch's first seq, held by central with other content
+        Accepted(99),  # central holds more than this agent made: a restored or cloned agent
+    ],
+)
+async def test_fork_keeps_the_data_and_alerts(rig: Callable[..., Rig], answer: Outcome) -> None:
+    r = rig(Accepted(0), answer, report_interval=0.01, revoked_retry=5)
+    _fill(r.outbox, 10)
+    r.outbox.ack(4)
+    with pytest.raises(BlockedError) as info:
+        await r.client.cycle()
+    assert info.value.key == FORK_KEY
+    assert r.outbox.stats().depth == 6 and r.outbox.acked_seq == 4
+    r.transport.script = [Accepted(4), answer]
+    task = asyncio.create_task(r.client.run())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if r.alerts():
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert r.alerts() == {FORK_KEY} and r.outbox.stats().depth == 6
+
+
+async def test_conflict_central_can_resume_from_is_resumed_like_a_gap(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(0), Accepted(3), Conflict(6, "sequence_conflict"))
+    _fill(r.outbox, 9)
+    r.client.batch_events = 3
+    await r.client.cycle()
+    assert r.transport.reports()[:3] == [(1, 3), (4, 6), (6, 8)]
+    assert r.outbox.acked_seq == 9
+
+
+@pytest.mark.parametrize("answer", [Conflict(None, "sequence_conflict"), Refused(409, "odd")])
+async def test_409_without_expected_seq_is_refused(rig: Callable[..., Rig], answer: Outcome) -> None:
+    r = rig(Accepted(0), answer)
+    _fill(r.outbox, 4)
+    with pytest.raises(BlockedError, match="409 without an expected_seq") as info:
+        await r.client.cycle()
+    assert info.value.key == REFUSED_KEY and r.outbox.stats().depth == 4
+
+
+async def test_refused_report_keeps_data_alerts_and_retries_rarely(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(0), Refused(400, "malformed"), report_interval=0.01, revoked_retry=0.5)
+    _fill(r.outbox, 4)
+    task = asyncio.create_task(r.client.run())
+    await asyncio.sleep(0.2)
+    assert r.alerts() == {REFUSED_KEY}
+    assert r.outbox.stats().depth == 4
+    assert len(r.transport.sent) == 2  # state and one report, then nothing until revoked_retry
+    for _ in range(100):  # the retry goes through (the script is empty now) and resolves the alert
+        await asyncio.sleep(0.05)
+        if r.outbox.stats().depth == 0:
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert r.outbox.stats().depth == 0
+    assert [s.bad for s in r.signals if s.key == REFUSED_KEY][-1] is False
+    assert r.transport.closed == 1  # run() released the transport when it ended
+
+
+async def test_refused_state_payload_is_a_refusal(rig: Callable[..., Rig]) -> None:
+    r = rig(Gap(3, "sequence_gap"))
+    with pytest.raises(BlockedError, match="refused with 409") as info:
+        await r.client.cycle()
+    assert info.value.key == REFUSED_KEY
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_revoked_stops_keeps_data_and_raises_the_incident(rig: Callable[..., Rig], status: int) -> None:
+    r = rig(Refused(status, "revoked_key"), report_interval=0.01, revoked_retry=5)
+    _fill(r.outbox, 3)
+    with pytest.raises(RevokedError, match=f"central answered {status}: revoked_key"):
+        await r.client.cycle_with_retries()
+    r.transport.script = [Refused(status, "revoked_key")]
+    task = asyncio.create_task(r.client.run())
+    await asyncio.sleep(0.2)
+    assert r.alerts() == {REVOKED_KEY}
+    assert len(r.transport.sent) == 2 and r.outbox.stats().depth == 3  # one try each, no tight loop
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_retry_later_backs_off_then_starts_again_with_the_state(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(0), RetryLater("central answered 503", 503), RetryLater("ClientConnectorError: refused"))
+    _fill(r.outbox, 5)
+    await r.client.cycle_with_retries()
+    kinds = [s.kind for s in r.transport.sent]
+    assert kinds == ["state", "report", "state", "state", "report"]  # the present goes first after each failure
+    assert r.outbox.acked_seq == 5 and r.client.consecutive_failures == 0
+    r.transport.script = [RetryLater("TimeoutError: ")]
+    r.client._need_state = True
+    with pytest.raises(TransientError, match="TimeoutError"):
+        await r.client.cycle()
+
+
+async def test_too_large_halves_the_batch_until_one_event(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(0), Refused(413, "too_large"), Refused(413, "too_large"))
+    _fill(r.outbox, 10)
+    bytes_before = r.client.batch_bytes
+    await r.client.cycle()
+    assert r.transport.reports()[:3] == [(1, 10), (1, 5), (1, 2)]
+    assert r.client.batch_events == 2 and r.client.batch_bytes == bytes_before // 4
+    assert r.outbox.acked_seq == 10
+
+
+async def test_too_large_single_event_is_refused(rig: Callable[..., Rig]) -> None:
+    r = rig(Accepted(0), Refused(413, "too_large"))
+    _fill(r.outbox, 3)
+    r.client.batch_events = 1
+    with pytest.raises(BlockedError, match="refused with 413") as info:
+        await r.client.cycle()
+    assert info.value.key == REFUSED_KEY and r.outbox.stats().depth == 3
+
+
+async def test_clock_offset_is_kept_when_it_moves_by_two_seconds(rig: Callable[..., Rig]) -> None:
+    r = rig()
+    _fill(r.outbox, 1)
+    r.transport.clock_offset = 5.0
+    await r.client.cycle()
+    assert r.client.clock_offset == 5.0 and r.store.get_setting("clock_offset_s") == 5.0
+    r.transport.clock_offset = 6.5
+    r.client._need_state = True
+    await r.client.cycle()
+    assert r.store.get_setting("clock_offset_s") == 5.0  # jitter is not written
+
+
+async def test_config_answers(rig: Callable[..., Rig], clock: FakeClock) -> None:
+    r = rig()
+    for answer in (Refused(404, "unknown_agent"), RetryLater("central answered 503", 503), RetryLater("refused")):
+        r.transport.config = answer
+        await r.client.fetch_config()
+        assert r.store.get_setting("central_config") is None
+    issued = datetime(2030, 1, 1, tzinfo=UTC)
+    payload = build_config_payload("a-1", 4, issued, {"max_batch_events": 7})
+    r.transport.config = sign(payload, CONFIG_TYPE, CENTRAL_KEY)
+    await r.client.fetch_config()
+    assert r.store.get_setting("central_config") == {"version": 4, "settings": {"max_batch_events": 7}}
+    assert r.client.batch_events == 10  # the config file's [sync] max_batch_events wins over central's
+    assert time_floor(r.store) == "2030-01-01T00:00:00Z"
