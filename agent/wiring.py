@@ -106,7 +106,7 @@ def _assemble(
     monitors: list[Monitor] = [
         HostMonitor(data_dir, config.host, clock_offset=clock_offset),
         # The site monitors name the school in their log lines (the data dir's name before enrollment).
-        *build_monitors(config, data_dir, school=school if identity else None),
+        *build_monitors(config, data_dir, school=school if identity else None, clock=clock),
     ]
 
     app = make_app(health)

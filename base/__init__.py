@@ -4,5 +4,5 @@ CLI plumbing (:mod:`base.cli`), the error base for configuration (:mod:`base.err
 declarative TOML loader (:mod:`base.config`), owner-only secret files (:mod:`base.secretfile`),
 SQLite connections and migrations (:mod:`base.sqlite`), the one clock (:mod:`base.clock`) and
 the one failure limiter (:mod:`base.ratelimit`). It imports only ``protocol`` and libraries;
-agent and central never import each other (``tests/test_layering.py`` checks).
+agent and central never import each other (``tests/protocol/test_layering.py`` checks).
 """

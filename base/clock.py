@@ -1,7 +1,7 @@
 """The one notion of time: injectable, so that hysteresis, windows, ages and expiry test exactly.
 
-Every part of agent and central that needs the time takes a :class:`Clock`; nothing below a
-command reads ``datetime.now()`` itself.
+Every part of agent and central that needs the time takes a :class:`Clock`, so that tests and
+the simulator decide what "now" is.
 """
 
 from __future__ import annotations

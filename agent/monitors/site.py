@@ -13,6 +13,7 @@ from agent.monitors.base import Monitor
 from agent.monitors.cabinets.monitor import CabinetMonitor
 from agent.monitors.discovery.monitor import DiscoveryMonitor
 from agent.monitors.wlan.monitor import WlanMonitor
+from base.clock import Clock, SystemClock
 
 
 def school_label(school: str | None, data_dir: Path) -> str:
@@ -20,12 +21,14 @@ def school_label(school: str | None, data_dir: Path) -> str:
     return school or data_dir.name or "school"
 
 
-def build_monitors(config: AgentConfig, data_dir: Path, *, school: str | None = None) -> list[Monitor]:
+def build_monitors(
+    config: AgentConfig, data_dir: Path, *, school: str | None = None, clock: Clock | None = None
+) -> list[Monitor]:
     """Monitors for the site sections: discovery unless disabled, WLAN and cabinets when they have targets."""
     label = school_label(school, data_dir)
     monitors: list[Monitor] = []
     if config.discovery.enabled:
-        monitors.append(DiscoveryMonitor(config.discovery, school=label))
+        monitors.append(DiscoveryMonitor(config.discovery, school=label, clock=(clock or SystemClock()).now))
     if config.wlan.targets or config.wlan.controller is not None:
         monitors.append(WlanMonitor(config.wlan, school=label))
     if config.cabinets.cabinet:

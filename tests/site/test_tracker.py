@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from agent.monitors.discovery.hostlimit import HostRateLimiter
 from agent.monitors.discovery.observation import Observation
 from agent.monitors.discovery.presence import NotSeenList, due_for_probe, missing_signal
-from agent.monitors.discovery.ratelimit import HostRateLimiter
 from agent.monitors.discovery.tracker import ABSENT, MAX_SERVICES_PER_DEVICE, MISSING, PRESENT, DeviceTracker
 
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""mDNS discovery: the class table, the hardened browser, the inventory and its presence rules."""
+"""mDNS discovery: the class table, the hardened browser, the device tracker and its presence rules."""
 
 from agent.monitors.discovery.classes import CLASS_TABLE, DEVICE_CLASSES, ClassRule, browse_types, match_rule
 from agent.monitors.discovery.config import DiscoveryConfig, parse_discovery

@@ -28,8 +28,8 @@ from zeroconf import (
 from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from agent.monitors.discovery.hostlimit import HostRateLimiter
 from agent.monitors.discovery.observation import Observation
-from agent.monitors.discovery.ratelimit import HostRateLimiter
 from agent.monitors.discovery.sanitize import (
     MAX_ADDRESSES,
     MAX_HOST_CHARS,

@@ -1,7 +1,8 @@
-"""The local device inventory: merges observations into devices, bounded, with coalesced changes.
+"""The device tracker: merges mDNS observations into devices, bounded, with coalesced changes.
 
-Pure logic: no sockets, no clock (every call gets its time). Real names stay here; hashing ids
-for what leaves the school is the sync's job.
+Pure logic: no sockets, no clock (every call gets its time). Real names stay here; the changes
+it yields become the stored inventory (agent/store/inventory.py), and agent/privacy.py hashes
+ids for what leaves the school.
 """
 
 from __future__ import annotations
