@@ -19,6 +19,7 @@ FAULTS: dict[str, tuple[bool, str]] = {
     "receiver-unplugged": (True, "the AirPlay receiver loses power: it stops listening and says no goodbye"),
     "printer-gone": (True, "the printer says goodbye on mDNS and stops listening"),
     "controller-down": (False, "the WLAN controller answers 503"),
+    "controller-sessions-expire": (False, "one-shot: the controller forgets every login session (a restart)"),
     "gateway-down": (False, "the gateway stops answering probes"),
     "dns-down": (False, "the DNS resolver stops answering probes"),
     "flood": (False, "one-shot: a flood of hostile mDNS announcements (count, default 5000)"),

@@ -163,8 +163,12 @@ class SimSchool:
             await listener.start()
             self._ap_listeners[i] = listener
             clients = s.devices // max(1, s.aps)
-            self.aps.append(SimAp(i, f"AP {_ROOMS[(i - 1) % len(_ROOMS)]}", self._mac("80:2a:a8"), ip, clients))
-        self.unifi = UnifiServer(self.aps, self.faults, password=self.controller_password, style=s.controller_style)
+            console = i > s.aps - s.console_aps
+            self.aps.append(SimAp(i, f"{'Express' if console else 'AP'} {_ROOMS[(i - 1) % len(_ROOMS)]}",
+                                  self._mac("80:2a:a8"), ip, clients, model="UX" if console else "U6LR",
+                                  console=console))
+        self.unifi = UnifiServer(self.aps, self.faults, password=self.controller_password, style=s.controller_style,
+                                 session_refusal=s.session_refusal)
         self.controller_url = await self._serve(self.unifi.app)
         await self.gateway.start()
         await self.dns.start()
@@ -235,6 +239,10 @@ class SimSchool:
     async def set_fault(self, fault: str, active: bool, count: int = 5000) -> None:
         """Switch a fault and make the network follow (listeners, mDNS goodbyes)."""
         name, index = parse_fault(fault)
+        if name == "controller-sessions-expire":
+            if active and self.unifi is not None:
+                self.unifi.expire_sessions()
+            return
         if name == "flood":
             if active:
                 # One-shot and slow (seconds): run it beside the control request, keep a reference.
