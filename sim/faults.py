@@ -18,6 +18,7 @@ FAULTS: dict[str, tuple[bool, str]] = {
     "receiver-gone": (True, "the AirPlay receiver says goodbye on mDNS and stops listening"),
     "receiver-unplugged": (True, "the AirPlay receiver loses power: it stops listening and says no goodbye"),
     "printer-gone": (True, "the printer says goodbye on mDNS and stops listening"),
+    "mac-gone": (True, "a Mac announcing AirPlay goes home: goodbye on mDNS, port closed (never 'missing')"),
     "controller-down": (False, "the WLAN controller answers 503"),
     "controller-sessions-expire": (False, "one-shot: the controller forgets every login session (a restart)"),
     "gateway-down": (False, "the gateway stops answering probes"),

@@ -22,6 +22,7 @@ from sim.faults import FaultBoard, FaultError, parse_fault
 from sim.mdns import (
     Announcer,
     airplay_services,
+    mac_services,
     printer_services,
     send_flood,
     shelly_services,
@@ -176,6 +177,15 @@ class SimSchool:
             await self._add_receiver(i, f"{_ROOMS[(i - 1) % len(_ROOMS)]} Apple TV {tag}-{i}")
         for i, name in enumerate(s.extra_receiver_names, start=s.receivers + 1):
             await self._add_receiver(i, name)
+        for i in range(1, s.macs + 1):
+            listener = TcpListener(ip)
+            await listener.start()
+            mac = self._mac("3c:22:fb").upper()
+            name = f"MacBook Air von {_PUPILS[(i + 3) % len(_PUPILS)]} ({tag}-{i})"
+            self.devices.append(SimDevice(
+                "mac", i, name, f"mac:{mac.lower()}", "other",
+                mac_services(name, f"macbook-{tag}-{i}", mac, ip, listener.port), listener,
+            ))
         for i in range(1, s.printers + 1):
             listener = TcpListener(ip)
             await listener.start()
@@ -255,8 +265,8 @@ class SimSchool:
             if name == "ap-down" and index in self._ap_listeners:
                 listener = self._ap_listeners[index]
                 await (listener.stop() if active else listener.start())
-            elif name in ("receiver-gone", "printer-gone"):
-                kind = "receiver" if name == "receiver-gone" else "printer"
+            elif name in ("receiver-gone", "printer-gone", "mac-gone"):
+                kind = {"receiver-gone": "receiver", "printer-gone": "printer", "mac-gone": "mac"}[name]
                 for device in self.devices:
                     if device.kind == kind and device.index == index:
                         await self._set_gone(device, active)
