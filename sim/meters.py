@@ -340,7 +340,7 @@ class MeterServer:
         command = request.query.get("cmnd", "").strip().lower()
         watts, on, _temperature, _errors = self._reading()
         two = self.cabinet.meter_model.shape == "tasmota-2ch"
-        if command in ("power", "power1", "power2"):
+        if command in ("power", "power1", "power2") and (two or command != "power2"):
             relay = 2 if command == "power2" else 1
             state = "ON" if (on if (relay == 2) == two else True) else "OFF"
             return web.json_response({f"POWER{relay}" if two else "POWER": state})

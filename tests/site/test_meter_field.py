@@ -292,3 +292,11 @@ async def test_the_wrong_shelly_generation_names_the_kind_that_works(
 async def test_a_meter_that_does_not_answer_is_still_unreachable() -> None:
     error = await refused(MeterSpec("shelly-gen2", "http://127.0.0.1:1", password="x", timeout=2))
     assert error.reason == "unreachable" and not error.answered
+
+
+def test_a_reply_without_components_is_not_a_shelly_status() -> None:
+    from agent.monitors.cabinets.meters import parse_shelly_gen2_status
+
+    with pytest.raises(MeterError) as info:
+        parse_shelly_gen2_status({"apower": "NaN", "meters": [{"power": -50}]})
+    assert info.value.reason == "bad-shape"

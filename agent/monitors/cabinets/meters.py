@@ -210,6 +210,8 @@ def parse_shelly_gen2_status(data: Any, channel: int = 0) -> MeterReading:
     measures power, naming the channels that do.
     """
     status = _object(data, "Shelly.GetStatus reply")
+    if not any(":" in str(key) for key in status):
+        raise MeterError("bad-shape", "reply has no components (not a Shelly.GetStatus reply)")
     raw_switch = status.get(f"switch:{channel}")
     switch = raw_switch if isinstance(raw_switch, Mapping) else None
     if switch is not None and "apower" in switch:
