@@ -4,12 +4,19 @@ A device's id at central is HMAC-SHA256(per-school secret, local device id). The
 is made once (at enrollment, or the first run) and kept in the data dir with mode 0600;
 a forced re-enrollment keeps it, so the ids central knows stay stable. With
 ``[privacy] share_names = true`` the real name, addresses and subject go along as well.
+
+One thing, one pseudonym: an incident of a device category (``wlan``, ``cabinet``, ``device``)
+has a key ``<kind>:<local id>`` and its subject is that local id (an AP's MAC, a cabinet's id,
+a discovered device's id), the same id the snapshot lists it by; all three leave as
+``device_id(local id)``, so central can join them. The subject's readable name, which the
+monitors put in the title and in ``details["name"]``, leaves as that pseudonym too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +32,8 @@ SECRET_BYTES = 32
 _DEVICE_CATEGORIES = frozenset({"wlan", "cabinet", "device"})
 _DeviceEvent = DeviceSeen | DeviceChanged | DeviceLost
 _DEVICE_EVENTS: dict[str, type[_DeviceEvent]] = {"seen": DeviceSeen, "changed": DeviceChanged, "lost": DeviceLost}
+# A MAC address written with ':' or '-' anywhere in a title: never leaves raw, whatever put it there.
+_MAC = re.compile(r"(?<![0-9A-Fa-f:-])(?:[0-9A-Fa-f]{2}([:-]))(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:-])")
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
@@ -82,10 +91,29 @@ class Privacy:
         return self.device_id(subject)
 
     def key(self, category: str, key: str, subject: str | None) -> str:
-        """An incident key; a device subject inside it is replaced by the pseudonym."""
-        if self.share_names or category not in _DEVICE_CATEGORIES or not subject or subject not in key:
+        """An incident key ``<kind>:<local id>`` as ``<kind>:<pseudonym of the local id>``.
+
+        The whole id part is replaced, whatever it is (a MAC, a name, a cabinet id), so no raw
+        identifier can leave in a key; a monitor whose subject is that id gets the same pseudonym
+        for key and subject. Keys without an id part (``tablets-not-seen``) stay as they are.
+        """
+        if self.share_names or category not in _DEVICE_CATEGORIES:
             return key
-        return key.replace(subject, self.device_id(subject))
+        kind, sep, ident = key.partition(":")
+        if not sep or not ident:
+            return key
+        return f"{kind}:{self.device_id(ident)}"
+
+    def title(self, category: str, title: str, subject: str | None, details: Mapping[str, Any]) -> str:
+        """An incident title as it may leave: the subject's name (``details["name"]``) replaced by
+        the subject's pseudonym wherever it stands as a whole word, and every MAC address by its own."""
+        if self.share_names or category not in _DEVICE_CATEGORIES:
+            return title
+        name = details.get("name")
+        if isinstance(name, str) and name.strip():
+            pseudonym = self.device_id(subject) if subject else self.device_id(name)
+            title = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", lambda _m: pseudonym, title)
+        return _MAC.sub(lambda m: self.device_id(m.group(0).lower().replace("-", ":")), title)
 
     def details(self, details: Mapping[str, Any]) -> dict[str, Any]:
         """Free-form details: only numbers and booleans leave unless names may be shared."""
@@ -94,17 +122,38 @@ class Privacy:
         return {k: v for k, v in details.items() if isinstance(v, (int, float, bool))}
 
     def snapshot(self, sections: Mapping[str, Any]) -> dict[str, Any]:
-        """Monitor sections as they may leave the school: AP ids (MACs) pseudonymised, the
-        meter candidates (device ids and addresses, for the technician on site) left out."""
+        """Monitor sections as they may leave the school: APs, probe targets and cabinets listed by
+        the pseudonyms of the ids their incidents use, without their names; the controller's name
+        pseudonymised; the meter candidates (device ids and addresses, for the technician on
+        site) left out."""
         out = {name: dict(values) if isinstance(values, Mapping) else values for name, values in sections.items()}
         if self.share_names:
             return out
         wlan = out.get("wlan")
-        if isinstance(wlan, dict) and isinstance(wlan.get("aps"), list):
-            wlan["aps"] = [
-                {**ap, "id": self.device_id(str(ap["id"]))} if isinstance(ap, Mapping) and ap.get("id") else ap
-                for ap in wlan["aps"]
-            ]
+        if isinstance(wlan, dict):
+            if isinstance(wlan.get("aps"), list):
+                wlan["aps"] = [
+                    {**{k: v for k, v in ap.items() if k != "name"}, "id": self.device_id(str(ap["id"]))}
+                    if isinstance(ap, Mapping) and ap.get("id") else ap
+                    for ap in wlan["aps"]
+                ]
+            probes = wlan.get("probes")
+            if isinstance(probes, Mapping):
+                wlan["probes"] = {
+                    self.device_id(str(v.get("id") or k) if isinstance(v, Mapping) else str(k)):
+                    {pk: pv for pk, pv in v.items() if pk != "id"} if isinstance(v, Mapping) else v
+                    for k, v in probes.items()
+                }
+            controller = wlan.get("controller")
+            if isinstance(controller, Mapping) and controller.get("name"):
+                wlan["controller"] = {**controller, "name": self.device_id(str(controller["name"]))}
+        cabinets = out.get("cabinets")
+        if isinstance(cabinets, dict) and isinstance(cabinets.get("cabinets"), Mapping):
+            cabinets["cabinets"] = {
+                self.device_id(str(cab_id)): {k: v for k, v in cab.items() if k != "name"}
+                if isinstance(cab, Mapping) else cab
+                for cab_id, cab in cabinets["cabinets"].items()
+            }
         discovery = out.get("discovery")
         if isinstance(discovery, dict):
             discovery.pop("meter_candidates", None)

@@ -16,7 +16,9 @@ import click
 from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging
 from base.errors import ConfigError
 from sim.faults import FAULTS, FaultError, parse_fault
+from sim.meters import METER_MODELS
 from sim.school import SchoolSpec, SimSchool
+from sim.unifi import SESSION_REFUSALS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +47,18 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
 @click.option("--faults", "faults", multiple=True, help="Fault active from the start, e.g. cabinet-no-power:1 "
               "(repeat or comma-separate). See --list-faults.")
 @click.option("--list-faults", is_flag=True, help="Print the faults the sim knows and exit.")
+@click.option("--meter-models", "meter_models", multiple=True,
+              help="Meter models the cabinets take in turn (repeat or comma-separate). See --list-meter-models. "
+              "[shelly-plus-plug-s,shelly-plug-s,tasmota]")
+@click.option("--list-meter-models", is_flag=True, help="Print the meter models the sim plays and exit.")
+@click.option("--meter-password", default=None,
+              help="The meters' login (user admin): Digest on Shelly Gen2+, Basic on Gen1, query on Tasmota.")
+@click.option("--console-aps", type=click.IntRange(0, 200), default=None,
+              help="How many of the APs are UniFi Express consoles serving WLAN (type udm, mesh). [0]")
+@click.option("--session-refusal", type=click.Choice(SESSION_REFUSALS), default=None,
+              help="How the controller refuses an expired session. [401]")
+@click.option("--macs", type=click.IntRange(0, 200), default=None,
+              help="Macs announcing AirPlay like macOS 12+ (laptops: class other, never missing). [0]")
 @click.option("--interface", default=None, help="IPv4 address to serve and announce on. [127.0.0.1]")
 @click.option("--agent-interface", default=None, help="Address the agent listens for mDNS on (default: --interface).")
 @click.option("--window", default=None, help="Cabinets' charging window. [15:00-07:00]")
@@ -65,7 +79,9 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
 def school(
     data_dir: Path | None, config_path: Path | None, school_id: str | None, devices: int | None,
     receivers: int | None, printers: int | None, receiver_names: tuple[str, ...], aps: int | None, cabinets: int | None,
-    faults: tuple[str, ...], list_faults: bool, interface: str | None, agent_interface: str | None,
+    faults: tuple[str, ...], list_faults: bool, meter_models: tuple[str, ...], list_meter_models: bool,
+    meter_password: str | None, console_aps: int | None, session_refusal: str | None, macs: int | None,
+    interface: str | None, agent_interface: str | None,
     window: str | None, days: str | None, start_time: str | None, speed: float | None,
     controller_style: str | None, central_url: str | None, agent_interval: float | None,
     missing_after: str | None, control_port: int | None, write_agent_config: Path | None, log_level: str,
@@ -84,7 +100,17 @@ def school(
         for name, (indexed, text) in sorted(FAULTS.items()):
             click.echo(f"{name}{':N' if indexed else ''}\t{text}")
         return
+    if list_meter_models:
+        for name, model in METER_MODELS.items():
+            click.echo(f"{name}\tkind={model.kind} channel={model.channel}\t{model.description}")
+        return
     config = load_toml(config_path)
+    model_list = [m.strip() for item in meter_models for m in item.split(",") if m.strip()]
+    model_list = model_list or list(_option(config, "meter_models", None, []))
+    unknown = [m for m in model_list if m not in METER_MODELS]
+    if unknown:
+        raise click.BadParameter(f"unknown meter model {unknown[0]!r} (known: {', '.join(METER_MODELS)})",
+                                 param_hint="--meter-models")
     fault_list = [f.strip() for item in faults for f in item.split(",") if f.strip()]
     for fault in fault_list:
         try:
@@ -118,6 +144,11 @@ def school(
         central_url=_option(config, "central", central_url, None),
         control_port=_option(config, "control_port", control_port, 0),
         extra_receiver_names=list(receiver_names),
+        meter_models=model_list,
+        meter_password=_option(config, "meter_password", meter_password, None),
+        console_aps=_option(config, "console_aps", console_aps, 0),
+        session_refusal=_option(config, "session_refusal", session_refusal, "401"),
+        macs=_option(config, "macs", macs, 0),
     )
     if start is not None and start.tzinfo is None:
         raise click.BadParameter("the start time needs a UTC offset", param_hint="--start-time")

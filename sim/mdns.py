@@ -80,6 +80,27 @@ def airplay_services(name: str, host: str, mac: str, ip: str, port: int) -> list
     ]
 
 
+def mac_services(
+    name: str, host: str, mac: str, ip: str, port: int, model: str = "MacBookAir10,1"
+) -> list[ServiceInfo]:
+    """A Mac (macOS 12+) as an AirPlay receiver: ``_airplay._tcp`` and ``_raop._tcp`` with its model."""
+    device_id = mac.upper()
+    features = "0x4A7FDFD5,0xBC17FFDE"
+    return [
+        _info(AIRPLAY_TYPE, name, host, ip, port, {
+            "acl": "0", "deviceid": device_id, "features": features, "flags": "0x4", "gid": device_id,
+            "igl": "1", "gcgl": "0", "model": model, "protovers": "1.1", "pi": "2b4d0e6c-8f5a-4f3d-a1c7-0d9e8b7a6c51",
+            "psi": "0b4f3e2d-1c0a-4b9d-8e7f-6a5b4c3d2e1f", "pk": "b07727d6" + "0" * 56, "srcvers": "620.8.2",
+            "osvers": "12.6", "vv": "2",
+        }),
+        _info(RAOP_TYPE, f"{device_id.replace(':', '')}@{name}", host, ip, port, {
+            "cn": "0,1,2,3", "da": "true", "et": "0,3,5", "ft": features, "sf": "0x4", "md": "0,1,2",
+            "am": model, "pk": "b07727d6" + "0" * 56, "tp": "UDP", "vn": "65537", "vs": "620.8.2", "ov": "12.6",
+            "vv": "2",
+        }),
+    ]
+
+
 def printer_services(name: str, host: str, ip: str, port: int, uuid: str, note: str) -> list[ServiceInfo]:
     """An AirPrint laser printer as ippsample registers it: LPD on port 0 first, then IPP."""
     model = "HP LaserJet Pro M404dn"

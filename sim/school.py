@@ -22,12 +22,13 @@ from sim.faults import FaultBoard, FaultError, parse_fault
 from sim.mdns import (
     Announcer,
     airplay_services,
+    mac_services,
     printer_services,
     send_flood,
     shelly_services,
     tablet_services,
 )
-from sim.meters import CabinetModel, MeterServer
+from sim.meters import METER_MODELS, CabinetModel, MeterServer
 from sim.network import TcpListener
 from sim.simtime import SimClock
 from sim.unifi import SimAp, UnifiServer
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 _PUPILS = ("Lena", "Finn", "Mia", "Ben", "Emma", "Paul", "Hannah", "Jonas", "Lea", "Elias", "Sofia", "Noah",
            "Marie", "Luis", "Emilia", "Felix", "Clara", "Anton", "Ida", "Theo")
 _ROOMS = ("Raum 12", "Aula", "Raum 3", "Musikraum", "Raum 7", "Lehrerzimmer", "Bibliothek", "Raum 21")
-_METER_KINDS = ("shelly-gen2", "shelly-gen1", "tasmota")
+_METER_MODELS = ("shelly-plus-plug-s", "shelly-plug-s", "tasmota")
 
 
 @dataclass
@@ -67,6 +68,16 @@ class SchoolSpec:
     # Extra AirPlay receivers announced with exactly these names: anything on a school
     # network can announce any name, markup included (the technician page must cope).
     extra_receiver_names: list[str] = field(default_factory=list)
+    # Meter models (sim.meters.METER_MODELS) the cabinets take in turn; empty: plug, Gen1 plug, Tasmota.
+    meter_models: list[str] = field(default_factory=list)
+    # The meters' login (user admin): Digest on Shelly Gen2+, Basic on Gen1, query arguments on Tasmota.
+    meter_password: str | None = None
+    # How many of the APs are UniFi consoles serving WLAN (type "udm", mesh mode), e.g. a UniFi Express.
+    console_aps: int = 0
+    # How the controller refuses an expired session (sim.unifi.SESSION_REFUSALS).
+    session_refusal: str = "401"
+    # Macs that announce themselves as AirPlay receivers (macOS 12+): laptops, not fixed receivers.
+    macs: int = 0
 
 
 @dataclass
@@ -130,16 +141,19 @@ class SimSchool:
         ip = s.interface
         await self.announcer.start()
         window = parse_window(s.window, s.days)
+        models = s.meter_models or list(_METER_MODELS)
         for i in range(1, s.cabinets + 1):
-            kind = _METER_KINDS[(i - 1) % len(_METER_KINDS)]
+            model = models[(i - 1) % len(models)]
             cabinet = CabinetModel(i, f"Ladeschrank {i}", _ROOMS[(i - 1) % len(_ROOMS)], 16 + 8 * (i % 3),
-                                   window, kind, self._mac("c4:5b:be"))
+                                   window, METER_MODELS[model].kind, self._mac("c4:5b:be"), model=model,
+                                   password=s.meter_password)
             self.cabinets.append(cabinet)
             self.meter_urls[i] = await self._serve(MeterServer(cabinet, self.clock, self.faults).app)
+            kind = cabinet.kind
             if kind.startswith("shelly"):
                 mac = cabinet.mac.replace(":", "")
                 gen = 2 if kind == "shelly-gen2" else 1
-                dev_id = f"shellyplusplugs-{mac}" if gen == 2 else f"shellyplug-s-{mac.upper()}"
+                dev_id = cabinet.device_id if gen == 2 else f"shellyplug-s-{mac.upper()}"
                 port = int(self.meter_urls[i].rsplit(":", 1)[1])
                 self.devices.append(SimDevice(
                     "meter", i, dev_id, f"id:{dev_id.lower()}", "meter",
@@ -150,8 +164,12 @@ class SimSchool:
             await listener.start()
             self._ap_listeners[i] = listener
             clients = s.devices // max(1, s.aps)
-            self.aps.append(SimAp(i, f"AP {_ROOMS[(i - 1) % len(_ROOMS)]}", self._mac("80:2a:a8"), ip, clients))
-        self.unifi = UnifiServer(self.aps, self.faults, password=self.controller_password, style=s.controller_style)
+            console = i > s.aps - s.console_aps
+            self.aps.append(SimAp(i, f"{'Express' if console else 'AP'} {_ROOMS[(i - 1) % len(_ROOMS)]}",
+                                  self._mac("80:2a:a8"), ip, clients, model="UX" if console else "U6LR",
+                                  console=console))
+        self.unifi = UnifiServer(self.aps, self.faults, password=self.controller_password, style=s.controller_style,
+                                 session_refusal=s.session_refusal)
         self.controller_url = await self._serve(self.unifi.app)
         await self.gateway.start()
         await self.dns.start()
@@ -159,6 +177,15 @@ class SimSchool:
             await self._add_receiver(i, f"{_ROOMS[(i - 1) % len(_ROOMS)]} Apple TV {tag}-{i}")
         for i, name in enumerate(s.extra_receiver_names, start=s.receivers + 1):
             await self._add_receiver(i, name)
+        for i in range(1, s.macs + 1):
+            listener = TcpListener(ip)
+            await listener.start()
+            mac = self._mac("3c:22:fb").upper()
+            name = f"MacBook Air von {_PUPILS[(i + 3) % len(_PUPILS)]} ({tag}-{i})"
+            self.devices.append(SimDevice(
+                "mac", i, name, f"mac:{mac.lower()}", "other",
+                mac_services(name, f"macbook-{tag}-{i}", mac, ip, listener.port), listener,
+            ))
         for i in range(1, s.printers + 1):
             listener = TcpListener(ip)
             await listener.start()
@@ -222,6 +249,10 @@ class SimSchool:
     async def set_fault(self, fault: str, active: bool, count: int = 5000) -> None:
         """Switch a fault and make the network follow (listeners, mDNS goodbyes)."""
         name, index = parse_fault(fault)
+        if name == "controller-sessions-expire":
+            if active and self.unifi is not None:
+                self.unifi.expire_sessions()
+            return
         if name == "flood":
             if active:
                 # One-shot and slow (seconds): run it beside the control request, keep a reference.
@@ -234,8 +265,8 @@ class SimSchool:
             if name == "ap-down" and index in self._ap_listeners:
                 listener = self._ap_listeners[index]
                 await (listener.stop() if active else listener.start())
-            elif name in ("receiver-gone", "printer-gone"):
-                kind = "receiver" if name == "receiver-gone" else "printer"
+            elif name in ("receiver-gone", "printer-gone", "mac-gone"):
+                kind = {"receiver-gone": "receiver", "printer-gone": "printer", "mac-gone": "mac"}[name]
                 for device in self.devices:
                     if device.kind == kind and device.index == index:
                         await self._set_gone(device, active)
@@ -301,7 +332,8 @@ class SimSchool:
                 for d in self.devices
             ],
             "cabinets": [
-                {"index": c.index, "id": str(c.index), "name": c.name, "kind": c.kind, "url": self.meter_urls[c.index]}
+                {"index": c.index, "id": str(c.index), "name": c.name, "kind": c.kind, "model": c.model,
+                 "channel": c.meter_model.channel, "url": self.meter_urls[c.index]}
                 for c in self.cabinets
             ],
             "aps": [{"index": a.index, "name": a.name, "mac": a.mac, "port": self._ap_listeners[a.index].port}
@@ -344,7 +376,8 @@ class SimSchool:
                 (
                     {"id": str(c.index), "name": c.name, "room": c.room, "slots": c.slots, "window": s.window,
                      "days": s.days},
-                    {"kind": c.kind, "url": self.meter_urls[c.index]},
+                    {"kind": c.kind, "url": self.meter_urls[c.index], "channel": c.meter_model.channel,
+                     "password": c.password},
                 )
                 for c in self.cabinets
             ],

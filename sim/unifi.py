@@ -15,6 +15,10 @@ from aiohttp import web
 from sim.faults import FaultBoard
 
 _LOGIN_REQUIRED = {"meta": {"rc": "error", "msg": "api.err.LoginRequired"}, "data": []}
+# How a controller refuses a read whose session is gone: UniFi OS answers 401 (403 when only the
+# CSRF token is stale), the classic controller 401 with LoginRequired; behind some proxies and in
+# some versions it is a redirect to the login page, the login page itself, or LoginRequired with 200.
+SESSION_REFUSALS = ("401", "403", "redirect", "login-required-200", "html-200")
 
 
 @dataclass
@@ -27,6 +31,7 @@ class SimAp:
     ip: str
     clients: int
     model: str = "U6LR"
+    console: bool = False  # a UniFi Express console serving WLAN as a mesh AP ("type": "udm")
 
 
 class UnifiServer:
@@ -34,10 +39,13 @@ class UnifiServer:
 
     def __init__(
         self, aps: list[SimAp], faults: FaultBoard, *, password: str, style: str = "unifi-os",
-        username: str = "schulwart", site: str = "default",
+        username: str = "schulwart", site: str = "default", session_refusal: str = "401",
     ) -> None:
         if style not in ("unifi-os", "classic"):
             raise ValueError(f"unknown controller style {style!r}")
+        if session_refusal not in SESSION_REFUSALS:
+            raise ValueError(f"unknown session refusal {session_refusal!r}")
+        self.session_refusal = session_refusal
         self.aps = aps
         self.style = style
         self.username = username
@@ -92,7 +100,7 @@ class UnifiServer:
         session = request.cookies.get(self._cookie)
         csrf = self._sessions.get(session or "")
         if csrf is None or (self.style == "unifi-os" and request.headers.get("X-CSRF-Token") != csrf):
-            return web.json_response(_LOGIN_REQUIRED, status=401)
+            return self._refuse()
         if request.match_info["site"] != self.site:
             return web.json_response({"meta": {"rc": "error", "msg": "api.err.NoSiteContext"}, "data": []},
                                      status=400)
@@ -101,12 +109,31 @@ class UnifiServer:
                      "name": "Switch Keller", "state": 1, "adopted": True})
         return web.json_response({"meta": {"rc": "ok"}, "data": rows})
 
+    def _refuse(self) -> web.Response:
+        form = self.session_refusal
+        if form == "redirect":
+            raise web.HTTPFound("/login?redirect=%2Fmanage")
+        if form == "html-200":
+            return web.Response(text="<html><title>UniFi OS</title><body>login</body></html>", content_type="text/html")
+        if form == "login-required-200":
+            return web.json_response(_LOGIN_REQUIRED)
+        return web.json_response(_LOGIN_REQUIRED, status=int(form))
+
     def _ap_row(self, ap: SimAp) -> dict[str, Any]:
         down = self._faults.active("ap-down", ap.index)
         busy = self._faults.active("ap-overloaded", ap.index)
         clients = 0 if down else (60 if busy else ap.clients)
         satisfaction = 30 if busy else 97
         ng = clients // 3
+        row = self._uap_row(ap, down, clients, satisfaction, ng)
+        if ap.console:
+            # A UniFi Express serving WLAN as a mesh AP: a console ("udm") with radios; its own
+            # num_sta also counts its wired client.
+            row |= {"type": "udm", "model": "UX", "device_mode_override": "mesh", "num_sta": clients + 1,
+                    "user-num_sta": clients + 1, "wan1": {"up": False}, "gateway_mac": ap.mac}
+        return row
+
+    def _uap_row(self, ap: SimAp, down: bool, clients: int, satisfaction: int, ng: int) -> dict[str, Any]:
         return {
             "_id": f"ap{ap.index}", "_uptime": 3971849, "adopted": True, "mac": ap.mac, "model": ap.model,
             "name": ap.name, "ip": ap.ip, "type": "uap", "state": 0 if down else 1, "version": "6.6.77.15402",

@@ -182,7 +182,7 @@ class IncidentEngine:
             key=self.privacy.key(incident.category, incident.key, incident.subject),
             category=incident.category,
             severity=incident.severity,
-            title=incident.title,
+            title=self.privacy.title(incident.category, incident.title, incident.subject, incident.details),
             subject=self.privacy.subject(incident.category, incident.subject),
             opened_at=format_time(incident.opened_at),
             last_seen=format_time(incident.last_seen),
@@ -259,7 +259,7 @@ class IncidentEngine:
                 update = IncidentUpdated(
                     id=updated.id,
                     severity=updated.severity,
-                    title=updated.title,
+                    title=self.privacy.title(updated.category, updated.title, updated.subject, updated.details),
                     last_seen=format_time(updated.last_seen),
                     flap_count=updated.flap_count,
                 )

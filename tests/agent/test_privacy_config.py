@@ -141,8 +141,8 @@ def test_snapshot_sections_leave_the_school_without_macs_or_addresses() -> None:
     text = repr(out)
     assert "80:2a:a8" not in text and "441793d69718" not in text and "10.0.0.9" not in text
     assert out["wlan"]["aps"][0]["id"] == privacy.device_id("80:2a:a8:00:01:02")
-    assert out["wlan"]["aps"][0]["name"] == "AP Turnhalle"
-    assert out["cabinets"] == sections["cabinets"]
+    assert "AP Turnhalle" not in text and "Schrank 3" not in text  # names stay at school (issue #12)
+    assert out["cabinets"] == {"cabinets": {privacy.device_id("schrank-3"): {"power_w": 120.0}}}
     assert "meter_candidates" in sections["discovery"], "the local sections must stay whole for the technician"
     shared = Privacy(b"s" * 32, share_names=True).snapshot(sections)
     assert shared["wlan"]["aps"][0]["id"] == "80:2a:a8:00:01:02"

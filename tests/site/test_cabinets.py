@@ -63,7 +63,8 @@ def test_no_power_in_window_is_critical_and_fine_outside() -> None:
     night = evaluate(cab, flat, None, local(2025, 3, 3, 22, 0).astimezone(UTC), BERLIN, state)
     assert verdicts(night)["cabinet-no-power"] is True
     bad = next(s for s in night if s.key == "cabinet-no-power:3")
-    assert bad.severity == "critical" and bad.category == "cabinet" and bad.subject == "Ladeschrank 3"
+    assert bad.severity == "critical" and bad.category == "cabinet" and bad.subject == "3"
+    assert bad.details["name"] == "Ladeschrank 3" and "Ladeschrank 3" in bad.title
     noon = evaluate(cab, flat, None, local(2025, 3, 4, 12, 0), BERLIN, state)
     assert verdicts(noon)["cabinet-no-power"] is False
 
@@ -77,7 +78,7 @@ def test_switched_off_is_reported_instead_of_no_power() -> None:
 def test_unreachable_meter_matters_in_the_window_only_and_leaves_other_verdicts_open() -> None:
     err = MeterError("timeout", "no reply")
     night = evaluate(cabinet(), None, err, local(2025, 3, 3, 20, 0), BERLIN, CabinetState())
-    assert [s.key for s in night] == ["cabinet-meter-unreachable:3"] and night[0].bad
+    assert {s.key: s.bad for s in night} == {"cabinet-meter-unreachable:3": True, "cabinet-meter-unreadable:3": False}
     assert "timeout" in night[0].title
     noon = evaluate(cabinet(), None, err, local(2025, 3, 4, 12, 0), BERLIN, CabinetState())
     assert not noon[0].bad

@@ -146,7 +146,7 @@ async def test_hostile_meter_replies_over_http() -> None:
     routes = {"big": big, "nan": nan, "garbage": garbage, "error": error}
     app = web.Application()
     for name, handler in routes.items():
-        app.router.add_get(f"/{name}/rpc/Switch.GetStatus", handler)
+        app.router.add_get(f"/{name}/rpc/Shelly.GetStatus", handler)
     runner, base = await _serve(app)
     try:
         async with aiohttp.ClientSession() as session:

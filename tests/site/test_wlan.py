@@ -71,8 +71,9 @@ def test_parse_devices_skips_malformed_rows() -> None:
     rows = [{"type": "uap", "mac": "AA:BB:CC:00:00:01", "state": 1, "name": "AP 1", "num_sta": "many"},
             {"type": "uap", "state": 1}, "junk", {"type": "usw", "mac": "x", "state": 1},
             {"type": "uap", "mac": "aa:bb:cc:00:00:02", "state": 6, "radio_table_stats": ["x", {"radio": "6e"}]}]
-    aps, malformed = parse_devices({"meta": {"rc": "ok"}, "data": rows})
-    assert [ap.id for ap in aps] == ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"] and malformed == 2
+    aps, skipped = parse_devices({"meta": {"rc": "ok"}, "data": rows})
+    assert [ap.id for ap in aps] == ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"]
+    assert sorted(s.reason for s in skipped) == ["malformed", "malformed", "no-wlan"]
     assert aps[0].num_sta is None and aps[1].state_name == "heartbeat missed"
     assert [r.band for r in aps[1].radios] == ["6 GHz"]
     with pytest.raises(ControllerError):

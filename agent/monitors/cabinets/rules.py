@@ -1,8 +1,14 @@
 """The cabinet rules: one cabinet's configuration and the verdicts over one meter reading.
 
 Rules (evaluated with the time passed in, in the cabinet's time zone): no power or meter
-unreachable during the window; switched off during the window; still drawing charging power
-after the window ended; over-temperature (any time).
+unreachable during the window; a meter that answers but cannot be read (wrong login, a model
+without a meter on that channel, another kind than configured: any time, since it is a setup
+problem); switched off during the window; still drawing charging power after the window ended;
+over-temperature (any time).
+
+Every signal's subject is the cabinet id (the same id its snapshot entry has); the cabinet's name
+is in the title and in ``details["name"]`` for the technician on site, and is replaced by the
+pseudonym in what leaves the school.
 """
 
 from __future__ import annotations
@@ -65,18 +71,26 @@ def evaluate(
                 category="cabinet",
                 severity=severity,
                 title=title,
-                subject=cab.name,
+                subject=cab.id,
                 at=now,
-                details={"cabinet": cab.id, "in_window": window is not None, **details},
+                details={"cabinet": cab.id, "name": cab.name, "in_window": window is not None, **details},
             )
         )
 
-    unreachable = reading is None and window is not None
+    answered = error is not None and error.answered
+    unreachable = reading is None and window is not None and not answered
     reason = error.reason if error else None
     signal(
         "meter-unreachable", unreachable, "warning",
         f"Cabinet {label}: power meter unreachable during the charging window ({reason})"
         if unreachable else f"Cabinet {label}: power meter answers",
+        reason=reason,
+    )
+    # A device that answered is never "unreachable": it says why it cannot be read instead.
+    signal(
+        "meter-unreadable", answered, "warning",
+        f"Cabinet {label}: power meter answers but cannot be read ({reason}: {error.message})"
+        if answered and error is not None else f"Cabinet {label}: power meter readable",
         reason=reason,
     )
     if reading is None:
@@ -135,9 +149,12 @@ def _still_charging(
         severity="warning",
         title=f"Cabinet {label} still drawing {reading.power_w:.0f} W after its charging window"
         if bad else f"Cabinet {label} not charging outside its window",
-        subject=cab.name,
+        subject=cab.id,
         at=now,
-        details={"cabinet": cab.id, "power_w": round(reading.power_w, 1), "threshold_w": cab.charging_above_w},
+        details={
+            "cabinet": cab.id, "name": cab.name, "power_w": round(reading.power_w, 1),
+            "threshold_w": cab.charging_above_w,
+        },
     )
 
 

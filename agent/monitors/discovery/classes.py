@@ -6,6 +6,12 @@ patterns (case-insensitive shell globs), the class, a priority, and which TXT ke
 device id, the model and the friendly name (TXT keys are case-insensitive: the observation
 holds them in lower case). When a device announces several services, the
 matching rule with the highest priority decides its class.
+
+A class that must stay present (``airplay``) is given only on evidence that the device is fixed:
+its model (Apple TV, HomePod, AirPort, shairport-sync) or a third-party receiver naming its
+``manufacturer``. A service type alone never makes a receiver: macOS 12+ announces
+``_airplay._tcp`` and ``_raop._tcp`` too (``model=MacBookAir10,1``), and a laptop, phone or tablet
+that goes home is not a missing receiver (pyatv's and Home Assistant's matchers read the same keys).
 """
 
 from __future__ import annotations
@@ -64,6 +70,35 @@ def _t(name: str) -> str:
 
 _AIRPLAY_TXT_MODEL = ("model",)
 _PRINTER_MODEL = ("ty", "product", "usb_MDL")
+# Models of fixed AirPlay receivers (Apple TV, HomePod, AirPort Express, shairport-sync speakers).
+FIXED_RECEIVER_MODELS = ("appletv*", "audioaccessory*", "airport*", "shairport*")
+# Apple computers, phones and tablets that announce AirPlay/RAOP too: they come and go with people.
+PORTABLE_MODELS = (("mac*", OTHER), ("imac*", OTHER), ("iphone*", OTHER), ("ipod*", OTHER), ("ipad*", TABLET))
+
+
+def _airplay_rules() -> tuple[ClassRule, ...]:
+    airplay = _t("_airplay._tcp")
+    raop = _t("_raop._tcp")
+    rules: list[ClassRule] = []
+    for pattern in FIXED_RECEIVER_MODELS:
+        rules.append(ClassRule(airplay, AIRPLAY, 90, txt={"model": pattern}, id_keys=("deviceid",),
+                               model_keys=_AIRPLAY_TXT_MODEL))
+        rules.append(ClassRule(raop, AIRPLAY, 75, txt={"am": pattern}, id_from_name=NAME_ID_BEFORE_AT,
+                               model_keys=("am",), name_after_at=True))
+    for pattern, device_class in PORTABLE_MODELS:  # above every receiver rule: never a fixed receiver
+        rules.append(ClassRule(airplay, device_class, 95, txt={"model": pattern}, id_keys=("deviceid",),
+                               model_keys=_AIRPLAY_TXT_MODEL))
+        rules.append(ClassRule(raop, device_class, 95, txt={"am": pattern}, id_from_name=NAME_ID_BEFORE_AT,
+                               model_keys=("am",), name_after_at=True))
+    # Third-party receivers (TVs, speakers) name their maker; Apple's own devices do not.
+    rules.append(ClassRule(airplay, AIRPLAY, 85, txt={"manufacturer": "?*"}, id_keys=("deviceid",),
+                           model_keys=("model", "manufacturer")))
+    # Anything else on these types is an AirPlay-capable "other": seen, but not watched.
+    rules.append(ClassRule(airplay, OTHER, 50, id_keys=("deviceid",), model_keys=("model", "manufacturer")))
+    rules.append(ClassRule(raop, OTHER, 45, id_from_name=NAME_ID_BEFORE_AT, model_keys=("am",),
+                           name_after_at=True))
+    return tuple(rules)
+
 
 # Priorities: a TXT/name match beats a bare service type; a strong class beats "other".
 CLASS_TABLE: tuple[ClassRule, ...] = (
@@ -74,17 +109,11 @@ CLASS_TABLE: tuple[ClassRule, ...] = (
     ClassRule(_t("_companion-link._tcp"), AIRPLAY, 70, txt={"rpMd": "appletv*"}, model_keys=("rpMd",)),
     ClassRule(_t("_companion-link._tcp"), AIRPLAY, 70, txt={"rpMd": "audioaccessory*"}, model_keys=("rpMd",)),
     ClassRule(_t("_companion-link._tcp"), OTHER, 10, model_keys=("rpMd",)),
-    # Apple TV, HomePod, AirPlay-capable TVs and speakers
-    ClassRule(_t("_airplay._tcp"), AIRPLAY, 90, txt={"model": "appletv*"}, id_keys=("deviceid",),
-              model_keys=_AIRPLAY_TXT_MODEL),
-    ClassRule(_t("_airplay._tcp"), AIRPLAY, 90, txt={"model": "audioaccessory*"}, id_keys=("deviceid",),
-              model_keys=_AIRPLAY_TXT_MODEL),
-    ClassRule(_t("_airplay._tcp"), AIRPLAY, 80, id_keys=("deviceid",), model_keys=("model", "manufacturer")),
-    ClassRule(_t("_raop._tcp"), AIRPLAY, 75, id_from_name=NAME_ID_BEFORE_AT, model_keys=("am",),
-              name_after_at=True),
-    ClassRule(_t("_mediaremotetv._tcp"), AIRPLAY, 40),
-    ClassRule(_t("_touch-able._tcp"), AIRPLAY, 40),
-    ClassRule(_t("_sleep-proxy._udp"), AIRPLAY, 30),
+    # Apple TV, HomePod, AirPlay-capable TVs and speakers; Macs, iPhones, iPads announcing AirPlay
+    *_airplay_rules(),
+    ClassRule(_t("_mediaremotetv._tcp"), AIRPLAY, 40),  # the Apple TV's remote protocol: Apple TVs only
+    ClassRule(_t("_touch-able._tcp"), OTHER, 40),  # also Music/iTunes on a Mac
+    ClassRule(_t("_sleep-proxy._udp"), OTHER, 30),  # also Macs and AirPort base stations
     ClassRule(_t("_airport._tcp"), ACCESS_POINT, 60),
     # Printers (IPP / AirPrint / LPD / RAW)
     ClassRule(_t("_ipp._tcp"), PRINTER, 85, id_keys=("UUID",), model_keys=_PRINTER_MODEL),

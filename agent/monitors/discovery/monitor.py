@@ -70,6 +70,8 @@ class DiscoveryMonitor:
             config.tablet_not_seen_after, config.not_seen_report_at, tz or ZoneInfo(config.timezone)
         )
         self._last_drops: int | None = None
+        self.probes_unsent = 0  # probes that could not leave this host (counted, never held against a device)
+        self._unsent_logged = False
 
     # -- browser sinks: stamp with the injected clock, merge at once -----------------------
 
@@ -117,19 +119,38 @@ class DiscoveryMonitor:
 
     # -- rules ----------------------------------------------------------------------------
 
-    async def _answers(self, devices: list[Device]) -> dict[str, bool]:
-        """Probe each device's best endpoints (bounded concurrency): does it answer?"""
-        semaphore = asyncio.Semaphore(PROBE_CONCURRENCY)
+    async def _answers(self, devices: list[Device]) -> dict[str, bool | None]:
+        """Probe each device's best endpoints (bounded concurrency): does it answer?
 
-        async def probe(device: Device) -> tuple[str, bool]:
+        None when no probe could even be sent (no route, no free socket on this host): that
+        says nothing about the device, so it is counted and logged, never held against it.
+        """
+        semaphore = asyncio.Semaphore(PROBE_CONCURRENCY)
+        unsent: list[str] = []
+
+        async def probe(device: Device) -> tuple[str, bool | None]:
             async with semaphore:
+                sent = False
                 for host, port in self.tracker.endpoints(device.id)[:2]:
                     result = await self._probe(host, port, self._config.probe_timeout)
                     if result.ok:
                         return device.id, True
-                return device.id, False
+                    if result.sent:
+                        sent = True
+                    else:
+                        unsent.append(f"{host}:{port} ({result.error})")
+                return device.id, False if sent else None
 
-        return dict(await asyncio.gather(*(probe(d) for d in devices)))
+        verdicts = dict(await asyncio.gather(*(probe(d) for d in devices)))
+        self.probes_unsent += len(unsent)
+        if unsent and not self._unsent_logged:
+            log.warning("discovery probes could not be sent school=%s count=%d first=%s",
+                        self._school, len(unsent), unsent[0])
+        if unsent:
+            self._unsent_logged = True
+        elif devices:
+            self._unsent_logged = False  # a clean round of probes: the next failure is news again
+        return verdicts
 
     async def _liveness(self, watched: list[Device], now: datetime) -> None:
         """Probe present must-stay-present devices now and then: silence on mDNS proves nothing."""
@@ -143,7 +164,7 @@ class DiscoveryMonitor:
         ]
         for device_id, answered in (await self._answers(due)).items():
             self._last_liveness[device_id] = now
-            if not answered:
+            if answered is False:
                 self.tracker.mark_unanswering(device_id, now)
                 device = self.tracker.get(device_id)
                 log.info(
@@ -217,6 +238,7 @@ class DiscoveryMonitor:
                 "socket_drops": drops,
                 "rcvbuf_bytes": self.browser.rcvbuf_bytes,
             },
+            "probes_unsent": self.probes_unsent,
             "inventory": {
                 "max_devices": self._config.max_devices,
                 "rejected_full": self.tracker.rejected_full,

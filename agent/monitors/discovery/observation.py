@@ -47,13 +47,25 @@ def normalise_mac(text: str) -> str | None:
     return ":".join(compact[i : i + 2] for i in range(0, 12, 2))
 
 
+# Values devices put where a unique id belongs when they have none: shared by many devices, so
+# taking them as ids would merge distinct devices into one.
+_PLACEHOLDER_IDS = frozenset({"0", "-", "none", "null", "nil", "unknown", "n/a", "default", "undefined"})
+
+
 def _id_from_value(value: str) -> str | None:
+    """A device id from a TXT value or name part; None for empty values and placeholders
+    (all-zero or all-F MACs, multicast MACs, all-zero UUIDs, words like 'unknown')."""
     value = value.strip()
-    if not value:
+    if not value or value.lower() in _PLACEHOLDER_IDS:
         return None
     mac = normalise_mac(value)
     if mac:
+        compact = mac.replace(":", "")
+        if len(set(compact)) == 1 or int(compact[:2], 16) & 1:  # 00…/ff… or the multicast bit: no one device's
+            return None
         return f"mac:{mac}"
+    if set(value.replace("-", "")) <= {"0"}:
+        return None
     return f"id:{value.lower()}"[:MAX_ID_CHARS]
 
 

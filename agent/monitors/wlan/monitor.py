@@ -2,6 +2,10 @@
 
 One signal per key and round; when a probe and the controller both speak about the same AP
 (matched by MAC), the AP is down if either says so. The incident engine applies hysteresis.
+
+A signal's subject is the id in its key (an AP's MAC, else the target's name), so that what
+leaves the school names one thing by one pseudonym; the readable name is in the title and in
+``details["name"]`` for the technician on site.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ class WlanMonitor:
         last = window.last
         prefix, severity, title = _KIND_KEYS[target.kind]
         failed = last is not None and not last.ok
-        details = {"target": target.name, **window.summary()}
+        details = {"target": target.name, "name": target.name, **window.summary()}
         signals = [
             Signal(
                 key=f"{prefix}:{target.key_id}",
@@ -116,7 +120,7 @@ class WlanMonitor:
                 category="wlan",
                 severity=severity,
                 title=title.format(name=target.name) + (f" ({last.error})" if failed and last else ""),
-                subject=target.name,
+                subject=target.key_id,
                 at=now,
                 details=details,
             )
@@ -133,7 +137,7 @@ class WlanMonitor:
                 category="wlan",
                 severity="warning",
                 title=f"{target.name}: {window.loss_pct():.0f}% loss, median {median or 0:.0f} ms",
-                subject=target.name,
+                subject=target.key_id,
                 at=now,
                 details=details,
             )
@@ -154,9 +158,12 @@ class WlanMonitor:
             bad=error is not None,
             category="wlan",
             severity="warning",
-            title=f"WLAN controller {name} unreachable ({error})" if error else f"WLAN controller {name} answers",
+            # Only the reason in the title: the detail names the controller's URL, and titles leave the school.
+            title=f"WLAN controller {name} unreachable ({error.split(':', 1)[0]})" if error
+            else f"WLAN controller {name} answers",
             subject=name,
             at=now,
+            details={"name": name},
         )
 
     def _ap_signals(self, ap: ApStatus, now: datetime) -> list[Signal]:
@@ -165,7 +172,10 @@ class WlanMonitor:
         too_many = ap.num_sta is not None and ap.num_sta > c.max_clients_per_ap
         unhappy = ap.satisfaction is not None and 0 <= ap.satisfaction < c.min_satisfaction
         degraded = not down and (too_many or unhappy)
-        details = {"ap": ap.id, "state": ap.state_name, "num_sta": ap.num_sta, "satisfaction": ap.satisfaction}
+        details = {
+            "ap": ap.id, "name": ap.name, "state": ap.state_name, "num_sta": ap.num_sta,
+            "satisfaction": ap.satisfaction,
+        }
         reasons = []
         if too_many:
             reasons.append(f"{ap.num_sta} clients")
@@ -179,7 +189,7 @@ class WlanMonitor:
                 severity="warning",
                 title=f"Access point {ap.name} down (controller: {ap.state_name})" if down
                 else f"Access point {ap.name} connected",
-                subject=ap.name,
+                subject=ap.id,
                 at=now,
                 details=details,
             ),
@@ -190,7 +200,7 @@ class WlanMonitor:
                 severity="warning",
                 title=f"Access point {ap.name} degraded ({', '.join(reasons)})" if degraded
                 else f"Access point {ap.name} healthy",
-                subject=ap.name,
+                subject=ap.id,
                 at=now,
                 details=details,
             ),
@@ -198,14 +208,19 @@ class WlanMonitor:
 
     def _snapshot(self, aps: list[ApStatus] | None, ctrl_error: str | None) -> dict[str, Any]:
         snapshot: dict[str, Any] = {
-            "probes": {t.name: {"kind": t.kind, **self._windows[t.name].summary()} for t in self._targets},
+            "probes": {
+                t.name: {"id": t.key_id, "kind": t.kind, **self._windows[t.name].summary()} for t in self._targets
+            },
         }
         if self._controller is not None:
-            snapshot["controller"] = {"name": self._controller.name, "ok": ctrl_error is None, "error": ctrl_error}
+            snapshot["controller"] = {
+                "name": self._controller.name, "ok": ctrl_error is None, "error": ctrl_error,
+                "skipped": dict(self._controller.skipped),
+            }
         if aps is not None:
             snapshot["aps"] = [
                 {
-                    "id": ap.id, "name": ap.name, "model": ap.model, "state": ap.state_name,
+                    "id": ap.id, "name": ap.name, "model": ap.model, "type": ap.type, "state": ap.state_name,
                     "num_sta": ap.num_sta, "satisfaction": ap.satisfaction, "uptime_s": ap.uptime_s,
                     "radios": [
                         {"band": r.band, "channel": r.channel, "num_sta": r.num_sta,

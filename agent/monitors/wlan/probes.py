@@ -7,15 +7,24 @@ only up to a size cap, so a device answering 20 MB costs no more than one answer
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
+
+# connect() errors that say the probe never left this host (no route, no free socket, a local
+# firewall), not that the target failed to answer: they must not count against the target.
+_NOT_SENT_ERRNOS = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EPERM, errno.EACCES,
+    errno.EADDRNOTAVAIL, errno.ENETUNREACH, errno.ENETDOWN, errno.EAFNOSUPPORT, errno.EINVAL,
+})
 
 
 class FetchError(Exception):
@@ -28,11 +37,16 @@ class FetchError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """One probe: reachable or not, and how long it took."""
+    """One probe: reachable or not, and how long it took (ms).
+
+    ``sent`` is False when the probe could not leave this host (no route, no free socket):
+    then ``ok`` is False but the target has not been asked, so it says nothing about it.
+    """
 
     ok: bool
     latency_ms: float | None
     error: str | None = None
+    sent: bool = True
 
 
 async def tcp_probe(
@@ -45,7 +59,7 @@ async def tcp_probe(
     except TimeoutError:
         return ProbeResult(False, None, "timeout")
     except OSError as exc:
-        return ProbeResult(False, None, exc.strerror or type(exc).__name__)
+        return ProbeResult(False, None, exc.strerror or type(exc).__name__, sent=exc.errno not in _NOT_SENT_ERRNOS)
     latency = (clock_s() - started) * 1000.0
     writer.close()
     try:
@@ -137,15 +151,23 @@ def _reject_constant(value: str) -> Any:
 async def fetch_json(
     session: aiohttp.ClientSession,
     method: str,
-    url: str,
+    url: str | URL,
     *,
     timeout_s: float,
     max_bytes: int = 256 * 1024,
     json_body: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     auth: aiohttp.BasicAuth | None = None,
+    middlewares: Sequence[aiohttp.ClientMiddlewareType] = (),
 ) -> tuple[Any, aiohttp.ClientResponse]:
-    """Request a URL and parse its JSON reply, reading at most ``max_bytes``; FetchError on anything odd."""
+    """Request a URL and parse its JSON reply, reading at most ``max_bytes``; FetchError on anything odd.
+
+    ``url`` may be a ``yarl.URL`` built with ``encoded=True`` so that values already
+    percent-encoded reach the device byte for byte. ``middlewares`` (e.g. aiohttp's
+    ``DigestAuthMiddleware``) apply to this request only. Reasons: ``timeout``,
+    ``unreachable``, ``too-large``, ``http-<status>``, ``redirect`` (a 3xx: redirects are not
+    followed, the answer is not the data), ``not-json``.
+    """
     try:
         async with session.request(
             method,
@@ -156,12 +178,16 @@ async def fetch_json(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             allow_redirects=False,
             ssl=False,
+            middlewares=tuple(middlewares) or None,
         ) as resp:
             body = await resp.content.read(max_bytes + 1)
             if len(body) > max_bytes:
                 raise FetchError("too-large", f"reply larger than {max_bytes} bytes")
             if resp.status >= 400:
                 raise FetchError(f"http-{resp.status}", f"HTTP {resp.status}")
+            if 300 <= resp.status < 400:
+                # Not followed, and the target not named: it may carry a host name or a token.
+                raise FetchError("redirect", f"HTTP {resp.status} redirect (not followed)")
             response = resp
     except TimeoutError:
         raise FetchError("timeout", f"no reply within {timeout_s:g} s") from None
