@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from agent.config import AgentConfig, load_config
+from agent.config import AgentConfig, load_config, parse_listen
 from agent.identity import load_identity
 from agent.incidents.engine import list_incidents
 from agent.status import status_info
@@ -126,6 +126,8 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
     from agent.wiring import build_agent
 
     config = _config(config_path)
+    if listen is not None:
+        parse_listen(listen)  # bad input first: one line naming it, before the data dir is looked at
     setup_logging(config.agent.log_level)
     directory = _existing_dir(data_dir)
 
