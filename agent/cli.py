@@ -25,6 +25,7 @@ from base.cli import (
     empty_message,
     format_moment,
     format_table,
+    report_checks,
     require_database,
     resolve_data_dir,
     run_cli,
@@ -315,16 +316,7 @@ def doctor(data_dir: Path | None, config_path: Path | None) -> None:
     config = _config(config_path)
     setup_logging("ERROR")
     directory = _existing_dir(data_dir)
-    checks = asyncio.run(run_checks(config, directory, SystemClock()))
-    width = max(len(c.name) for c in checks)
-    marks = {"ok": ("ok", "green"), "fail": ("FAIL", "red"), "skip": ("skip", "yellow")}
-    for check in checks:
-        word, colour = marks[check.outcome]
-        click.echo(f"{click.style(word.ljust(4), fg=colour)}  {check.name.ljust(width)}  {check.detail}")
-    failed = [c.name for c in checks if c.outcome == "fail"]
-    if failed:
-        click.echo(f"{counted(len(failed), 'check', 'checks')} failed: {', '.join(failed)}", err=True)
-        raise click.exceptions.Exit(1)
+    report_checks(asyncio.run(run_checks(config, directory, SystemClock())))
 
 
 cli.add_command(remote)

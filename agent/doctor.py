@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Literal
 
 import aiohttp
 
@@ -32,24 +31,14 @@ from agent.monitors.discovery.interfaces import MDNS_GROUP, choose_interfaces
 from agent.monitors.wlan.unifi import ControllerError, build_controller
 from agent.status import effective_central_url
 from agent.store import DB_NAME, Store
+from base.cli import Check
 from base.clock import Clock
-
-Outcome = Literal["ok", "fail", "skip"]
 
 MDNS_PORT = 5353
 SERVICES_META = "_services._dns-sd._udp.local."  # RFC 6763 §9: every responder answers it
 MIN_FREE_BYTES = 200 * 1024 * 1024
 MIN_FREE_FRACTION = 0.05
 UNIT = "schulwart-agent.service"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One doctor line: ``name`` (short), ``outcome`` and what was found or, on failure, the fix."""
-
-    name: str
-    outcome: Outcome
-    detail: str
 
 
 def _ok(name: str, detail: str) -> Check:

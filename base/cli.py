@@ -23,9 +23,10 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -243,6 +244,32 @@ def empty_message(what: str) -> str:
     agents, tokens)."""
     english, german = _EMPTY[what]
     return german if ui_language() == "de" else english
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One `doctor` line: ``name`` (short), ``outcome`` ("ok", "fail" or "skip") and what was found or the fix."""
+
+    name: str
+    outcome: Literal["ok", "fail", "skip"]
+    detail: str
+
+
+def report_checks(checks: Sequence[Check]) -> None:
+    """Print one line per check (ok green, FAIL red, skip yellow); raise Exit(1) when any failed.
+
+    The failed checks are named once more on stderr, so a script sees why the exit code is 1.
+    """
+    width = max((len(c.name) for c in checks), default=0)
+    marks = {"ok": ("ok", "green"), "fail": ("FAIL", "red"), "skip": ("skip", "yellow")}
+    for check in checks:
+        word, colour = marks[check.outcome]
+        detail = clean_cell(check.detail, 400)
+        click.echo(f"{click.style(word.ljust(4), fg=colour)}  {check.name.ljust(width)}  {detail}")
+    failed = [c.name for c in checks if c.outcome == "fail"]
+    if failed:
+        click.echo(f"{counted(len(failed), 'check', 'checks')} failed: {', '.join(failed)}", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def counted(n: int, one: str, many: str) -> str:

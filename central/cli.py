@@ -30,6 +30,7 @@ from base.cli import (
     format_moment,
     format_table,
     parse_duration,
+    report_checks,
     require_database,
     resolve_data_dir,
     run_cli,
@@ -175,6 +176,7 @@ def school_add(data_dir: Path | None, config_path: Path | None, school_id: str, 
         )
     name, carrier = _text(name, "--name"), _text(carrier, "--carrier", 128)
     config = _quiet(_config(data_dir, config_path), creates=True)
+    load_keystore(config.data_dir)  # a new central's keys exist from its first state on: back them up with it
     _with_store(config, lambda store: store.add_school(school_id, name, carrier, iso(SystemClock().now())))
     click.echo(f"school {school_id} added (carrier {carrier})", err=True)
 
@@ -471,6 +473,22 @@ def import_bundle(data_dir: Path | None, config_path: Path | None, file: Path) -
         )
 
     click.echo(_with_store(config, work), err=True)
+
+
+@cli.command()
+@common_options("central")
+@cli_errors
+def doctor(data_dir: Path | None, config_path: Path | None) -> None:
+    """Check, one line each, the database, the keys, the disk and the clock; exit 0 only if all pass.
+
+    Read-only: nothing is created or migrated.
+
+    Example: sudo -u schulwart schulwart-central doctor --data-dir /var/lib/schulwart-central
+    """
+    from central.doctor import run_checks
+
+    config = _quiet(_config(data_dir, config_path))
+    report_checks(run_checks(config))
 
 
 def main() -> None:

@@ -66,7 +66,8 @@ def sim_world(tmp_path: Path, tag: str, sim_args: Sequence[str] = ()) -> Iterato
         agent = Proc([AGENT, "run", "--data-dir", str(agent_dir), "--config", str(config)], tmp_path / "agent.log")
         procs.append(agent)
         port = agent.wait_listening(timeout=20)
-        yield {"central": central_url, "token": token, "school": tag, "agent_dir": agent_dir, "sim": state,
+        yield {"central": central_url, "central_proc": central, "token": token, "school": tag,
+               "agent_dir": agent_dir, "sim": state,
                "agent": agent, "agent_url": f"http://127.0.0.1:{port}", "central_dir": central_dir}  # fmt: skip
     finally:
         if sim is not None:
