@@ -9,6 +9,7 @@ a check that does not apply here (no systemd, nothing configured) is skipped, no
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ import aiohttp
 from agent.config import AgentConfig
 from agent.identity import load_identity
 from agent.monitors.cabinets.meters import Meter, MeterError
-from agent.monitors.discovery.interfaces import MDNS_GROUP, choose_interfaces
+from agent.monitors.discovery.interfaces import MDNS_GROUP, choose_interfaces, host_interfaces
 from agent.monitors.wlan.unifi import ControllerError, build_controller
 from agent.status import effective_central_url
 from agent.store import DB_NAME, Store
@@ -90,8 +91,10 @@ def _is_answer(data: bytes) -> bool:
     return bool(flags & 0x8000) and answers > 0
 
 
-def mdns_query(address: str | None, timeout_s: float) -> int:
-    """Send one mDNS query for every service type from ``address`` (None: the default route's); count responders.
+def mdns_query(address: str | None, timeout_s: float) -> set[str]:
+    """Send one mDNS query for every service type from ``address`` (None: the default route's).
+
+    Returns the addresses of the hosts that answered within ``timeout_s`` seconds.
 
     A one-shot query from an ephemeral port (RFC 6762 §5.1): responders answer it by unicast, so
     the check does not need port 5353, which the running agent holds. Raises OSError when the
@@ -115,7 +118,7 @@ def mdns_query(address: str | None, timeout_s: float) -> int:
                 break
             if _is_answer(data):
                 responders.add(host)
-        return len(responders)
+        return responders
     finally:
         sock.close()
 
@@ -128,14 +131,21 @@ def check_multicast(config: AgentConfig, timeout_s: float = 3.0) -> Check:
     where = ", ".join(choice.names) or "every interface"
     address = choice.addresses[0] if choice.addresses else None
     try:
-        count = mdns_query(address, timeout_s)
+        responders = mdns_query(address, timeout_s)
     except OSError as exc:
         return _fail("multicast", f"cannot send an mDNS query on {where}: {exc.strerror or exc}; check the "
                      "interface ([discovery] interfaces) and the firewall (udp/5353)")  # fmt: skip
+    loopback = bool(address and ipaddress.ip_address(address).is_loopback)
+    if not loopback:
+        # The server's own responder (avahi) answers through the loop-back of multicast even when the
+        # switch drops every packet: only other hosts prove that multicast works on the LAN.
+        responders -= {ip for interface in host_interfaces() for ip in interface.ipv4}
+    count = len(responders)
     if count == 0:
         return _fail("multicast", f"no mDNS answer on {where} ({address or 'default'}) within {timeout_s:g} s: "
                      "check [discovery] interfaces, the firewall (udp/5353) and IGMP snooping")  # fmt: skip
-    return _ok("multicast", f"{count} mDNS responder(s) answered on {where} ({choice.mode})")
+    others = "" if loopback else " besides this server"
+    return _ok("multicast", f"{count} mDNS responder(s){others} answered on {where} ({choice.mode})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ green and exit 0; with central stopped its central line is red and the exit code
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,26 @@ def test_central_doctor(tmp_path: Path) -> None:
     (d / "keys" / "token-issuer.pem").chmod(0o644)
     bad = run([CENTRAL, "doctor", "--data-dir", str(d)], check=False)
     assert bad.returncode == 1 and "chmod 600" in bad.stdout, bad.stdout
+
+
+def test_the_servers_own_responder_does_not_make_multicast_green() -> None:
+    """On the LAN interface only other hosts' answers count: the server's own avahi answers through the loop-back."""
+    from zeroconf import IPVersion, ServiceInfo, Zeroconf
+
+    from agent.config import parse_config
+    from agent.doctor import check_multicast, mdns_query
+    from agent.monitors.discovery.interfaces import default_route_interface
+
+    lan = default_route_interface()
+    if lan is None:
+        pytest.skip("this host has no default route")
+    address = lan.ipv4[0]
+    zc = Zeroconf(interfaces=[address], ip_version=IPVersion.V4Only)
+    try:
+        zc.register_service(ServiceInfo("_doctor14._tcp.local.", "self._doctor14._tcp.local.", port=9,
+                                        addresses=[socket.inet_aton(address)]))  # fmt: skip
+        assert address in mdns_query(address, 1.5), "the server's own responder should answer (the premise)"
+        on_lan = check_multicast(parse_config({"discovery": {"interfaces": [address]}}), timeout_s=1.5)
+    finally:
+        zc.close()
+    assert on_lan.outcome == "fail" and "no mDNS answer" in on_lan.detail, on_lan
