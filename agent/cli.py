@@ -6,22 +6,33 @@ import asyncio
 import json
 import logging
 import signal
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from agent.config import AgentConfig, load_config
+from agent.config import AgentConfig, load_config, parse_listen
 from agent.identity import load_identity
 from agent.incidents.engine import list_incidents
 from agent.status import status_info
 from agent.store import DB_NAME, Store
 from agent.store.inventory import device_json, list_devices
 from agent.techapi.remote import remote
-from base.cli import cli_errors, common_options, format_table, resolve_data_dir, run_cli, setup_logging
+from base.cli import (
+    cli_errors,
+    common_options,
+    counted,
+    empty_message,
+    format_moment,
+    format_table,
+    report_checks,
+    require_database,
+    resolve_data_dir,
+    run_cli,
+    setup_logging,
+    version_option,
+)
 from base.clock import SystemClock
-from base.errors import ConfigError
 
 log = logging.getLogger("agent.cli")
 
@@ -30,13 +41,19 @@ def _config(config_path: Path | None) -> AgentConfig:
     return load_config(config_path)
 
 
-def _open_existing(data_dir: Path | None) -> tuple[Path, Store]:
-    """The store of an agent that has run or enrolled; read commands never create one."""
+_ENROLL_HINT = "enroll first: schulwart-agent enroll --central URL --code CODE"
+
+
+def _existing_dir(data_dir: Path | None) -> Path:
+    """The data dir of an enrolled agent; only `enroll` creates one, every other command refuses a new one."""
     directory = resolve_data_dir(data_dir, "agent")
-    if not (directory / DB_NAME).exists():
-        raise ConfigError(
-            f"no agent state in {directory} (enroll first: schulwart-agent enroll --central URL --code CODE)"
-        )
+    require_database(directory / DB_NAME, directory, _ENROLL_HINT)
+    return directory
+
+
+def _open_existing(data_dir: Path | None) -> tuple[Path, Store]:
+    """The store of an agent that has enrolled; read commands never create one."""
+    directory = _existing_dir(data_dir)
     return directory, Store.open(directory, migrate=False)
 
 
@@ -54,6 +71,7 @@ def _age(seconds: float | None) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 def cli() -> None:
     """Schulwart agent: runs on the school server; discovers, monitors, keeps and syncs."""
 
@@ -67,16 +85,28 @@ def cli() -> None:
 def enroll(central_url: str, code: str, force: bool, data_dir: Path | None, config_path: Path | None) -> None:
     """Enroll this agent with central: key pair, identity, local admin token.
 
+    The code (from `schulwart-central enroll-code`) ends in a pin of central's keys; central's
+    answer must match it, so plain http cannot be used to hand this agent other keys. The data
+    dir is created owner-only; a failed enroll leaves nothing behind.
+
     Example:
 
-        schulwart-agent enroll --central https://central.example --code ABCD-1234
+        schulwart-agent enroll --central https://central.example \\
+            --code q3ZB8w9kT1xVd0cJm4pR7sYe.Xk2v9QpL4tWc8ZrN1bHs5A
     """
     from agent.enroll import enroll as do_enroll
+    from agent.enroll import plain_http_outside_loopback
 
     config = _config(config_path)
     # A one-shot command: its outcome is one line; routine INFO (migrations) would bury it.
     setup_logging("WARNING")
     directory = resolve_data_dir(data_dir, "agent")
+    if plain_http_outside_loopback(central_url):
+        click.echo(
+            f"warning: {central_url} is plain http: the code's pin protects enrollment, but reports and the"
+            " config will cross the network unencrypted; prefer https://",
+            err=True,
+        )
     identity = asyncio.run(
         do_enroll(central_url, code, directory, SystemClock(), force=force, timeout=config.sync.request_timeout)
     )
@@ -97,8 +127,10 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
     from agent.wiring import build_agent
 
     config = _config(config_path)
+    if listen is not None:
+        parse_listen(listen)  # bad input first: one line naming it, before the data dir is looked at
     setup_logging(config.agent.log_level)
-    directory = resolve_data_dir(data_dir, "agent")
+    directory = _existing_dir(data_dir)
 
     async def main() -> bool:
         agent = build_agent(config, directory, SystemClock(), listen=listen)
@@ -117,18 +149,31 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
 @common_options("agent")
 @cli_errors
 def status(as_json: bool, data_dir: Path | None, config_path: Path | None) -> None:
-    """Show identity, outbox depth, last sync and open incidents (no network needed)."""
-    _config(config_path)
+    """Show identity, the effective configuration, outbox depth, last sync and open incidents (no network needed).
+
+    With --config, the central URL and the discovery interfaces are those in use, not only what
+    enrollment wrote down.
+    """
+    config = _config(config_path)
     directory, store = _open_existing(data_dir)
     try:
-        info = status_info(directory, store)
+        info = status_info(directory, store, config)
     finally:
         store.close()
     if as_json:
         _emit_json(info)
         return
+    click.echo(_status_text(info))
+
+
+def _status_text(info: dict[str, Any]) -> str:
     ident = info["identity"]
     box = info["outbox"]
+    central = "-"
+    if ident:
+        central = ident["central_url"]
+        if ident["central_url_from"] == "config":
+            central += f" ([sync] central_url; enrolled at {ident['enrolled_central_url']})"
     lines = [
         (
             f"agent      {ident['agent_id']} (school {ident['school_id']}, {ident['school_name']},"
@@ -136,18 +181,32 @@ def status(as_json: bool, data_dir: Path | None, config_path: Path | None) -> No
         )
         if ident
         else "agent      not enrolled",
-        f"central    {ident['central_url'] if ident else '-'}",
+        f"version    {info['version']}",
+        f"central    {central}",
         f"outbox     last_seq {box['last_seq']}, acked {box['acked_seq']}, depth {box['depth']},"
         f" oldest unsent {_age(box['oldest_unsent_age_s'])}, {box['unsent_bytes']} bytes",
-        f"last sync  {info['last_sync_at'] or 'never'}",
+        f"last sync  {format_moment(info['last_sync_at']) if info['last_sync_at'] else 'never'}",
         f"incidents  {info['open_incidents']} open",
         f"devices    {info['devices']}",
     ]
-    click.echo("\n".join(lines))
+    discovery = info.get("discovery") or {}
+    if discovery.get("mode") == "disabled":
+        lines.append("discovery  disabled")
+    elif discovery:
+        where = ", ".join(discovery["listening"]) or "-"
+        listening = "every interface" if discovery["mode"] == "all" else f"{where} ({discovery['mode']})"
+        lines.append(f"discovery  listening on {listening}")
+        ignored = ", ".join(f"{i['name']} {'/'.join(i['ipv4'])}" for i in discovery["ignored"])
+        if ignored:
+            lines.append(f"           not listening on {ignored} (set [discovery] interfaces to change)")
+        if discovery.get("note"):
+            lines.append(f"           {discovery['note']}")
+    return "\n".join(_clean_line(line) for line in lines)
 
 
-def _short(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+def _clean_line(line: str) -> str:
+    # Names in these lines came from central or the network: no control characters reach the terminal.
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
 
 
 @cli.command()
@@ -166,10 +225,10 @@ def devices(as_json: bool, data_dir: Path | None, config_path: Path | None) -> N
         _emit_json({"devices": [device_json(d) for d in found]})
         return
     rows = [
-        [d.device_class, d.name, d.model or "-", d.state, ",".join(d.addresses), _short(d.last_seen)] for d in found
+        [d.device_class, d.name, d.model, d.state, ",".join(d.addresses), format_moment(d.last_seen)] for d in found
     ]
     header = ["CLASS", "NAME", "MODEL", "STATE", "ADDRESSES", "LAST SEEN"]
-    click.echo(format_table(rows, header) if rows else "no devices")
+    click.echo(format_table(rows, header) if rows else empty_message("devices"))
 
 
 @cli.command()
@@ -193,15 +252,15 @@ def incidents(as_json: bool, show_all: bool, data_dir: Path | None, config_path:
             i.severity,
             i.category,
             i.title,
-            i.subject or "-",
-            _short(i.opened_at),
-            _short(i.resolved_at),
+            i.subject,
+            format_moment(i.opened_at),
+            format_moment(i.resolved_at),
             str(i.flap_count),
         ]
         for i in found
     ]
     header = ["SEVERITY", "CATEGORY", "TITLE", "SUBJECT", "OPENED", "RESOLVED", "FLAPS"]
-    click.echo(format_table(rows, header) if rows else "no incidents")
+    click.echo(format_table(rows, header) if rows else empty_message("incidents"))
 
 
 @cli.command()
@@ -235,7 +294,29 @@ def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
     finally:
         store.close()
     span = f"seq {result.seq_from}..{result.seq_to}" if result.events else "the outbox is empty"
-    click.echo(f"exported {result.events} events ({span}) in {result.envelopes} reports to {out}", err=True)
+    events = counted(result.events, "event", "events")
+    click.echo(f"exported {events} ({span}) in {counted(result.envelopes, 'report', 'reports')} to {out}", err=True)
+
+
+@cli.command()
+@common_options("agent")
+@cli_errors
+def doctor(data_dir: Path | None, config_path: Path | None) -> None:
+    """Check, one line each, what this agent needs; exit 0 only if every check passes.
+
+    The data dir (owner, mode, free space), central (reachable, TLS, its version), the clock
+    against central's, a real mDNS query on the discovery interface, one reading of each
+    meter, one request to the WLAN controller, and the systemd unit. A failed line says how
+    to fix it.
+
+    Example: sudo -u schulwart schulwart-agent doctor --config /etc/schulwart/agent.toml --data-dir /var/lib/schulwart
+    """
+    from agent.doctor import run_checks
+
+    config = _config(config_path)
+    setup_logging("ERROR")
+    directory = _existing_dir(data_dir)
+    report_checks(asyncio.run(run_checks(config, directory, SystemClock())))
 
 
 cli.add_command(remote)

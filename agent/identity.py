@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agent.store import Store
 from base.errors import ConfigError
 from base.secretfile import read_secret_file
+from base.version import version
 from protocol.keys import keyid, load_public_key_b64, private_key_from_pem
 
 KEY_FILE = "agent-key.pem"
@@ -21,11 +21,8 @@ _SETTING = "identity"
 
 
 def agent_version() -> str:
-    """The installed schulwart version."""
-    try:
-        return metadata.version("schulwart")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
+    """The installed schulwart version (``base.version``: one place for all three commands)."""
+    return version()
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,7 @@ def _assemble(
         identity=identity,
         sections=live.latest_sections,
         wake=sync_wake.set,
+        config=config,
     )
     limiter = FailureLimiter(clock.monotonic)
     auth = Authenticator(

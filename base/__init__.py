@@ -2,7 +2,8 @@
 
 CLI plumbing (:mod:`base.cli`), the error base for configuration (:mod:`base.errors`), the
 declarative TOML loader (:mod:`base.config`), owner-only secret files (:mod:`base.secretfile`),
-SQLite connections and migrations (:mod:`base.sqlite`), the one clock (:mod:`base.clock`) and
-the one failure limiter (:mod:`base.ratelimit`). It imports only ``protocol`` and libraries;
-agent and central never import each other (``tests/protocol/test_layering.py`` checks).
+SQLite connections and migrations (:mod:`base.sqlite`), the one clock (:mod:`base.clock`),
+the one failure limiter (:mod:`base.ratelimit`) and the one version (:mod:`base.version`).
+It imports only ``protocol`` and libraries; agent and central never import each other
+(``tests/protocol/test_layering.py`` checks).
 """

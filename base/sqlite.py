@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from base.errors import DatabaseError, SchemaTooNewError
+from base.secretfile import ensure_private_dir, ensure_private_file
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,16 @@ def enable_wal(conn: sqlite3.Connection, timeout_s: float = 10.0) -> None:
 def connect(path: Path, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
     """Open (creating) a database file with WAL, ``synchronous=FULL`` and foreign keys.
 
+    A missing file and missing parent directories are created owner-only (0600 / 0700).
+
     The connection is in autocommit mode: it never opens a transaction on its own, callers
     write inside explicit ``BEGIN IMMEDIATE … COMMIT``. Raises DatabaseError naming
     the file when it cannot be opened or set up.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only from the first byte: the databases hold device names (often pupils' names).
+        ensure_private_dir(path.parent)
+        ensure_private_file(path)
         conn = sqlite3.connect(
             str(path),
             timeout=busy_timeout_ms / 1000,

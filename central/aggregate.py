@@ -264,7 +264,13 @@ async def apply_state(tx: Transaction, agent: AgentRow, state: StatePayload, now
 
 
 def school_status(summary: SchoolSummary, now: datetime, silent_window: timedelta) -> str:
-    """new (no agent), silent (no report within the window), broken, degraded or ok."""
+    """new (never had an agent), silent (no report within the window), broken, degraded or ok.
+
+    A school whose every agent was revoked is ``silent``, not ``new``: nothing it sends is
+    accepted any more, and it has a history (the API says which agent was revoked, when and by whom).
+    """
+    if summary.agents == 0 and summary.revoked_agents:
+        return "silent"
     if summary.agents == 0 or summary.last_contact_at is None:
         return "new"
     if now - from_iso(summary.last_contact_at) > silent_window:

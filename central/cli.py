@@ -7,8 +7,10 @@ goes to stderr. Refusals are one line on stderr and exit 2 (base.cli.run_cli).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
+import os
 import re
 import secrets
 import signal
@@ -19,16 +21,31 @@ from typing import Any, TypeVar
 
 import click
 
-from base.cli import cli_errors, common_options, parse_duration, resolve_data_dir, run_cli, setup_logging
+from base.cli import (
+    cli_errors,
+    common_options,
+    counted,
+    create_data_dir,
+    empty_message,
+    format_moment,
+    format_table,
+    parse_duration,
+    report_checks,
+    require_database,
+    resolve_data_dir,
+    run_cli,
+    setup_logging,
+    version_option,
+)
 from base.clock import SystemClock
 from base.errors import ConfigError
 from central.config import CentralConfig, load_config
 from central.enrollment import create_code, hash_secret, valid_id
-from central.errors import NotFoundError
+from central.errors import AlreadyExistsError, NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
 from central.keystore import load_keystore
 from central.storage import open_store
-from central.storage.base import Storage
+from central.storage.base import IssuedToken, Storage
 from central.timestamps import iso
 from central.web.app import create_app, start
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
@@ -44,10 +61,26 @@ def _config(data_dir: Path | None, config_path: Path | None, **overrides: Any) -
     return load_config(config_path, resolve_data_dir(data_dir, "central"), **overrides)
 
 
-def _quiet(config: CentralConfig) -> CentralConfig:
-    """Logging for the one-shot commands: warnings only, so stderr stays readable."""
+def _quiet(config: CentralConfig, *, creates: bool = False) -> CentralConfig:
+    """Logging for the one-shot commands (warnings only, so stderr stays readable), and the data dir check.
+
+    Only ``serve`` and ``school add`` create state (``creates``); every other command refuses a
+    data dir without a database, so a mistyped --data-dir is named instead of made.
+    """
     setup_logging("WARNING")
+    if creates:
+        create_data_dir(config.data_dir)
+    else:
+        require_database(config.db_path, config.data_dir, "a new central starts with `schulwart-central school add`")
     return config
+
+
+def _operator() -> str:
+    """Who runs this command, for the logs of revocations and issued tokens: the OS user name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER: a container's numeric uid
+        return f"uid {os.getuid()}"
 
 
 def _with_store(config: CentralConfig, work: Callable[[Storage], Awaitable[T]]) -> T:
@@ -76,6 +109,7 @@ def _ttl(text: str, limit: timedelta, what: str) -> timedelta:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 def cli() -> None:
     """Schulwart central: enrollment, signed ingest, the schools' health and the read API."""
 
@@ -96,6 +130,7 @@ def serve(data_dir: Path | None, config_path: Path | None, host: str | None, por
     """
     config = _config(data_dir, config_path, host=host, port=port, db=db)
     setup_logging(config.log_level)
+    create_data_dir(config.data_dir)
     asyncio.run(_serve(config))
 
 
@@ -140,7 +175,8 @@ def school_add(data_dir: Path | None, config_path: Path | None, school_id: str, 
             "must be 1..128 of [A-Za-z0-9._:@-], starting with a letter or digit", param_hint="--id"
         )
     name, carrier = _text(name, "--name"), _text(carrier, "--carrier", 128)
-    config = _quiet(_config(data_dir, config_path))
+    config = _quiet(_config(data_dir, config_path), creates=True)
+    load_keystore(config.data_dir)  # a new central's keys exist from its first state on: back them up with it
     _with_store(config, lambda store: store.add_school(school_id, name, carrier, iso(SystemClock().now())))
     click.echo(f"school {school_id} added (carrier {carrier})", err=True)
 
@@ -153,11 +189,13 @@ def school_add(data_dir: Path | None, config_path: Path | None, school_id: str, 
 def school_list(data_dir: Path | None, config_path: Path | None, carrier: str | None, as_json: bool) -> None:
     """List schools: id, carrier, name."""
     config = _quiet(_config(data_dir, config_path))
-    for row in _with_store(config, lambda store: store.list_schools(carrier)):
-        if as_json:
+    rows = _with_store(config, lambda store: store.list_schools(carrier))
+    if as_json:
+        for row in rows:
             click.echo(json.dumps({"id": row.id, "name": row.name, "carrier": row.carrier}, ensure_ascii=False))
-        else:
-            click.echo(f"{row.id}\t{row.carrier}\t{row.name}")
+        return
+    table = [[row.id, row.carrier, row.name] for row in rows]
+    click.echo(format_table(table, ["ID", "CARRIER", "NAME"]) if table else empty_message("schools"))
 
 
 # --------------------------------------------------------------------------- codes and tokens
@@ -169,10 +207,15 @@ def school_list(data_dir: Path | None, config_path: Path | None, carrier: str | 
 @click.option("--ttl", default=None, help="How long the code works (default 24h, at most 30d).")
 @cli_errors
 def enroll_code(data_dir: Path | None, config_path: Path | None, school_id: str, ttl: str | None) -> None:
-    """Print a one-time enrollment code for a school (only the code, on stdout)."""
+    """Print a one-time enrollment code for a school (only the code, on stdout).
+
+    The code ends in a pin of central's public keys (after the dot): the agent checks central's
+    enrollment answer against it, so the code is safe to use over plain http.
+    """
     config = _quiet(_config(data_dir, config_path))
     lifetime = _ttl(ttl, MAX_CODE_TTL, "--ttl") if ttl is not None else config.enroll_code_ttl
-    code = _with_store(config, lambda store: create_code(store, school_id, lifetime, SystemClock().now()))
+    keys = load_keystore(config.data_dir)
+    code = _with_store(config, lambda store: create_code(store, school_id, lifetime, SystemClock().now(), keys))
     click.echo(code)
 
 
@@ -184,11 +227,16 @@ def token() -> None:
 @token.command("issue")
 @common_options("central")
 @click.option("--technician", required=True, help="Who the token is for.")
-@click.option("--scope", default="all", show_default=True, help="school:ID, carrier:NAME or all.")
+@click.option("--scope", required=True, help="school:ID, carrier:NAME, or all (every school: ask for it by name).")
 @click.option("--ttl", default="8h", show_default=True, help="Lifetime, at most 12h.")
 @cli_errors
 def token_issue(data_dir: Path | None, config_path: Path | None, technician: str, scope: str, ttl: str) -> None:
-    """Print a technician token signed with the token-issuer key (only the token, on stdout)."""
+    """Print a technician token signed with the token-issuer key (only the token, on stdout).
+
+    The token is logged (who, scope, expiry, jti; never the token) for `token list` and `token revoke`.
+
+    Example: schulwart-central token issue --technician "A. Weber" --scope school:gs-nord --ttl 8h
+    """
     technician = _text(technician, "--technician", 128)
     try:
         validate_scope(scope)
@@ -206,7 +254,64 @@ def token_issue(data_dir: Path | None, config_path: Path | None, technician: str
 
     _with_store(config, check)
     keys = load_keystore(config.data_dir)
-    click.echo(issue_technician_token(keys.token_key, technician, scope, SystemClock().now(), lifetime))
+    now, jti = SystemClock().now(), secrets.token_hex(16)
+    issued = IssuedToken(jti, technician, scope, iso(now), iso(now + lifetime), _operator(), None, None)
+    # Logged before it is printed: a token nobody can list is a token nobody can revoke.
+    _with_store(config, lambda store: store.add_issued_token(issued))
+    click.echo(issue_technician_token(keys.token_key, technician, scope, now, lifetime, jti=jti))
+
+
+def _token_state(token: IssuedToken, now: str) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    return "expired" if token.expires_at <= now else "valid"
+
+
+@token.command("list")
+@common_options("central")
+@click.option("--all", "show_all", is_flag=True, help="Expired tokens too.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of columns.")
+@cli_errors
+def token_list(data_dir: Path | None, config_path: Path | None, show_all: bool, as_json: bool) -> None:
+    """List issued technician tokens, newest first: jti, technician, scope, issued, expires, by, state.
+
+    The tokens themselves are never stored. Without --all only tokens that have not expired.
+    """
+    config = _quiet(_config(data_dir, config_path))
+    now = iso(SystemClock().now())
+    tokens = _with_store(config, lambda store: store.list_issued_tokens(None if show_all else now))
+    if as_json:
+        for t in tokens:
+            click.echo(json.dumps({**_fields(t), "state": _token_state(t, now)}, ensure_ascii=False))
+        return
+    rows = [
+        [t.jti, t.technician, t.scope, format_moment(t.issued_at), format_moment(t.expires_at), t.issued_by,
+         _token_state(t, now)]
+        for t in tokens
+    ]  # fmt: skip
+    header = ["JTI", "TECHNICIAN", "SCOPE", "ISSUED", "EXPIRES", "BY", "STATE"]
+    click.echo(format_table(rows, header) if rows else empty_message("tokens"))
+
+
+def _fields(token: IssuedToken) -> dict[str, Any]:
+    return {name: getattr(token, name) for name in IssuedToken.__dataclass_fields__}
+
+
+@token.command("revoke")
+@common_options("central")
+@click.argument("jti")
+@cli_errors
+def token_revoke(data_dir: Path | None, config_path: Path | None, jti: str) -> None:
+    """Revoke a technician token by its jti (from `token list`).
+
+    Agents learn it with their next signed configuration (every [sync] config_interval, 5 min by
+    default) and refuse the token from then on; an agent that cannot reach central keeps
+    accepting it until it expires (at most 12 h).
+    """
+    config = _quiet(_config(data_dir, config_path))
+    if not _with_store(config, lambda store: store.revoke_issued_token(jti, iso(SystemClock().now()), _operator())):
+        raise NotFoundError(f"no issued token with jti {jti!r} (see `schulwart-central token list --all`)")
+    click.echo(f"token {jti} revoked; agents refuse it after their next config fetch", err=True)
 
 
 @cli.group("api-token")
@@ -227,6 +332,11 @@ def api_token_create(data_dir: Path | None, config_path: Path | None, name: str,
     secret = "swc_" + secrets.token_urlsafe(32)
 
     async def create(store: Storage) -> int:
+        if await store.api_token_name_active(name):
+            # The name is what `api-token revoke` takes: it must name one token.
+            raise AlreadyExistsError(
+                f"a read-API token named {name!r} exists already (revoke it first, or pick another name)"
+            )
         await store.add_api_token(hash_secret(secret), name, carrier, iso(SystemClock().now()))
         return len(await store.list_schools(carrier)) if carrier is not None else -1
 
@@ -235,6 +345,40 @@ def api_token_create(data_dir: Path | None, config_path: Path | None, name: str,
         # A typo in the carrier would give a token that silently sees nothing.
         click.echo(f"warning: no school has carrier {carrier!r} yet; this token sees nothing until one does", err=True)
     click.echo(secret)
+
+
+@api_token.command("list")
+@common_options("central")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of columns.")
+@cli_errors
+def api_token_list(data_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """List read-API tokens: name, carrier, created, state (never the token: only its hash is kept)."""
+    config = _quiet(_config(data_dir, config_path))
+    tokens = _with_store(config, lambda store: store.list_api_tokens())
+    if as_json:
+        for t in tokens:
+            click.echo(json.dumps({"name": t.name, "carrier": t.carrier, "created_at": t.created_at,
+                                   "revoked_at": t.revoked_at, "revoked_by": t.revoked_by}, ensure_ascii=False))
+        return
+    rows = [
+        [t.name, t.carrier or "(all)", format_moment(t.created_at),
+         f"revoked {format_moment(t.revoked_at)} by {t.revoked_by}" if t.revoked_at else "valid"]
+        for t in tokens
+    ]  # fmt: skip
+    click.echo(format_table(rows, ["NAME", "CARRIER", "CREATED", "STATE"]) if rows else empty_message("tokens"))
+
+
+@api_token.command("revoke")
+@common_options("central")
+@click.argument("name")
+@cli_errors
+def api_token_revoke(data_dir: Path | None, config_path: Path | None, name: str) -> None:
+    """Revoke the read-API token of this name: central answers it 401 from the next request on."""
+    config = _quiet(_config(data_dir, config_path))
+    count = _with_store(config, lambda store: store.revoke_api_token(name, iso(SystemClock().now()), _operator()))
+    if not count:
+        raise NotFoundError(f"no valid read-API token named {name!r} (see `schulwart-central api-token list`)")
+    click.echo(f"read-API token {name!r} revoked", err=True)
 
 
 # --------------------------------------------------------------------------- agents
@@ -250,11 +394,21 @@ def agent() -> None:
 @click.argument("agent_id")
 @cli_errors
 def agent_revoke(data_dir: Path | None, config_path: Path | None, agent_id: str) -> None:
-    """Refuse this agent's reports from now on (403); it must enroll again."""
+    """Refuse this agent's reports from now on (403); the school keeps its history.
+
+    Records when and by whom (the OS user). A replacement enrolls with a new code:
+    `schulwart-central enroll-code --school ID`, then `schulwart-agent enroll --force` on the school server.
+    """
     config = _quiet(_config(data_dir, config_path))
-    if not _with_store(config, lambda store: store.revoke_agent(agent_id, iso(SystemClock().now()))):
-        raise NotFoundError(f"no agent {agent_id!r}")
-    click.echo(f"agent {agent_id} revoked", err=True)
+    agent = _with_store(config, lambda store: store.get_agent(agent_id))
+    if agent is None:
+        raise NotFoundError(f"no agent {agent_id!r} (see `schulwart-central agent list`)")
+    _with_store(config, lambda store: store.revoke_agent(agent_id, iso(SystemClock().now()), _operator()))
+    click.echo(
+        f"agent {agent_id} revoked; school {agent.school_id} keeps its history. To enroll a replacement: "
+        f"schulwart-central enroll-code --school {agent.school_id}, then schulwart-agent enroll --force",
+        err=True,
+    )
 
 
 @agent.command("list")
@@ -265,21 +419,29 @@ def agent_revoke(data_dir: Path | None, config_path: Path | None, agent_id: str)
 def agent_list(data_dir: Path | None, config_path: Path | None, school_id: str | None, as_json: bool) -> None:
     """List agents: id, school, hostname, version, acked seq, last contact, revoked."""
     config = _quiet(_config(data_dir, config_path))
-    for row in _with_store(config, lambda store: store.list_agents(school_id)):
-        item = {
-            "agent_id": row.agent_id,
-            "school_id": row.school_id,
-            "hostname": row.hostname,
-            "version": row.version,
-            "acked_seq": row.acked_seq,
-            "last_report_at": row.last_report_at,
-            "revoked": row.revoked,
-        }
-        if as_json:
+    agents = _with_store(config, lambda store: store.list_agents(school_id))
+    if as_json:
+        for row in agents:
+            item = {
+                "agent_id": row.agent_id,
+                "school_id": row.school_id,
+                "hostname": row.hostname,
+                "version": row.version,
+                "acked_seq": row.acked_seq,
+                "last_report_at": row.last_report_at,
+                "revoked": row.revoked,
+                "revoked_at": row.revoked_at,
+                "revoked_by": row.revoked_by,
+            }
             click.echo(json.dumps(item, ensure_ascii=False))
-        else:
-            columns = [*(str(v) if v is not None else "-" for v in list(item.values())[:-1])]
-            click.echo("\t".join([*columns, "revoked" if row.revoked else "active"]))
+        return
+    rows = [
+        [a.agent_id, a.school_id, a.hostname, a.version, str(a.acked_seq), format_moment(a.last_report_at),
+         f"revoked {format_moment(a.revoked_at)} by {a.revoked_by or '-'}" if a.revoked else "active"]
+        for a in agents
+    ]  # fmt: skip
+    header = ["AGENT", "SCHOOL", "HOST", "VERSION", "ACKED", "LAST REPORT", "STATE"]
+    click.echo(format_table(rows, header) if rows else empty_message("agents"))
 
 
 # --------------------------------------------------------------------------- import
@@ -305,11 +467,28 @@ def import_bundle(data_dir: Path | None, config_path: Path | None, file: Path) -
         )
         s = await ingestor.import_bundle(body)
         return (
-            f"imported {file.name}: agent {s.agent_id} school {s.school_id}, {s.envelopes} envelopes, "
-            f"{s.stored} new events, acked through {s.acked_through}"
+            f"imported {file.name}: agent {s.agent_id} school {s.school_id}, "
+            f"{counted(s.envelopes, 'envelope', 'envelopes')}, {counted(s.stored, 'new event', 'new events')}, "
+            f"acked through {s.acked_through}"
         )
 
     click.echo(_with_store(config, work), err=True)
+
+
+@cli.command()
+@common_options("central")
+@cli_errors
+def doctor(data_dir: Path | None, config_path: Path | None) -> None:
+    """Check, one line each, the database, the keys, the disk and the clock; exit 0 only if all pass.
+
+    Read-only: nothing is created or migrated.
+
+    Example: sudo -u schulwart schulwart-central doctor --data-dir /var/lib/schulwart-central
+    """
+    from central.doctor import run_checks
+
+    config = _quiet(_config(data_dir, config_path))
+    report_checks(run_checks(config))
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
 """Enrollment: one-time codes (stored only as hashes) traded for an agent identity.
 
-A code carries 144 random bits, works once and expires. Wrong codes are counted per
+A code is ``SECRET.PIN``: the secret carries 144 random bits, works once and expires; the pin
+is a hash of central's two public keys (``protocol.keys.enroll_pin``), which the agent checks
+the enrollment answer against, so a code is safe to use over plain http. Only the secret's
+hash is stored. Wrong codes are counted per
 source address and, past a limit within a window, answered 429 before any lookup.
 Every attempt is logged on one line with the school (when known) and the address, never
 the code itself.
@@ -26,7 +29,7 @@ from central.storage.base import SchoolRow, Storage
 from central.timestamps import from_iso, iso
 from protocol.encoding import loads_strict
 from protocol.errors import MalformedError, SchulwartError
-from protocol.keys import keyid, load_public_key_b64, public_key_raw
+from protocol.keys import enroll_pin, keyid, load_public_key_b64, pin_matches, public_key_raw, split_enroll_code
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +48,22 @@ def valid_id(text: str) -> bool:
     return bool(_ID_RE.fullmatch(text))
 
 
-async def create_code(store: Storage, school_id: str, ttl: timedelta, now: datetime) -> str:
-    """A new one-time code for a school; only its hash is stored."""
+def keys_pin(keys: Keystore) -> str:
+    """The pin of this central's config-signing and token-issuer public keys (22 base64url characters)."""
+    return enroll_pin(public_key_raw(keys.config_key), public_key_raw(keys.token_key))
+
+
+async def create_code(store: Storage, school_id: str, ttl: timedelta, now: datetime, keys: Keystore) -> str:
+    """A new one-time code ``SECRET.PIN`` for a school (24 + 1 + 22 characters); only the secret's hash is stored.
+
+    Raises NotFoundError for an unknown school.
+    """
     if await store.get_school(school_id) is None:
         raise NotFoundError(f"no school with id {school_id!r} (add it with `school add`)")
-    code = secrets.token_urlsafe(CODE_BYTES)
-    await store.add_enroll_code(hash_secret(code), school_id, iso(now + ttl), iso(now))
+    secret = secrets.token_urlsafe(CODE_BYTES)
+    await store.add_enroll_code(hash_secret(secret), school_id, iso(now + ttl), iso(now))
     log.info("enrollment code created school=%s expires=%s", school_id, iso(now + ttl))
-    return code
+    return f"{secret}.{keys_pin(keys)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +146,14 @@ class Enroller:
         self, code: str, raw_key: bytes, request: EnrollRequest, agent_id: str, now: datetime, source: str
     ) -> SchoolRow:
         """In one transaction: the code is valid and unused, the key is new; use the code, add the agent."""
+        secret, pin = split_enroll_code(code)
+        if pin is not None and not pin_matches(
+            pin, public_key_raw(self.keys.config_key), public_key_raw(self.keys.token_key)
+        ):
+            self.limiter.fail(source)
+            raise InvalidCodeError("enrollment code was made by another central (its key pin does not match)")
         async with self.store.transaction() as tx:
-            row = await tx.find_code(hash_secret(code))
+            row = await tx.find_code(hash_secret(secret))
             if row is None or row.used_at is not None or from_iso(row.expires_at) <= now:
                 self.limiter.fail(source)
                 state = "unknown" if row is None else ("used" if row.used_at else "expired")

@@ -10,7 +10,7 @@ aggregation, new ack. The caller answers only after that transaction committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,12 @@ def _keyid_of(doc: Any) -> str | None:
     return None
 
 
+def _sender_version(extra: Mapping[str, Any]) -> str | None:
+    """The agent_version a report or state carries (an added field; older agents send none)."""
+    version = extra.get("agent_version")
+    return version[:64] if isinstance(version, str) and version else None
+
+
 class Ingestor:
     """Verification and idempotent storage of report, state and bundle envelopes."""
 
@@ -170,8 +176,7 @@ class Ingestor:
         received = self.clock.now()
         now = iso(received)
         skew = (from_iso(report.sent_at) - received).total_seconds()
-        version = report.extra.get("agent_version")
-        version = version[:64] if isinstance(version, str) else None
+        version = _sender_version(report.extra)
         digests = [event_digest(event.to_json()) for event in report.events]
         try:
             async with self.store.transaction() as tx:
@@ -252,7 +257,7 @@ class Ingestor:
             if current is None or current.revoked:
                 raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
             applied = await aggregate.apply_state(tx, current, state, now)
-            await tx.record_contact(agent.agent_id, current.acked_seq, now, None, None)
+            await tx.record_contact(agent.agent_id, current.acked_seq, now, None, _sender_version(state.extra))
             await tx.resolve_central_incident(agent.school_id, SILENT_INCIDENT, now)
         outcome = "applied" if applied else "stale"
         log.info(

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from base.errors import ConfigError
-from base.secretfile import read_secret_file, write_secret_file
+from base.secretfile import ensure_private_dir, read_secret_file, write_secret_file
 from protocol.errors import MalformedError
 from protocol.keys import generate_private_key, private_key_from_pem, private_key_to_pem, public_key_b64
 
@@ -70,7 +70,7 @@ def load_keystore(data_dir: Path) -> Keystore:
     """Load both keys from <data_dir>/keys, creating missing ones."""
     keys_dir = data_dir / "keys"
     try:
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_dir(keys_dir, tighten=True)
     except OSError as exc:
         raise KeystoreError(f"cannot create key directory {keys_dir}: {exc.strerror}") from None
     return Keystore(

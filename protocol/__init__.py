@@ -44,15 +44,19 @@ from .events import (
     parse_event_data,
 )
 from .keys import (
+    ENROLL_PIN_CHARS,
+    enroll_pin,
     generate_private_key,
     has_small_order,
     keyid,
     load_public_key,
     load_public_key_b64,
+    pin_matches,
     private_key_from_pem,
     private_key_to_pem,
     public_key_b64,
     public_key_raw,
+    split_enroll_code,
 )
 from .schema import (
     BUNDLE_TYPE,
@@ -150,7 +154,11 @@ __all__ = [
     "dumps",
     "event_digest",
     "format_time",
+    "ENROLL_PIN_CHARS",
+    "enroll_pin",
     "generate_private_key",
+    "pin_matches",
+    "split_enroll_code",
     "has_small_order",
     "issue_technician_token",
     "keyid",

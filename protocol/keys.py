@@ -8,7 +8,9 @@ which refuses the points of small order (and non-canonical encodings of them).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -17,7 +19,11 @@ from .encoding import b64decode_strict, b64encode
 from .errors import MalformedError, WeakKeyError
 
 __all__ = [
+    "ENROLL_PIN_CHARS",
+    "enroll_pin",
     "generate_private_key",
+    "pin_matches",
+    "split_enroll_code",
     "has_small_order",
     "keyid",
     "load_public_key",
@@ -72,6 +78,38 @@ def keyid(key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> str:
     """Hex SHA-256 of the raw 32-byte public key."""
     raw = key if isinstance(key, bytes) else public_key_raw(key)
     return hashlib.sha256(raw).hexdigest()
+
+
+# The enrollment pin: central's two public keys, hashed into the one-time code, as kubeadm's
+# --discovery-token-ca-cert-hash pins the CA. Whoever sits between agent and central can
+# swap the keys in the enrollment answer, but not make them hash to the pin the operator
+# carried over by hand. 128 bits: finding other keys with the same pin is a second preimage.
+_PIN_DOMAIN = b"schulwart enroll pin v1\x00"
+_PIN_BYTES = 16
+ENROLL_PIN_CHARS = 22  # base64url of 16 bytes, unpadded
+_CODE_SEPARATOR = "."  # not in the base64url alphabet of the code's secret part
+
+
+def enroll_pin(config_public_key: bytes, token_public_key: bytes) -> str:
+    """The pin of central's config-signing and token-issuer keys (raw 32 bytes each): 22 base64url characters."""
+    if len(config_public_key) != 32 or len(token_public_key) != 32:
+        raise ValueError("enroll_pin takes two raw 32-byte public keys")
+    digest = hashlib.sha256(_PIN_DOMAIN + config_public_key + token_public_key).digest()[:_PIN_BYTES]
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def split_enroll_code(code: str) -> tuple[str, str | None]:
+    """``SECRET.PIN`` into (secret, pin); a code without a pin gives (code, None). Surrounding blanks are dropped."""
+    secret, sep, pin = code.strip().rpartition(_CODE_SEPARATOR)
+    if not sep:
+        return code.strip(), None
+    return secret, pin
+
+
+def pin_matches(pin: str, config_public_key: bytes, token_public_key: bytes) -> bool:
+    """Whether ``pin`` is the pin of these two raw keys (compared in constant time)."""
+    expected = enroll_pin(config_public_key, token_public_key)
+    return hmac.compare_digest(pin.encode("utf-8", "replace"), expected.encode("ascii"))
 
 
 def _decode_point(raw: bytes) -> tuple[int, int] | None:

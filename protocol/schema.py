@@ -210,11 +210,22 @@ class Report:
 _REPORT_FIELDS = ("v", "agent_id", "school_id", "seq_from", "seq_to", "sent_at", "events")
 
 
-def build_report(agent_id: str, school_id: str, events: Sequence[Mapping[str, Any]], sent_at: datetime | str) -> bytes:
-    """The payload bytes of a report over the given consecutive events."""
+def build_report(
+    agent_id: str,
+    school_id: str,
+    events: Sequence[Mapping[str, Any]],
+    sent_at: datetime | str,
+    *,
+    agent_version: str | None = None,
+) -> bytes:
+    """The payload bytes of a report over the given consecutive events.
+
+    ``agent_version`` adds the sender's version as the field ``agent_version`` (an added field:
+    readers keep it in ``extra``).
+    """
     if not events:
         raise ValueError("a report needs at least one event")
-    doc = {
+    doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "agent_id": agent_id,
         "school_id": school_id,
@@ -223,6 +234,8 @@ def build_report(agent_id: str, school_id: str, events: Sequence[Mapping[str, An
         "sent_at": sent_at if isinstance(sent_at, str) else format_time(sent_at),
         "events": [dict(e) for e in events],
     }
+    if agent_version is not None:
+        doc["agent_version"] = agent_version
     return dumps(doc)
 
 
@@ -299,20 +312,23 @@ def build_state(
     open_incidents: Sequence[Mapping[str, Any]],
     snapshot: Mapping[str, Any] | None,
     devices: Sequence[Mapping[str, Any]] = (),
+    *,
+    agent_version: str | None = None,
 ) -> bytes:
-    """The payload bytes of a state report."""
-    return dumps(
-        {
-            "v": SCHEMA_VERSION,
-            "agent_id": agent_id,
-            "school_id": school_id,
-            "last_seq": last_seq,
-            "made_at": made_at if isinstance(made_at, str) else format_time(made_at),
-            "open_incidents": [dict(i) for i in open_incidents],
-            "snapshot": dict(snapshot) if snapshot is not None else None,
-            "devices": [dict(d) for d in devices],
-        }
-    )
+    """The payload bytes of a state report; ``agent_version`` as in :func:`build_report`."""
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "agent_id": agent_id,
+        "school_id": school_id,
+        "last_seq": last_seq,
+        "made_at": made_at if isinstance(made_at, str) else format_time(made_at),
+        "open_incidents": [dict(i) for i in open_incidents],
+        "snapshot": dict(snapshot) if snapshot is not None else None,
+        "devices": [dict(d) for d in devices],
+    }
+    if agent_version is not None:
+        doc["agent_version"] = agent_version
+    return dumps(doc)
 
 
 def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:

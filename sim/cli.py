@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging
+from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging, version_option
 from base.errors import ConfigError
 from sim.faults import FAULTS, FaultError, parse_fault
 from sim.meters import METER_MODELS
@@ -22,6 +22,7 @@ from sim.unifi import SESSION_REFUSALS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 def cli() -> None:
     """Schulwart simulator: a school's devices, meters, APs and WLAN controller on real protocols."""
 

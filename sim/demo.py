@@ -422,7 +422,9 @@ def prepare_central(run: DemoRun, central_dir: Path, schools: list[School]) -> s
     if not have and adds:
         run.run_all(adds[:1])  # alone: commands racing to create a fresh database fail with "locked"
         adds = adds[1:]
-    return run.run_all([*adds, [CENTRAL, "api-token", "create", "--name", "demo", *d]])[-1]
+    # A name of its own per run: a kept data dir still holds the last run's token, and names are unique.
+    name = f"demo-{secrets.token_hex(3)}"
+    return run.run_all([*adds, [CENTRAL, "api-token", "create", "--name", name, *d]])[-1]
 
 
 def start_central(run: DemoRun, central_dir: Path, port: int, isolated: bool) -> int:

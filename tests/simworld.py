@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.agent.procs import AGENT, CENTRAL, Proc, run
+from tests.agent.procs import Proc, run
 from tests.site.conftest import VENV_BIN, JsonLines
 
 AGENT_SECTIONS = """
@@ -36,8 +36,14 @@ listen = "127.0.0.1:0"
 
 
 @contextmanager
-def sim_world(tmp_path: Path, tag: str, sim_args: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
-    """Central, the sim and an enrolled agent, all running; everything stopped afterwards."""
+def sim_world(
+    tmp_path: Path, tag: str, sim_args: Sequence[str] = (), bin_dir: Path = VENV_BIN
+) -> Iterator[dict[str, Any]]:
+    """Central, the sim and an enrolled agent, all running; everything stopped afterwards.
+
+    ``bin_dir`` holds the three commands (another venv's, e.g. one the wheel was installed into).
+    """
+    AGENT, CENTRAL = str(bin_dir / "schulwart-agent"), str(bin_dir / "schulwart-central")
     procs: list[Proc] = []
     sim: subprocess.Popen[str] | None = None
     central_dir, agent_dir = tmp_path / "central", tmp_path / "agent"
@@ -53,7 +59,7 @@ def sim_world(tmp_path: Path, tag: str, sim_args: Sequence[str] = ()) -> Iterato
         run([AGENT, "enroll", "--central", central_url, "--code", code, "--data-dir", str(agent_dir)])
         site = tmp_path / "site.toml"
         sim = subprocess.Popen(
-            [str(VENV_BIN / "schulwart-sim"), "school", "--school", tag, "--devices", "8", "--receivers", "2",
+            [str(bin_dir / "schulwart-sim"), "school", "--school", tag, "--devices", "8", "--receivers", "2",
              "--printers", "1", "--aps", "2", "--cabinets", "2", "--window", "00:00-00:00", "--days", "all",
              "--agent-interval", "1", "--missing-after", "2s", "--write-agent-config", str(site),
              "--data-dir", str(tmp_path / "sim"), "--log-level", "WARNING", *sim_args],
@@ -66,8 +72,10 @@ def sim_world(tmp_path: Path, tag: str, sim_args: Sequence[str] = ()) -> Iterato
         agent = Proc([AGENT, "run", "--data-dir", str(agent_dir), "--config", str(config)], tmp_path / "agent.log")
         procs.append(agent)
         port = agent.wait_listening(timeout=20)
-        yield {"central": central_url, "token": token, "school": tag, "agent_dir": agent_dir, "sim": state,
-               "agent": agent, "agent_url": f"http://127.0.0.1:{port}", "central_dir": central_dir}  # fmt: skip
+        yield {"central": central_url, "central_proc": central, "token": token, "school": tag,
+               "agent_dir": agent_dir, "sim": state,
+               "agent": agent, "agent_url": f"http://127.0.0.1:{port}", "central_dir": central_dir,
+               "config": config}  # fmt: skip
     finally:
         if sim is not None:
             sim.terminate()

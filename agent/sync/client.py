@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
 
 from agent.config import SyncSection
-from agent.identity import Identity, raise_time_floor
+from agent.identity import Identity, agent_version, raise_time_floor
 from agent.monitors.base import Signal
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox, QueuedEvent
@@ -113,7 +113,9 @@ def report_envelope(
     identity: Identity, key: Ed25519PrivateKey, events: Sequence[QueuedEvent], sent_at: datetime
 ) -> bytes:
     """A signed report over consecutive queued events."""
-    payload = build_report(identity.agent_id, identity.school_id, [e.to_wire() for e in events], sent_at)
+    payload = build_report(
+        identity.agent_id, identity.school_id, [e.to_wire() for e in events], sent_at, agent_version=agent_version()
+    )
     return sign(payload, REPORT_TYPE, key)
 
 
@@ -281,6 +283,7 @@ class SyncClient:
             parts.open_incidents,
             parts.snapshot,
             parts.devices,
+            agent_version=agent_version(),
         )
         outcome = await self._post(sign(payload, STATE_TYPE, self.key))
         if not isinstance(outcome, Accepted):

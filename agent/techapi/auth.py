@@ -93,6 +93,8 @@ class Authenticator:
             raise self._refuse(source, 403, exc.reason, exc.message) from None
         except TokenError as exc:
             raise self._refuse(source, 401, exc.reason, exc.message) from None
+        if claims.jti in self._view.revoked_tokens():
+            raise self._refuse(source, 401, "token_revoked", f"(jti {claims.jti} was revoked at central)")
         if claims.jti not in self._seen_jti:  # the page polls: log a token's first use, not every request
             log.info(
                 "technician authenticated school=%s technician=%s jti=%s", identity.school_id, claims.sub, claims.jti

@@ -11,23 +11,36 @@ import json
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
-from base.cli import cli_errors, common_options, format_table, load_toml
+from base.cli import clean_cell, cli_errors, common_options, empty_message, format_moment, format_table, load_toml
+from base.config import parse_section
 from base.errors import ConfigError
 
 TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteSection:
+    """``[remote]`` of the laptop's --config: the agent's URL, the token file and a CA file (paths)."""
+
+    url: str = ""
+    token_file: str = ""
+    cafile: str = ""
+
+
 def _token(path: Path) -> str:
     try:
-        token = path.read_text("utf-8").strip()
+        token = path.read_bytes().decode("ascii").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"token file {path} does not hold a token (it is not ASCII text)") from None
     if not token:
         raise ConfigError(f"token file {path} is empty")
     return token
@@ -71,20 +84,30 @@ def _target(
     url: str | None, token_file: Path | None, cafile: Path | None, config_path: Path | None
 ) -> tuple[str, str, Path | None]:
     """URL, token and CA from the flags, else from the [remote] section of --config."""
-    section = load_toml(config_path).get("remote", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"[remote] in {config_path} must be a table")
-    url = url or section.get("url")
-    token_path = token_file or (Path(section["token_file"]) if section.get("token_file") else None)
-    ca = cafile or (Path(section["cafile"]) if section.get("cafile") else None)
+    # Only [remote] is read: the same file may hold the agent's own sections on a school server.
+    doc = load_toml(config_path)
+    section = parse_section(RemoteSection, doc.get("remote", {}), section="remote", source=str(config_path))
+    url = url or section.url
+    token_path = token_file or (Path(section.token_file) if section.token_file else None)
+    ca = cafile or (Path(section.cafile) if section.cafile else None)
     if not url or token_path is None:
         raise ConfigError("give --url and --token-file (or [remote] url and token_file in --config)")
     return str(url), _token(token_path), ca
 
 
-def _rows(items: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    rows = [["-" if item.get(key) is None else str(item.get(key))[:60] for key, _ in columns] for item in items]
-    return format_table(rows, [heading for _, heading in columns]) if rows else "nothing"
+_TIME_KEYS = frozenset({"opened_at", "resolved_at", "last_seen", "acknowledged_at"})
+
+
+def _rows(items: object, columns: Sequence[tuple[str, str]], what: str) -> str:
+    """The same table the local command prints: times through format_moment, cells cleaned by format_table."""
+    if not isinstance(items, list):
+        items = []
+    rows = [
+        [format_moment(item.get(key)) if key in _TIME_KEYS else item.get(key) for key, _ in columns]
+        for item in items
+        if isinstance(item, Mapping)
+    ]
+    return format_table(rows, [heading for _, heading in columns]) if rows else empty_message(what)
 
 
 def _emit(body: Mapping[str, Any], as_json: bool, text: str) -> None:
@@ -120,9 +143,9 @@ def remote_status(
         f"school     {school.get('name')} ({school.get('id')}), carrier {school.get('carrier')}",
         f"incidents  {body.get('open_incidents')} open",
         f"outbox     {outbox.get('depth')} waiting, last seq {outbox.get('last_seq')}, acked {outbox.get('acked_seq')}",
-        f"last sync  {body.get('last_sync_at') or 'never'}",
+        f"last sync  {format_moment(body.get('last_sync_at')) if body.get('last_sync_at') else 'never'}",
     ]
-    _emit(body, as_json, "\n".join(lines))
+    _emit(body, as_json, "\n".join(clean_cell(line, 400) for line in lines))
 
 
 @remote.command("incidents")
@@ -145,7 +168,7 @@ def remote_incidents(
     body = asyncio.run(fetch(url, f"/api/v1/incidents?state={state}&limit=1000", token, ca))
     columns = [("severity", "SEVERITY"), ("category", "CATEGORY"), ("title", "TITLE"), ("subject", "SUBJECT"),
                ("opened_at", "OPENED"), ("acknowledged_by", "ACK BY")]  # fmt: skip
-    _emit(body, as_json, _rows(body.get("incidents", []), columns))
+    _emit(body, as_json, _rows(body.get("incidents", []), columns, "incidents"))
 
 
 @remote.command("devices")
@@ -167,4 +190,4 @@ def remote_devices(
     url, token, ca = _target(url, token_file, cafile, config_path)
     body = asyncio.run(fetch(url, query, token, ca))
     columns = [("name", "NAME"), ("class", "CLASS"), ("model", "MODEL"), ("state", "STATE"), ("last_seen", "LAST SEEN")]
-    _emit(body, as_json, _rows(body.get("devices", []), columns))
+    _emit(body, as_json, _rows(body.get("devices", []), columns, "devices"))

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.config import AgentConfig
 from agent.identity import Identity, time_floor
 from agent.incidents.engine import IncidentEngine, UnknownIncidentError, list_incidents, notes_for
 from agent.status import status_info
@@ -48,7 +49,9 @@ class AgentView:
         identity: Identity | None,
         sections: Callable[[], Mapping[str, Mapping[str, Any]]],
         wake: Callable[[], None],
+        config: AgentConfig | None = None,
     ) -> None:
+        self._config = config
         self._store = store
         self._engine = engine
         self._data_dir = data_dir
@@ -77,9 +80,15 @@ class AgentView:
         floor = time_floor(self._store)
         return parse_time(floor) if floor else None
 
+    def revoked_tokens(self) -> frozenset[str]:
+        """The jtis of technician tokens central revoked, from its newest signed config (empty before one)."""
+        stored = self._store.get_setting("central_config") or {}
+        listed = (stored.get("settings") or {}).get("revoked_tokens") if isinstance(stored, dict) else None
+        return frozenset(j for j in listed if isinstance(j, str)) if isinstance(listed, list) else frozenset()
+
     def status(self) -> Mapping[str, Any]:
         """`status --json` plus the live monitor sections (WLAN, cabinets, host)."""
-        info = status_info(self._data_dir, self._store)
+        info = status_info(self._data_dir, self._store, self._config)
         sections = {name: dict(values) for name, values in self._sections().items()}
         info["snapshot"] = sections
         info["counts"] = {

@@ -42,6 +42,9 @@ class LocalView(Protocol):
     def time_floor(self) -> datetime | None:
         """The newest central-signed time seen; tokens are checked at max(now, floor)."""
 
+    def revoked_tokens(self) -> frozenset[str]:
+        """The jtis of technician tokens central revoked (from its newest signed config)."""
+
     def status(self) -> Mapping[str, Any]:
         """Outbox, last sync, latest snapshot sections, counts: the same as `status --json`."""
 

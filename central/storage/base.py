@@ -76,6 +76,7 @@ class AgentRow:
     state_made_at: str | None
     devices_seq: int
     snapshot_seq: int
+    revoked_by: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -102,6 +103,40 @@ class ApiTokenRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiTokenInfo:
+    """A read-API token as `api-token list` shows it (never the token or its hash); times RFC 3339."""
+
+    name: str
+    carrier: str | None
+    created_at: str
+    revoked_at: str | None
+    revoked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """One line of the issued-technician-token log: who, scope, when, until when; never the token."""
+
+    jti: str
+    technician: str
+    scope: str
+    issued_at: str
+    expires_at: str
+    issued_by: str
+    revoked_at: str | None
+    revoked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """The newest revoked agent of a school: which, when (RFC 3339), by whom (an OS user name)."""
+
+    agent_id: str
+    at: str
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SchoolSummary:
     """What the school list needs, read in one query (no history is replayed)."""
 
@@ -112,6 +147,9 @@ class SchoolSummary:
     open_critical: int
     open_warning: int
     open_info: int
+    revoked_agents: int = 0
+    last_revoked: Revocation | None = None
+    history_last_report_at: str | None = None  # newest report of any agent, revoked ones too
 
     @property
     def open_incidents(self) -> int:
@@ -242,8 +280,8 @@ class Storage(Protocol):
     async def list_agents(self, school_id: str | None = None) -> list[AgentRow]:
         """Agents, optionally of one school."""
 
-    async def revoke_agent(self, agent_id: str, at: str) -> bool:
-        """Revoke; False when no such agent."""
+    async def revoke_agent(self, agent_id: str, at: str, by: str | None = None) -> bool:
+        """Revoke (recording when and by whom); False when no such agent."""
 
     async def agent_snapshot(self, agent_id: str) -> tuple[str | None, str | None]:
         """(snapshot JSON, its time) of one agent."""
@@ -252,7 +290,28 @@ class Storage(Protocol):
         """Store a read-API token hash."""
 
     async def find_api_token(self, token_hash: str) -> ApiTokenRow | None:
-        """A read-API token by its hash."""
+        """A read-API token by its hash; None when unknown or revoked."""
+
+    async def api_token_name_active(self, name: str) -> bool:
+        """Whether an unrevoked read-API token has this name."""
+
+    async def list_api_tokens(self) -> list[ApiTokenInfo]:
+        """Every read-API token, revoked ones too, oldest first."""
+
+    async def revoke_api_token(self, name: str, at: str, by: str) -> int:
+        """Revoke the unrevoked read-API tokens of this name; how many were revoked."""
+
+    async def add_issued_token(self, token: IssuedToken) -> None:
+        """Log an issued technician token (never the token itself)."""
+
+    async def list_issued_tokens(self, expired_before: str | None = None) -> list[IssuedToken]:
+        """The issued-token log, newest first; with ``expired_before`` only tokens expiring after it."""
+
+    async def revoke_issued_token(self, jti: str, at: str, by: str) -> bool:
+        """Mark a technician token revoked; False when no such jti."""
+
+    async def revoked_token_ids(self, now: str) -> list[str]:
+        """The jtis of revoked technician tokens that have not expired yet."""
 
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""

@@ -54,6 +54,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 token_hash TEXT PRIMARY KEY, name TEXT NOT NULL, carrier TEXT, created_at TEXT NOT NULL)""",
         ),
     ),
+    Migration(
+        2,
+        "revocations and the issued-token log",
+        statements(
+            # Who revoked an agent or a read-API token, so the school's page can say so.
+            "ALTER TABLE agents ADD COLUMN revoked_by TEXT",
+            "ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT",
+            "ALTER TABLE api_tokens ADD COLUMN revoked_by TEXT",
+            # Every technician token issued: who, scope, expiry, jti; never the token itself.
+            """CREATE TABLE issued_tokens (
+                jti TEXT PRIMARY KEY, technician TEXT NOT NULL, scope TEXT NOT NULL, issued_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL, issued_by TEXT NOT NULL, revoked_at TEXT, revoked_by TEXT)""",
+            "CREATE INDEX issued_tokens_expires ON issued_tokens(expires_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -24,10 +24,13 @@ from central.storage.base import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
     AgentRow,
+    ApiTokenInfo,
     ApiTokenRow,
     CodeRow,
     EventRow,
     IncidentQuery,
+    IssuedToken,
+    Revocation,
     SchoolRow,
     SchoolSummary,
 )
@@ -37,7 +40,7 @@ BUSY_TIMEOUT_MS = 5000
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
-    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq"
+    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by"
 )
 # Built once from literal column lists, never from input.
 _AGENT_BY_ID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id=?"  # noqa: S608
@@ -319,7 +322,9 @@ class SqliteStore:
                  WHERE a.school_id=s.id AND a.revoked_at IS NULL),
               (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='critical'),
               (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='warning'),
-              (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='info')
+              (SELECT count(*) FROM incidents i WHERE i.school_id=s.id AND i.status='open' AND i.severity='info'),
+              (SELECT count(*) FROM agents a WHERE a.school_id=s.id AND a.revoked_at IS NOT NULL),
+              (SELECT max(a.last_report_at) FROM agents a WHERE a.school_id=s.id)
             FROM schools s
             WHERE (? IS NULL OR s.carrier=?) AND (? IS NULL OR s.id=?)
             ORDER BY s.id
@@ -335,9 +340,20 @@ class SqliteStore:
                 open_critical=r[7],
                 open_warning=r[8],
                 open_info=r[9],
+                revoked_agents=r[10],
+                last_revoked=self._last_revoked(r[0]) if r[10] else None,
+                history_last_report_at=r[11],
             )
-            for r in rows
+            for r in rows.fetchall()
         ]
+
+    def _last_revoked(self, school_id: str) -> Revocation | None:
+        row = self._conn.execute(
+            "SELECT agent_id, revoked_at, revoked_by FROM agents WHERE school_id=? AND revoked_at IS NOT NULL"
+            " ORDER BY revoked_at DESC, agent_id LIMIT 1",
+            (school_id,),
+        ).fetchone()
+        return None if row is None else Revocation(row[0], row[1], row[2])
 
     async def add_enroll_code(self, code_hash: str, school_id: str, expires_at: str, at: str) -> None:
         """Store a new enrollment code hash."""
@@ -363,11 +379,13 @@ class SqliteStore:
         )
         return [a for a in map(_agent, rows) if a is not None]
 
-    async def revoke_agent(self, agent_id: str, at: str) -> bool:
-        """Revoke; False when no such agent."""
+    async def revoke_agent(self, agent_id: str, at: str, by: str | None = None) -> bool:
+        """Revoke (recording when and by whom; a second revoke keeps the first); False when no such agent."""
         async with self.transaction():
             cur = self._conn.execute(
-                "UPDATE agents SET revoked_at=coalesce(revoked_at, ?) WHERE agent_id=?", (at, agent_id)
+                "UPDATE agents SET revoked_by=CASE WHEN revoked_at IS NULL THEN ? ELSE revoked_by END,"
+                " revoked_at=coalesce(revoked_at, ?) WHERE agent_id=?",
+                (by, at, agent_id),
             )
             return cur.rowcount > 0
 
@@ -387,9 +405,67 @@ class SqliteStore:
             )
 
     async def find_api_token(self, token_hash: str) -> ApiTokenRow | None:
-        """A read-API token by its hash."""
-        row = self._conn.execute("SELECT name, carrier FROM api_tokens WHERE token_hash=?", (token_hash,)).fetchone()
+        """A read-API token by its hash; None when unknown or revoked."""
+        row = self._conn.execute(
+            "SELECT name, carrier FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL", (token_hash,)
+        ).fetchone()
         return None if row is None else ApiTokenRow(row[0], row[1])
+
+    async def api_token_name_active(self, name: str) -> bool:
+        """Whether an unrevoked read-API token has this name."""
+        row = self._conn.execute("SELECT 1 FROM api_tokens WHERE name=? AND revoked_at IS NULL", (name,)).fetchone()
+        return row is not None
+
+    async def list_api_tokens(self) -> list[ApiTokenInfo]:
+        """Every read-API token, revoked ones too, oldest first."""
+        rows = self._conn.execute(
+            "SELECT name, carrier, created_at, revoked_at, revoked_by FROM api_tokens ORDER BY created_at, name"
+        )
+        return [ApiTokenInfo(*r) for r in rows]
+
+    async def revoke_api_token(self, name: str, at: str, by: str) -> int:
+        """Revoke the unrevoked read-API tokens of this name; how many were revoked."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE api_tokens SET revoked_at=?, revoked_by=? WHERE name=? AND revoked_at IS NULL", (at, by, name)
+            )
+            return cur.rowcount
+
+    async def add_issued_token(self, token: IssuedToken) -> None:
+        """Log an issued technician token (never the token itself)."""
+        async with self.transaction():
+            self._conn.execute(
+                "INSERT INTO issued_tokens (jti, technician, scope, issued_at, expires_at, issued_by, revoked_at,"
+                " revoked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (token.jti, token.technician, token.scope, token.issued_at, token.expires_at, token.issued_by,
+                 token.revoked_at, token.revoked_by),
+            )  # fmt: skip
+
+    async def list_issued_tokens(self, expired_before: str | None = None) -> list[IssuedToken]:
+        """The issued-token log, newest first; with ``expired_before`` only tokens expiring after it."""
+        rows = self._conn.execute(
+            "SELECT jti, technician, scope, issued_at, expires_at, issued_by, revoked_at, revoked_by"
+            " FROM issued_tokens WHERE ? IS NULL OR expires_at > ? ORDER BY issued_at DESC, jti",
+            (expired_before, expired_before),
+        )
+        return [IssuedToken(*r) for r in rows]
+
+    async def revoke_issued_token(self, jti: str, at: str, by: str) -> bool:
+        """Mark a technician token revoked (a second revoke keeps the first); False when no such jti."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE issued_tokens SET revoked_by=CASE WHEN revoked_at IS NULL THEN ? ELSE revoked_by END,"
+                " revoked_at=coalesce(revoked_at, ?) WHERE jti=?",
+                (by, at, jti),
+            )
+            return cur.rowcount > 0
+
+    async def revoked_token_ids(self, now: str) -> list[str]:
+        """The jtis of revoked technician tokens that have not expired yet."""
+        rows = self._conn.execute(
+            "SELECT jti FROM issued_tokens WHERE revoked_at IS NOT NULL AND expires_at > ? ORDER BY jti", (now,)
+        )
+        return [str(r[0]) for r in rows]
 
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""

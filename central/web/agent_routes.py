@@ -6,6 +6,7 @@ from aiohttp import web
 
 from central.enrollment import MAX_ENROLL_BODY
 from central.errors import NotFoundError
+from central.timestamps import iso
 from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS, STORE
 from central.web.body import check_encoding, decode_content, read_capped
 from protocol.encoding import dumps
@@ -49,6 +50,11 @@ async def agent_config(request: web.Request) -> web.Response:
     if agent.revoked:
         raise RevokedKeyError(f"agent {agent_id} is revoked: enroll again")
     config = app[CONFIG]
-    settings = {**config.sync.to_json(), "silent_window_s": int(config.silent_window.total_seconds())}
+    settings: dict[str, object] = {
+        **config.sync.to_json(),
+        "silent_window_s": int(config.silent_window.total_seconds()),
+    }
+    # Technician tokens revoked with `token revoke` (and not expired): the agent refuses them.
+    settings["revoked_tokens"] = await app[STORE].revoked_token_ids(iso(app[CLOCK].now()))
     payload = build_config_payload(agent_id, config.config_version, app[CLOCK].now(), settings)
     return _json(sign_envelope(payload, CONFIG_TYPE, app[KEYS].config_key))

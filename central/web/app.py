@@ -10,6 +10,7 @@ from aiohttp import web
 
 from base.clock import Clock, SystemClock
 from base.ratelimit import FailureLimiter
+from base.version import version
 from central.config import CentralConfig
 from central.enrollment import Enroller
 from central.errors import http_status
@@ -85,8 +86,8 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+    """Liveness: the process answers; ``{"status": "ok", "version": "0.1.0"}``."""
+    return web.json_response({"status": "ok", "version": version()})
 
 
 async def metrics_view(request: web.Request) -> web.Response:

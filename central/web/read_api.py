@@ -58,8 +58,28 @@ def _school_json(summary: SchoolSummary, now: datetime, request: web.Request) ->
             "warning": summary.open_warning,
             "info": summary.open_info,
         },
-        "last_report_at": summary.last_report_at,
+        "last_report_at": summary.last_report_at or summary.history_last_report_at,
         "agent_count": summary.agents,
+        "revoked_agent": _revoked_json(summary),
+    }
+
+
+def _revoked_json(summary: SchoolSummary) -> dict[str, Any] | None:
+    """The school's newest revoked agent and, when no agent is left, how to enroll a replacement."""
+    revoked = summary.last_revoked
+    if revoked is None:
+        return None
+    school = summary.school.id
+    return {
+        "agent_id": revoked.agent_id,
+        "revoked_at": revoked.at,
+        "revoked_by": revoked.by,
+        "replacement": None
+        if summary.agents
+        else (
+            f"make a code with `schulwart-central enroll-code --school {school}`, then on the school server "
+            "`schulwart-agent enroll --force --central URL --code CODE`"
+        ),
     }
 
 
@@ -95,6 +115,8 @@ def _agent_json(agent: AgentRow, skew_flag_s: float) -> dict[str, Any]:
         "hostname": agent.hostname,
         "enrolled_at": agent.enrolled_at,
         "revoked": agent.revoked,
+        "revoked_at": agent.revoked_at,
+        "revoked_by": agent.revoked_by,
         "clock_skew_s": agent.clock_skew_s,
         "clock_skew_flagged": agent.clock_skew_s is not None and abs(agent.clock_skew_s) > skew_flag_s,
     }

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocol.encoding import loads_strict
 from protocol.envelope import sign, verify
 from protocol.errors import ProtocolError
-from protocol.keys import generate_private_key, keyid, load_public_key_b64, public_key_b64
+from protocol.keys import enroll_pin, generate_private_key, keyid, load_public_key_b64, public_key_b64, public_key_raw
 from protocol.schema import (
     BUNDLE_TYPE,
     CONFIG_TYPE,
@@ -64,7 +64,8 @@ class FakeCentral:
         self.sync_settings = {"report_interval_s": 1, "max_batch_events": 100, "max_batch_bytes": 65536}
 
     def code(self, school_id: str = "s1") -> str:
-        code = secrets.token_hex(6)
+        """A one-time code pinned to this central's keys, as the real central makes them."""
+        code = f"{secrets.token_hex(6)}.{enroll_pin(public_key_raw(self.config_key), public_key_raw(self.token_key))}"
         self.codes[code] = school_id
         return code
 

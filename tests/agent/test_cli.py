@@ -30,7 +30,7 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[agent]\nsnapshot_intervall = 5\n")
     assert "snapshot_intervall" in one_line_error(["status", "--config", str(bad), "--data-dir", str(tmp_path)])
-    assert "no agent state" in one_line_error(["status", "--data-dir", str(tmp_path / "empty")])
+    assert "no schulwart database" in one_line_error(["status", "--data-dir", str(tmp_path / "empty")])
     assert "HOST:PORT" in one_line_error(["run", "--listen", "nonsense", "--data-dir", str(tmp_path / "d")])
     assert "must start with http" in one_line_error(
         ["enroll", "--central", "ftp://x", "--code", "c", "--data-dir", str(tmp_path)]
@@ -79,6 +79,7 @@ def test_read_commands_from_the_store(data_dir: Path, clock: FakeClock) -> None:
 @pytest.mark.timeout(60)
 def test_run_serves_healthz_writes_a_snapshot_and_stops_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "d"
+    Store.open(data).close()  # an agent that has state but is not enrolled (yet) still runs
     config = write_config(tmp_path / "a.toml", "[host]\ninterval = 0.2\n")
     proc = Proc(
         [AGENT, "run", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--config", str(config)], tmp_path / "log"

@@ -94,11 +94,13 @@ async def test_enroll_twice_refuses_unless_forced(central: tuple[FakeCentral, st
 
 async def test_enroll_errors_are_clear(central: tuple[FakeCentral, str], data_dir: Path) -> None:
     _fake, url = central
-    with pytest.raises(EnrollError, match=r"refused the enrollment \(403\): bad_code"):
+    with pytest.raises(EnrollError, match="carries no pin"):
         await enroll(url, "nope", data_dir, SystemClock())
+    with pytest.raises(EnrollError, match=r"refused the enrollment \(403\): bad_code"):
+        await enroll(url, "nope." + "A" * 22, data_dir, SystemClock())
     with pytest.raises(EnrollError, match="cannot reach central"):
-        await enroll("http://127.0.0.1:9", "x", data_dir, SystemClock(), timeout=2)
-    assert not (data_dir / KEY_FILE).exists()
+        await enroll("http://127.0.0.1:9", "x." + "A" * 22, data_dir, SystemClock(), timeout=2)
+    assert list(data_dir.iterdir()) == []  # nothing half-made in the (existing) data dir
 
 
 async def test_drain_sends_everything_in_order_then_config(

@@ -21,6 +21,7 @@ from central.enrollment import create_code, hash_secret
 from central.keystore import Keystore, load_keystore
 from central.storage.sqlite import SqliteStore
 from central.web.app import create_app, make_runner
+from central.web.appkeys import KEYS
 from protocol.envelope import sign
 from protocol.keys import generate_private_key, public_key_b64
 from protocol.schema import REPORT_TYPE, STATE_TYPE, build_report, build_state, make_event
@@ -151,7 +152,7 @@ async def enroll(
 ) -> FakeAgent:
     """Enroll a fresh key over HTTP with a fresh code."""
     key = key or generate_private_key()
-    code = await create_code(store, school_id, timedelta(hours=24), clock.now())
+    code = await create_code(store, school_id, timedelta(hours=24), clock.now(), client.server.app[KEYS])
     resp = await client.post(
         "/v1/enroll",
         json={"code": code, "public_key": public_key_b64(key), "hostname": "srv", "agent_version": "0.1.0"},

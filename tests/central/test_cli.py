@@ -23,7 +23,7 @@ from protocol.tokens import verify_technician_token
 
 from .conftest import FakeAgent
 
-CODE_RE = re.compile(r"[A-Za-z0-9_-]{24}")
+CODE_RE = re.compile(r"[A-Za-z0-9_-]{24}\.[A-Za-z0-9_-]{22}")
 
 
 def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
@@ -73,7 +73,11 @@ def test_school_add_and_list(central, tmp_path: Path) -> None:
     one_error_line(*central("school", "add", "--id", "bad id!", "--name", "X", "--carrier", "Y"))
     one_error_line(*central("school", "add", "--id", "x", "--name", "X"))  # missing --carrier
     code, out, _ = central("school", "list")
-    assert code == 0 and out.splitlines() == ["gs-nord\tMusterstadt\tGS Nord", "gs-ost\tAnderdorf\tGS Ost"]
+    assert code == 0 and out.splitlines() == [
+        "ID       CARRIER      NAME",
+        "gs-nord  Musterstadt  GS Nord",
+        "gs-ost   Anderdorf    GS Ost",
+    ]
     code, out, _ = central("school", "list", "--carrier", "Anderdorf", "--json")
     assert out.strip() == '{"id": "gs-ost", "name": "GS Ost", "carrier": "Anderdorf"}'
 
@@ -90,7 +94,7 @@ def test_enroll_code(central, tmp_path: Path) -> None:
 
 async def _find_code(store: SqliteStore, code: str):
     async with store.transaction() as tx:
-        return await tx.find_code(hash_secret(code))
+        return await tx.find_code(hash_secret(code.partition(".")[0]))
 
 
 def test_token_issue(central, tmp_path: Path) -> None:
@@ -101,7 +105,7 @@ def test_token_issue(central, tmp_path: Path) -> None:
         out.strip(), issuer, school_id="gs-nord", carrier="Musterstadt", now=datetime.now(UTC)
     )
     assert claims.sub == "anna" and (claims.exp - claims.iat).total_seconds() == 7200
-    assert "12h" in one_error_line(*central("token", "issue", "--technician", "anna", "--ttl", "13h"))
+    assert "12h" in one_error_line(*central("token", "issue", "--technician", "anna", "--scope", "all", "--ttl", "13h"))
     one_error_line(*central("token", "issue", "--technician", "anna", "--scope", "everything"))
     one_error_line(*central("token", "issue", "--technician", "anna", "--scope", "school:nope"))
     one_error_line(*central("token", "issue", "--technician", "anna", "--scope", "carrier:Nowhere"))
@@ -132,7 +136,7 @@ def _add_agent(tmp_path: Path, school: str = "gs-nord") -> FakeAgent:
 def test_agent_list_and_revoke(central, tmp_path: Path) -> None:
     agent = _add_agent(tmp_path)
     code, out, _ = central("agent", "list")
-    assert code == 0 and out == f"{agent.agent_id}\tgs-nord\tsrv\t0.1\t0\t-\tactive\n"
+    assert code == 0 and out.splitlines()[1].split() == [agent.agent_id, "gs-nord", "srv", "0.1", "0", "-", "active"]
     code, out, err = central("agent", "revoke", agent.agent_id)
     assert (code, out) == (0, "") and "revoked" in err
     code, out, _ = central("agent", "list", "--json")
@@ -225,6 +229,6 @@ def test_api_token_for_a_carrier_without_schools_warns(tmp_path) -> None:
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert typo.stdout.strip().startswith("swc_") and len(typo.stdout.splitlines()) == 1
     assert "no school has carrier 'Kreis  A'" in typo.stderr
-    fine = subprocess.run([central, "api-token", "create", "--name", "t", "--carrier", "Kreis A", "--data-dir", data],
+    fine = subprocess.run([central, "api-token", "create", "--name", "t2", "--carrier", "Kreis A", "--data-dir", data],
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert fine.stderr == ""

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from central.enrollment import create_code
 from central.storage.sqlite import SqliteStore
+from central.web.appkeys import KEYS
 from protocol.encoding import b64encode
 from protocol.keys import generate_private_key, public_key_b64
 
@@ -48,7 +49,7 @@ async def test_code_works_once_and_is_not_logged(
     client: TestClient, store: SqliteStore, clock: FakeClock, caplog
 ) -> None:
     caplog.set_level(logging.INFO)
-    code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now())
+    code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     resp = await client.post("/v1/enroll", json=request(code))
     assert resp.status == 201
     resp = await client.post("/v1/enroll", json=request(code))
@@ -61,7 +62,7 @@ async def test_code_works_once_and_is_not_logged(
 
 
 async def test_expired_and_unknown_codes(client: TestClient, store: SqliteStore, clock: FakeClock) -> None:
-    code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now())
+    code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     clock.advance(timedelta(hours=1, seconds=1))
     for attempt in (code, "not-a-code"):
         resp = await client.post("/v1/enroll", json=request(attempt))
@@ -72,7 +73,7 @@ async def test_expired_and_unknown_codes(client: TestClient, store: SqliteStore,
 async def test_small_order_keys_refused_without_burning_the_code(
     client: TestClient, store: SqliteStore, clock: FakeClock
 ) -> None:
-    code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now())
+    code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     for raw in (IDENTITY, ORDER_8, b"\x00" * 31):
         resp = await client.post("/v1/enroll", json=request(code, b64encode(raw)))
         assert resp.status == 400, raw
@@ -84,7 +85,7 @@ async def test_small_order_keys_refused_without_burning_the_code(
 async def test_key_already_enrolled(client: TestClient, store: SqliteStore, clock: FakeClock) -> None:
     key = generate_private_key()
     await enroll(client, store, clock, key=key)
-    code = await create_code(store, "gs-sued", timedelta(hours=1), clock.now())
+    code = await create_code(store, "gs-sued", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     resp = await client.post("/v1/enroll", json=request(code, public_key_b64(key)))
     assert resp.status == 409 and await resp.json() == {"error": "key_enrolled"}
     resp = await client.post("/v1/enroll", json=request(code))  # the code was not used up
@@ -102,7 +103,7 @@ async def test_wrong_codes_are_rate_limited(client: TestClient, store: SqliteSto
     for _ in range(5):  # the config fixture allows 5 failures per window
         resp = await client.post("/v1/enroll", json=request("wrong"))
         assert resp.status == 403
-    good = await create_code(store, "gs-nord", timedelta(hours=1), clock.now())
+    good = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     resp = await client.post("/v1/enroll", json=request(good))
     assert resp.status == 429 and await resp.json() == {"error": "rate_limited"}
     clock.advance(timedelta(minutes=11))

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from base.version import version
 from central.silence import check_silence
 from central.storage.sqlite import SqliteStore
 from central.web.app import create_app
@@ -63,6 +64,8 @@ async def test_history_builds_the_current_view(client: TestClient, agent: FakeAg
             "hostname": "srv",
             "enrolled_at": "2024-05-06T08:00:00.000000Z",
             "revoked": False,
+            "revoked_at": None,
+            "revoked_by": None,
             "clock_skew_s": 0.0,
             "clock_skew_flagged": False,
         }
@@ -197,7 +200,7 @@ async def test_openapi_describes_every_route(client: TestClient) -> None:
 
 
 async def test_misc_routes(client: TestClient) -> None:
-    assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    assert await (await client.get("/healthz")).json() == {"status": "ok", "version": version()}
     page = await client.get("/")
     assert page.status == 200 and "Schulwart central" in await page.text()
     resp = await client.get("/v1/nothing")

@@ -16,7 +16,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         await store.close()
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert rows == [(1, "initial schema")] and LATEST == 1
+        assert rows == [(1, "initial schema"), (2, "revocations and the issued-token log")] and LATEST == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -324,8 +324,8 @@ class Central:
 
 def start_central(data_dir: Path) -> Central:
     c = Central(data_dir)
+    c.start()  # serve creates the data dir; the other commands refuse one without a database
     c.read_token = only_line(c.cli("api-token", "create", "--name", "contract-suite"))
-    c.start()
     return c
 
 

@@ -153,8 +153,9 @@ def test_issued_token_is_standard_paseto_v4_public(central_srv: Central, enrolle
     # the token issuer key is not the config key
     with pytest.raises(Exception):  # noqa: B017 - pyseto raises its own VerifyError
         pyseto.decode(_pub_key(enrolled.answer["central_public_key"]), tok)
-    # default scope and ttl stay inside the limits too
-    dflt = only_line(central_srv.cli("token", "issue", "--technician", "tech-cem"))
+    # no default scope: a token for every school must be asked for by name (issue 14); the default ttl is in limits
+    assert central_srv.cli("token", "issue", "--technician", "tech-cem").returncode == 2
+    dflt = only_line(central_srv.cli("token", "issue", "--technician", "tech-cem", "--scope", "all"))
     c2 = pyseto.decode(_pub_key(enrolled.answer["token_public_key"]), dflt, deserializer=json).payload
     assert c2["scope"] == "all"
     assert datetime.fromisoformat(c2["exp"].replace("Z", "+00:00")) - datetime.fromisoformat(

@@ -73,7 +73,7 @@ def test_created_codes_and_tokens_are_the_only_stdout(tmp_path: Path) -> None:
     outs = [
         central("enroll-code", "--school", "gs-x", "--data-dir", d),
         central("enroll-code", "--school", "gs-x", "--ttl", "1h", "--data-dir", d),
-        central("token", "issue", "--technician", "bob", "--data-dir", d),
+        central("token", "issue", "--technician", "bob", "--scope", "all", "--data-dir", d),
         central("token", "issue", "--technician", "bob", "--scope", "school:gs-x", "--ttl", "2h", "--data-dir", d),
         central("api-token", "create", "--name", "dash", "--data-dir", d),
         central("api-token", "create", "--name", "k", "--carrier", "K", "--data-dir", d),
@@ -166,7 +166,7 @@ def test_data_dir_and_config_after_subcommand(tmp_path: Path) -> None:
     ok = [
         ["school", "add", "--id", "gs", "--name", "N", "--carrier", "C", "--data-dir", d, "--config", empty],
         ["enroll-code", "--school", "gs", "--config", empty, "--data-dir", d],
-        ["token", "issue", "--technician", "t", "--data-dir", d, "--config", empty],
+        ["token", "issue", "--technician", "t", "--scope", "all", "--data-dir", d, "--config", empty],
         ["api-token", "create", "--name", "n", "--config", empty, "--data-dir", d],
     ]
     for argv in ok:

@@ -180,9 +180,9 @@ def test_silent_school(tmp_path: Path) -> None:
     cfg = tmp_path / "central.toml"
     cfg.write_text('[central]\nsilent_window = "1s"\nsilent_check_interval = "1s"\n')
     c = Central(tmp_path / "c")
+    c.server = Server([CENTRAL, "serve", "--data-dir", str(c.data_dir), "--config", str(cfg), "--port", "0"])
     c.read_token = only_line(central("api-token", "create", "--name", "t", "--data-dir", str(c.data_dir),
                                      "--config", str(cfg)))
-    c.server = Server([CENTRAL, "serve", "--data-dir", str(c.data_dir), "--config", str(cfg), "--port", "0"])
     try:
         sid = c.add_school()
         a = c.enroll(sid)

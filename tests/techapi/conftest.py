@@ -26,6 +26,7 @@ class ListView:
 
     def __init__(self) -> None:
         self.floor: datetime | None = None
+        self.revoked: frozenset[str] = frozenset()
         self.incident_rows = [
             {
                 "id": "inc-1",
@@ -49,6 +50,9 @@ class ListView:
 
     def time_floor(self) -> datetime | None:
         return self.floor
+
+    def revoked_tokens(self) -> frozenset[str]:
+        return self.revoked
 
     def status(self) -> Mapping[str, Any]:
         return {"outbox": {"last_seq": 3, "acked_seq": 3, "depth": 0, "oldest_unsent_age_s": None}}

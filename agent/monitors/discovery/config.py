@@ -11,14 +11,19 @@ from typing import Any, Literal
 import ifaddr
 
 from agent.monitors.discovery.classes import AIRPLAY, DEVICE_CLASSES, METER, PRINTER
+from agent.monitors.discovery.interfaces import ALL
 from base.config import InvalidValueError, check_timezone, duration, parse_section, setting
 
 
 def resolve_interfaces(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """IPv4 addresses as given; interface names (eth0, br-lan) become their IPv4 addresses.
+    """IPv4 addresses as given; interface names (eth0, br-lan) become their IPv4 addresses; ``["all"]`` stays.
 
     Raises InvalidValueError (a ValueError) for a name that is neither an address nor an interface here.
     """
+    if ALL in names:
+        if len(names) != 1:
+            raise InvalidValueError(f"may be [{ALL!r}] alone, or interface names and addresses (got {list(names)})")
+        return (ALL,)
     result: list[str] = []
     adapters = None
     for name in names:
@@ -55,11 +60,13 @@ class DiscoveryConfig:
 
     ``interval``, ``resolve_timeout`` and ``probe_timeout`` are float seconds; the other durations
     are timedeltas; ``interfaces`` holds IPv4 addresses (names given in the file are resolved when
-    it is read); ``not_seen_report_at`` is local time in ``timezone``.
+    it is read), ``()`` for the default route's interface (the default) or ``("all",)`` for every
+    interface (``agent.monitors.discovery.interfaces``); ``not_seen_report_at`` is local time in ``timezone``.
     """
 
     enabled: bool = True
     interval: float = duration(5.0, low=0.05, old="interval_s")
+    # Empty: the default route's interface, not every one (bridges and VPNs are not the school's LAN).
     interfaces: tuple[str, ...] = setting((), convert=resolve_interfaces)
     ip_version: Literal["v4", "all"] = "v4"
     question_type: Literal["qm", "qu", "auto"] = "qm"

@@ -14,6 +14,7 @@ from agent.monitors.discovery.browser import BrowserSettings, MdnsBrowser
 from agent.monitors.discovery.classes import CLASS_TABLE, METER, ClassRule, browse_types
 from agent.monitors.discovery.config import DiscoveryConfig
 from agent.monitors.discovery.drops import socket_drops
+from agent.monitors.discovery.interfaces import choose_interfaces
 from agent.monitors.discovery.observation import Observation
 from agent.monitors.discovery.presence import NotSeenList, class_counts, due_for_probe, missing_signal, next_state
 from agent.monitors.discovery.tracker import ABSENT, MISSING, PRESENT, DeviceTracker
@@ -53,9 +54,12 @@ class DiscoveryMonitor:
         self._last_liveness: dict[str, datetime] = {}
         table = tuple(table)
         self.tracker = DeviceTracker(config.max_devices, table)
+        self.interfaces = choose_interfaces(config.interfaces)
+        if self.interfaces.note:
+            log.warning("school=%s discovery: %s", school, self.interfaces.note)
         settings = BrowserSettings(
             school=school,
-            interfaces=config.interfaces,
+            interfaces=self.interfaces.addresses,
             ip_version=config.ip_version,
             question_type=config.question_type,
             rcvbuf_bytes=config.rcvbuf_bytes,
