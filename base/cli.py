@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from base.errors import ConfigError
+from base.logthrottle import install_repeat_filter
 from protocol.errors import SchulwartError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,6 +106,7 @@ def setup_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    install_repeat_filter()  # a flood of one error writes a few lines, not one per event
 
 
 def run_cli(group: click.Group, prog: str) -> None:

@@ -88,7 +88,8 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII only: str.isdigit() also accepts "²" (int() refuses it) and Arabic-Indic digits (int() reads them).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
         raise _bad_request(f"bad_parameter: {name} must be {low}..{high}")
     return int(raw)
 

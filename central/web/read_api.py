@@ -30,7 +30,8 @@ async def authorize(request: web.Request) -> ApiTokenRow:
     """The bearer token's row; UnauthorizedError when missing or unknown."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip() or len(token) > 256:
+    # Tokens are printable ASCII; header bytes that are not UTF-8 arrive as surrogate escapes.
+    if scheme.lower() != "bearer" or not token.strip() or len(token) > 256 or not token.isascii():
         raise UnauthorizedError("a bearer token is required (schulwart-central api-token create)")
     row = await request.app[STORE].find_api_token(hash_secret(token.strip()))
     if row is None:
@@ -165,10 +166,11 @@ def _incident_query(request: web.Request, token: ApiTokenRow) -> IncidentQuery |
     since = query.get("since")
     if since is not None:
         since = iso(parse_time(since, field_name="since"))
-    try:
-        limit = int(query.get("limit", "1000"))
-    except ValueError:
-        raise MalformedError("limit must be an integer", reason="bad_query") from None
+    raw_limit = query.get("limit", "1000")
+    # ASCII digits only: isdigit() accepts "²" (int() refuses it) and Arabic-Indic digits (int() reads them).
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or len(raw_limit) > 6:
+        raise MalformedError("limit must be an integer", reason="bad_query")
+    limit = int(raw_limit)
     if not 1 <= limit <= MAX_LIMIT:
         raise MalformedError(f"limit must be within 1..{MAX_LIMIT}", reason="bad_query")
     carrier, possible = _carrier_filter(token, query.get("carrier"))

@@ -47,6 +47,7 @@ class WlanMonitor:
             self._controller = build_controller(config.controller)
         self._session: aiohttp.ClientSession | None = None
         self._controller_error: str | None = None
+        self.rejected_replies = 0  # controller replies refused at the door (unusable JSON), counted
 
     async def start(self) -> None:
         """Open the HTTP session the probes share."""
@@ -74,6 +75,8 @@ class WlanMonitor:
         try:
             return await self._controller.fetch_aps(), None
         except ControllerError as exc:
+            if exc.reason == "not-json":
+                self.rejected_replies += 1
             return None, f"{exc.reason}: {exc.message}"
 
     async def collect(self, now: datetime) -> MonitorReport:
@@ -201,7 +204,12 @@ class WlanMonitor:
             "probes": {t.name: {"kind": t.kind, **self._windows[t.name].summary()} for t in self._targets},
         }
         if self._controller is not None:
-            snapshot["controller"] = {"name": self._controller.name, "ok": ctrl_error is None, "error": ctrl_error}
+            snapshot["controller"] = {
+                "name": self._controller.name,
+                "ok": ctrl_error is None,
+                "error": ctrl_error,
+                "rejected_replies": self.rejected_replies,
+            }
         if aps is not None:
             snapshot["aps"] = [
                 {
