@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,7 @@ AUTH_KEY = web.AppKey("technician_auth", Authenticator)
 REGISTRY_KEY = web.AppKey("technician_registry", CollectorRegistry)
 PRINCIPAL = web.RequestKey("technician_principal", Principal)
 MAX_BODY = 16 * 1024
+BODY_TIMEOUT_S = 10.0  # a note is a few hundred bytes; a body still trickling after this is an attack
 MAX_LIMIT = 1000
 INCIDENT_STATES = ("open", "resolved", "all")
 
@@ -113,7 +115,22 @@ def _page(page: Page, key: str, limit: int, offset: int) -> web.Response:
 async def _json_body(request: web.Request) -> Mapping[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large(request.content_length)
-    raw = await request.content.read(MAX_BODY + 1)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            # read(n) returns what has arrived so far: loop to the end of the body, within the cap.
+            while size <= MAX_BODY:
+                chunk = await request.content.read(MAX_BODY + 1 - size)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text='{"error": "request_timeout"}', content_type="application/json"
+        ) from None
+    raw = b"".join(parts)
     if len(raw) > MAX_BODY:
         raise _too_large(len(raw))
     if not raw.strip():
