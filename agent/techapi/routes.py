@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from agent.store import StoreError, StoreFullError
 from agent.techapi.auth import Authenticator, AuthError, Principal
 from agent.techapi.view import LocalView, Page
 from protocol.encoding import loads_strict
@@ -80,10 +81,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return _error(exc.status, (exc.reason or "error").lower().replace(" ", "_"))
+    except StoreFullError:
+        # Nothing was stored (one transaction); the technician can retry once space is freed.
+        log.error("school=%s store full on %s %s", _school(request), request.method, request.path[:100])
+        return _error(507, "store_full")
+    except StoreError as exc:
+        log.error("school=%s store error on %s %s: %s", _school(request), request.method, request.path[:100], exc)
+        return _error(503, "store_unavailable")
     except Exception:
         # A bug, not a refusal: the traceback goes to the log, the technician gets JSON.
         log.exception("internal error on %s %s", request.method, request.path[:100])
         return _error(500, "internal")
+
+
+def _school(request: web.Request) -> str:
+    identity = request.app[VIEW_KEY].identity()
+    return identity.school_id if identity is not None else "-"
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
