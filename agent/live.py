@@ -217,4 +217,9 @@ class LiveState:
         """The present for the state payload: open incidents, latest snapshot, present devices."""
         devices = [self.privacy.device(d) for d in list_devices(self.store, limit=MAX_STATE_ITEMS)]
         incidents = [self.engine.wire(i) for i in self.engine.open_incidents()[:MAX_STATE_ITEMS]]
-        return StateParts(open_incidents=incidents, snapshot=self.snapshot_data(), devices=devices)
+        return StateParts(
+            open_incidents=incidents,
+            snapshot=self.snapshot_data(),
+            devices=devices,
+            dropped_events=self.counters.dropped_events,
+        )

@@ -133,6 +133,7 @@ async def school_detail(request: web.Request) -> web.Response:
     incidents.sort(key=lambda r: r["status"] != "open")  # open first, each group newest change first
     body["incidents"] = [incident_json(r) for r in incidents]
     body["snapshot"] = await _newest_snapshot(request, agents)
+    body["dropped_events"] = _dropped_events(body["snapshot"])
     skews = [a.clock_skew_s for a in agents if a.clock_skew_s is not None and not a.revoked]
     worst = max(skews, key=abs) if skews else None
     body["clock_skew"] = {
@@ -141,6 +142,14 @@ async def school_detail(request: web.Request) -> web.Response:
         "threshold_s": skew_flag,
     }
     return _json(body)
+
+
+def _dropped_events(snapshot: dict[str, Any] | None) -> int:
+    """Events the agent could not queue (full disk), as its newest snapshot or state says; 0 if unknown."""
+    data = snapshot.get("data") if snapshot else None
+    agent = data.get("agent") if isinstance(data, dict) else None
+    value = agent.get("dropped_events") if isinstance(agent, dict) else None
+    return value if type(value) is int and value >= 0 else 0
 
 
 async def _newest_snapshot(request: web.Request, agents: list[AgentRow]) -> dict[str, Any] | None:

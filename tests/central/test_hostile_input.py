@@ -62,3 +62,12 @@ async def test_bearer_token_with_raw_bytes_is_401_json(client: TestClient) -> No
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 401"), head[:80]
     assert b'"error"' in body
+
+
+async def test_school_detail_shows_events_the_agent_dropped(client: TestClient, agent: FakeAgent) -> None:
+    snapshot = {"agent": {"dropped_events": 334}, "outbox": {"last_seq": 0}}
+    state = agent.state(0, snapshot=snapshot)
+    resp = await client.post("/v1/reports", data=state)
+    assert resp.status == 200, await resp.text()
+    detail = await (await client.get("/v1/schools/gs-nord", headers=auth())).json()
+    assert detail["dropped_events"] == 334
