@@ -189,6 +189,7 @@ async def _health(port: int) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["agent", "central"])
 async def test_1100_slow_connections_leave_healthz_answering_within_1s(kind: str, tmp_path: Path) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from agent.store import StoreError, StoreFullError
 from agent.techapi.auth import Authenticator, AuthError, Principal
 from agent.techapi.view import LocalView, Page
+from base.httpheaders import security_headers
 from protocol.encoding import loads_strict
 from protocol.errors import MalformedError
 
@@ -66,7 +67,15 @@ def _public(path: str) -> bool:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every route but /healthz and the page's static shell needs a token."""
     if _public(request.path):
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # 404/405 on the page and /static/: JSON like every other refusal
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            response = _error(exc.status, (exc.reason or "error").lower().replace(" ", "_"))
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
     try:
         principal = request.app[AUTH_KEY].check(request.headers.get("Authorization"), request.remote or "unknown")
     except AuthError as exc:
@@ -270,6 +279,8 @@ def setup_technician_api(
     app[AUTH_KEY] = authenticator
     app[REGISTRY_KEY] = registry
     app.middlewares.append(auth_middleware)
+    if security_headers not in app.on_response_prepare:
+        app.on_response_prepare.append(security_headers)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/devices", devices)
     app.router.add_get("/api/v1/incidents", incidents)

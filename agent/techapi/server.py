@@ -17,6 +17,7 @@ from aiohttp import web
 from agent.config import ApiSection
 from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite, install_loop_error_handler
 from base.errors import ConfigError
+from base.httpheaders import security_headers
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def make_app(health: Callable[[], dict[str, Any]] | None = None) -> web.Applicat
     guard = ConnectionGuard(API_LIMITS, name="agent-api")
     app = web.Application(client_max_size=MAX_BODY, middlewares=[guard.middleware])
     app[GUARD_KEY] = guard
+    app.on_response_prepare.append(security_headers)
     app[HEALTH_KEY] = health or (lambda: {"status": "ok"})
     app.router.add_get("/healthz", healthz)
     return app

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from base.clock import Clock, SystemClock
 from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite, install_loop_error_handler
+from base.httpheaders import security_headers
 from base.ratelimit import FailureLimiter
 from central.config import CentralConfig
 from central.enrollment import Enroller
@@ -118,6 +119,7 @@ def create_app(
     guard = ConnectionGuard(CENTRAL_LIMITS, name="central")
     app = web.Application(middlewares=[guard.middleware, error_middleware], client_max_size=config.max_body_bytes)
     app[GUARD] = guard
+    app.on_response_prepare.append(security_headers)
     metrics = Metrics()
     app[CONFIG] = config
     app[STORE] = store

@@ -71,3 +71,16 @@ async def test_school_detail_shows_events_the_agent_dropped(client: TestClient, 
     assert resp.status == 200, await resp.text()
     detail = await (await client.get("/v1/schools/gs-nord", headers=auth())).json()
     assert detail["dropped_events"] == 334
+
+
+async def test_central_json_is_nosniff_and_posts_and_metrics_are_no_store(client: TestClient, agent: FakeAgent) -> None:
+    resp = await client.post("/v1/reports", data=agent.report(1, 1))
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    schools = await client.get("/v1/schools", headers=auth())
+    assert schools.headers["X-Content-Type-Options"] == "nosniff"
+    metrics = await client.get("/metrics")
+    assert metrics.headers["Cache-Control"] == "no-store"
+    refused = await client.get("/v1/schools")
+    assert refused.status == 401 and refused.headers["X-Content-Type-Options"] == "nosniff"
