@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from base.errors import ConfigError
-from base.logthrottle import install_repeat_filter
+from base.logthrottle import RepeatFilter
 from protocol.errors import SchulwartError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,13 +100,19 @@ def resolve_data_dir(data_dir: Path | None, role: str) -> Path:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stderr."""
+    """One line per event on stderr; repeated warnings and errors are rate-limited (base.logthrottle)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    install_repeat_filter()  # a flood of one error writes a few lines, not one per event
+    # Only on the handler made here: a host that brought its own (a test runner) keeps it unfiltered.
+    repeat = RepeatFilter()
+    for handler in root.handlers:
+        if handler not in before:
+            handler.addFilter(repeat)
 
 
 def run_cli(group: click.Group, prog: str) -> None:
