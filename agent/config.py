@@ -28,7 +28,7 @@ MB = 1024 * 1024
 def parse_listen(text: str) -> tuple[str, int]:
     """'HOST:PORT' (IPv6 in brackets) into its parts; port 0 means any free port. ConfigError if malformed."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(f"listen address {text!r} must be HOST:PORT")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104
     return host, int(port)

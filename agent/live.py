@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from agent.identity import agent_version
@@ -21,6 +22,7 @@ from agent.store.inventory import Inventory, list_devices
 from agent.store.outbox import Outbox
 from agent.sync.client import StateParts
 from base.clock import Clock
+from protocol.encoding import dumps
 from protocol.errors import MalformedError
 from protocol.events import HealthSnapshot
 from protocol.schema import MAX_STATE_ITEMS
@@ -35,7 +37,13 @@ class Counters:
     """What went wrong without stopping the agent; shown in the health snapshot."""
 
     monitor_errors: dict[str, int] = field(default_factory=dict)
+    task_errors: dict[str, int] = field(default_factory=dict)
     dropped_events: int = 0
+
+
+MONITOR_FAILING_PREFIX = "agent-monitor-failing:"
+# Three failed rounds in a row open "monitor X failing"; three good ones resolve it.
+MONITOR_FAILING_AFTER = 3
 
 
 class LiveState:
@@ -68,6 +76,7 @@ class LiveState:
         self._started = clock.monotonic()
         self.counters = Counters()
         self.sections: dict[str, Mapping[str, Any]] = {}
+        self._failing: set[str] = set()  # monitors with a failure since their incident last resolved
 
     def latest_sections(self) -> Sections:
         """Each monitor's latest snapshot section by name, with real names (for the technician only)."""
@@ -100,13 +109,58 @@ class LiveState:
             exc.message,
         )
 
-    def monitor_failed(self, name: str) -> None:
-        """Count one failure of monitor ``name`` (its log line is the caller's, with the traceback)."""
+    def monitor_failed(self, name: str, now: datetime | None = None) -> None:
+        """Count one failure of monitor ``name`` and feed its "monitor X failing" host incident.
+
+        The caller logs the failure. ``now`` defaults to the clock; after
+        ``MONITOR_FAILING_AFTER`` failed rounds in a row the incident opens.
+        """
         self.counters.monitor_errors[name] = self.counters.monitor_errors.get(name, 0) + 1
+        self._failing.add(name)
+        self._observe([self._failing_signal(name, True, now or self._clock.now())])
+
+    def monitor_ok(self, name: str, now: datetime | None = None) -> None:
+        """A good round of monitor ``name``: resolves its "monitor X failing" incident in time."""
+        if name not in self._failing:
+            return  # nothing to resolve: no store write for the common case
+        key = MONITOR_FAILING_PREFIX + name
+        self._observe([self._failing_signal(name, False, now or self._clock.now())])
+        if not any(i.key == key for i in self.engine.open_incidents()):
+            self._failing.discard(name)
+
+    def task_failed(self, name: str) -> None:
+        """Count one unexpected error of an agent task (snapshot, sync, maintenance) that was restarted."""
+        self.counters.task_errors[name] = self.counters.task_errors.get(name, 0) + 1
+
+    @staticmethod
+    def _failing_signal(name: str, bad: bool, at: datetime) -> Signal:
+        return Signal(
+            key=MONITOR_FAILING_PREFIX + name,
+            bad=bad,
+            category="host",
+            severity="warning",
+            title=f"Monitor {name} failing",
+            subject=name,
+            at=at,
+            open_after=MONITOR_FAILING_AFTER,
+            resolve_after=MONITOR_FAILING_AFTER,
+        )
 
     def ingest(self, monitor: Monitor, report: MonitorReport) -> None:
-        """Apply one monitor's report: snapshot section, signals, inventory changes."""
-        self.sections[report.section] = report.snapshot
+        """Apply one monitor's report: snapshot section, signals, inventory changes; a good round resolves "failing".
+
+        A section that cannot be written as JSON (a lone surrogate, infinity, a non-JSON type)
+        is refused and counted as a failure of the monitor; the previous section is kept, so
+        one bad value never poisons every later snapshot and state payload.
+        """
+        try:
+            dumps(report.snapshot)
+        except (MalformedError, ValueError, TypeError) as exc:
+            self.monitor_failed(monitor.name)
+            log.error("school=%s monitor=%s section refused: %s", self.school, monitor.name, str(exc)[:200])
+        else:
+            self.sections[report.section] = report.snapshot
+            self.monitor_ok(monitor.name)
         if report.signals:
             self._observe(list(report.signals))
         if report.device_changes:
@@ -133,6 +187,7 @@ class LiveState:
             "version": agent_version(),
             "uptime_s": round(self._clock.monotonic() - self._started, 1),
             "monitor_errors": dict(self.counters.monitor_errors),
+            "task_errors": dict(self.counters.task_errors),
             "dropped_events": self.counters.dropped_events,
         }
         return data
@@ -162,4 +217,9 @@ class LiveState:
         """The present for the state payload: open incidents, latest snapshot, present devices."""
         devices = [self.privacy.device(d) for d in list_devices(self.store, limit=MAX_STATE_ITEMS)]
         incidents = [self.engine.wire(i) for i in self.engine.open_incidents()[:MAX_STATE_ITEMS]]
-        return StateParts(open_incidents=incidents, snapshot=self.snapshot_data(), devices=devices)
+        return StateParts(
+            open_incidents=incidents,
+            snapshot=self.snapshot_data(),
+            devices=devices,
+            dropped_events=self.counters.dropped_events,
+        )

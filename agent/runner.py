@@ -9,15 +9,17 @@ only runs them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from agent.config import AgentConfig
 from agent.identity import Identity
 from agent.live import LiveState
-from agent.monitors.base import Monitor
+from agent.monitors.base import Monitor, MonitorReport
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox
 from agent.sync.client import SyncClient
@@ -73,14 +75,45 @@ class Agent:
                 report = await monitor.collect(self.clock.now())
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a monitor's bug must not stop the others; logged with its traceback
-                self.live.monitor_failed(monitor.name)
+            except Exception:  # a monitor's bug must not stop the others; logged (rate-limited) with its traceback
                 log.exception("school=%s monitor=%s collect failed", self.school, monitor.name)
+                self._contained(lambda: self.live.monitor_failed(monitor.name))
             else:
-                self.live.ingest(monitor, report)
-                if monitor.name == "host":
-                    self._first_host.set()
+                self._contained(functools.partial(self._apply, monitor, report))
             await asyncio.sleep(monitor.interval_s)
+
+    def _apply(self, monitor: Monitor, report: MonitorReport) -> None:
+        self.live.ingest(monitor, report)
+        if monitor.name == "host":
+            self._first_host.set()
+
+    def _contained(self, step: Callable[[], None]) -> None:
+        """Run one step of a monitor round; an error in it is logged and counted, never fatal."""
+        try:
+            step()
+        except Exception:
+            log.exception("school=%s applying a monitor report failed", self.school)
+            self.live.task_failed("ingest")
+
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` forever: an unexpected error restarts it after a capped, growing pause.
+
+        A task's bug (the snapshot refusing a value, a disk error) is counted and logged, not
+        fatal: under ``Restart=always`` a fatal one would be a crash loop that also stops every
+        monitor. Cancellation (shutdown) passes through.
+        """
+        pause = 1.0
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.live.task_failed(name)
+                log.exception("school=%s task %s failed; restarting it in %.0f s", self.school, name, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 60.0)
 
     async def _snapshot_loop(self) -> None:
         try:
@@ -120,10 +153,12 @@ class Agent:
                     continue
                 started.append(monitor)
                 tasks.append(asyncio.create_task(self._monitor_loop(monitor), name=f"monitor-{monitor.name}"))
-            tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot"))
-            tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
+            tasks.append(asyncio.create_task(self._supervised("snapshot", self._snapshot_loop), name="snapshot"))
+            tasks.append(
+                asyncio.create_task(self._supervised("maintenance", self._maintenance_loop), name="maintenance")
+            )
             if self.sync is not None:
-                tasks.append(asyncio.create_task(self.sync.run(), name="sync"))
+                tasks.append(asyncio.create_task(self._supervised("sync", self.sync.run), name="sync"))
             log.info(
                 "school=%s agent %s running: %d monitors, outbox last_seq %d",
                 self.school,

@@ -98,6 +98,7 @@ def _assemble(
             state=live.state_parts,
             signal=live.signal,
             wake=sync_wake,
+            dropped_events=lambda: live.counters.dropped_events,
         )
 
     def clock_offset() -> float | None:

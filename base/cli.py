@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 import click
 
 from base.errors import ConfigError
+from base.logthrottle import RepeatFilter
 from base.secretfile import ensure_private_dir
 from base.version import version
 from protocol.errors import SchulwartError
@@ -140,12 +141,19 @@ def version_option() -> Callable[[F], F]:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stderr."""
+    """One line per event on stderr; repeated warnings and errors are rate-limited (base.logthrottle)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Only on the handler made here: a host that brought its own (a test runner) keeps it unfiltered.
+    repeat = RepeatFilter()
+    for handler in root.handlers:
+        if handler not in before:
+            handler.addFilter(repeat)
 
 
 def run_cli(group: click.Group, prog: str) -> None:

@@ -377,7 +377,8 @@ def _clock_time(raw: Any) -> time:
         return raw.replace(second=0, microsecond=0)
     if isinstance(raw, str):
         hh, sep, mm = raw.partition(":")
-        if sep and len(mm) == 2 and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60:
+        ascii_digits = (hh + mm).isascii() and hh.isdigit() and mm.isdigit()
+        if sep and len(mm) == 2 and ascii_digits and int(hh) < 24 and int(mm) < 60:
             return time(int(hh), int(mm))
     raise InvalidValueError(f"must be HH:MM (got {describe(raw)})")
 

@@ -252,9 +252,21 @@ async def apply_state(tx: Transaction, agent: AgentRow, state: StatePayload, now
         state.last_seq,
         normalize(state.made_at),
         _dump(
-            {"open_incidents": list(state.open_incidents), "snapshot": state.snapshot, "devices": list(state.devices)}
+            {
+                "open_incidents": list(state.open_incidents),
+                "snapshot": state.snapshot,
+                "devices": list(state.devices),
+                "dropped_events": state.dropped_events,
+            }
         ),
     )
+    if state.dropped_events:
+        log.warning(
+            "school=%s agent=%s dropped %d event(s) its outbox could not hold (full disk)",
+            agent.school_id,
+            agent.agent_id,
+            state.dropped_events,
+        )
     await _state_incidents(tx, agent, state, now)
     if state.devices:
         await _state_devices(tx, agent, state, now)

@@ -83,6 +83,12 @@ class UnauthorizedError(CentralError):
     reason = "unauthorized"
 
 
+class RequestTimeoutError(CentralError):
+    """The request body did not arrive within its deadline (a slow or stalled client)."""
+
+    reason = "request_timeout"
+
+
 # Most specific class first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[SchulwartError], int], ...] = (
     (TooLargeError, 413),
@@ -103,6 +109,7 @@ _STATUS: tuple[tuple[type[SchulwartError], int], ...] = (
     (NotFoundError, 404),
     (AlreadyExistsError, 409),
     (UnauthorizedError, 401),
+    (RequestTimeoutError, 408),
 )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from typing import Any
 
 from .errors import MalformedError, TooLargeError
@@ -21,12 +23,22 @@ __all__ = [
     "b64url_decode_nopad",
     "b64url_encode_nopad",
     "dumps",
+    "has_lone_surrogate",
     "loads_strict",
 ]
 
 MAX_JSON_DEPTH = 32
 
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+# JSON's \uXXXX escapes can spell half of a UTF-16 pair on its own ("\ud800"); Python keeps it
+# as a lone surrogate, which no UTF-8 encoder will write back. Such text is refused at the door.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True when ``text`` holds a code point U+D800..U+DFFF, which cannot be encoded as UTF-8."""
+    return _SURROGATE.search(text) is not None
 
 
 def b64encode(data: bytes) -> str:
@@ -86,13 +98,26 @@ def _no_constants(name: str) -> Any:
     raise MalformedError(f"JSON constant {name} is not allowed", reason="bad_json")
 
 
-def _depth(value: Any, limit: int) -> None:
+def _finite_float(text: str) -> float:
+    # "1e400" parses to infinity, which dumps() (allow_nan=False) then cannot write back.
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedError(f"JSON number {text[:40]} is out of range", reason="bad_json")
+    return value
+
+
+def _check(value: Any, limit: int) -> None:
+    """Nesting depth and text that cannot be written back as UTF-8 (keys and strings)."""
     # Iterative, so that a hostile document cannot exhaust the Python stack here either.
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                raise MalformedError("JSON string holds a lone surrogate escape", reason="bad_json")
+            continue
         if isinstance(item, dict):
-            children: Any = item.values()
+            children: Any = [*item.keys(), *item.values()]
         elif isinstance(item, list):
             children = item
         else:
@@ -102,8 +127,24 @@ def _depth(value: Any, limit: int) -> None:
         stack.extend((child, level + 1) for child in children)
 
 
-def loads_strict(data: bytes | str, *, max_bytes: int | None = None, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON refusing duplicate keys, NaN/Infinity, invalid UTF-8 and deep nesting."""
+def _keep_last(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return dict(pairs)
+
+
+def loads_strict(
+    data: bytes | str,
+    *,
+    max_bytes: int | None = None,
+    max_depth: int = MAX_JSON_DEPTH,
+    allow_duplicate_keys: bool = False,
+) -> Any:
+    """Parse JSON that can be written back unchanged; MalformedError (``bad_json``) otherwise.
+
+    Refused: duplicate keys (unless ``allow_duplicate_keys``: the last wins, for devices whose
+    firmware repeats a key), NaN/Infinity, numbers beyond a float's range (``1e400``), lone
+    surrogate escapes (``"\\ud800"``) in keys or strings, invalid UTF-8 and nesting deeper than
+    ``max_depth``. TooLargeError when ``data`` is longer than ``max_bytes``.
+    """
     if max_bytes is not None and len(data) > max_bytes:
         raise TooLargeError(f"JSON document of {len(data)} bytes is over the cap of {max_bytes}")
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -114,17 +155,31 @@ def loads_strict(data: bytes | str, *, max_bytes: int | None = None, max_depth: 
     else:
         text = data
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(
+            text,
+            object_pairs_hook=_keep_last if allow_duplicate_keys else _no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_finite_float,
+        )
     except MalformedError:
         raise
     except RecursionError:
         raise MalformedError("JSON nested too deeply", reason="bad_json") from None
     except ValueError as exc:
         raise MalformedError(f"not valid JSON: {str(exc)[:120]}", reason="bad_json") from None
-    _depth(value, max_depth)
+    _check(value, max_depth)
     return value
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, the form we sign. NaN is refused here too."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON, the form we sign.
+
+    ValueError for NaN or infinity; MalformedError (``bad_text``) for text that UTF-8 cannot
+    hold (a lone surrogate), where ``str.encode`` would raise UnicodeEncodeError deep inside a
+    caller that only expects the project's errors.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedError("text holds a lone surrogate and cannot be encoded", reason="bad_text") from None

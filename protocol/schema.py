@@ -299,9 +299,12 @@ class StatePayload:
     extra: Mapping[str, Any] = field(default_factory=dict)
     incidents: tuple[IncidentOpened, ...] = field(kw_only=True)
     device_payloads: tuple[DeviceSeen, ...] = field(kw_only=True)
+    dropped_events: int = field(default=0, kw_only=True)
 
 
-_STATE_FIELDS = ("v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices")
+_STATE_FIELDS = (
+    "v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices", "dropped_events"
+)
 
 
 def build_state(
@@ -314,8 +317,13 @@ def build_state(
     devices: Sequence[Mapping[str, Any]] = (),
     *,
     agent_version: str | None = None,
+    dropped_events: int = 0,
 ) -> bytes:
-    """The payload bytes of a state report; ``agent_version`` as in :func:`build_report`."""
+    """The payload bytes of a state report; ``agent_version`` as in :func:`build_report`.
+
+    ``dropped_events`` counts what the agent's outbox could not hold (a full disk): it travels
+    here because the state is built in memory, while the outbox is the thing that is full.
+    """
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "agent_id": agent_id,
@@ -328,6 +336,8 @@ def build_state(
     }
     if agent_version is not None:
         doc["agent_version"] = agent_version
+    if dropped_events:  # only when there is something to say: a state without drops keeps its old bytes
+        doc["dropped_events"] = dropped_events
     return dumps(doc)
 
 
@@ -360,6 +370,8 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
         parsed_devices.append(DeviceSeen.from_data(device, where=where))
     if snapshot is not None:
         bounded(require_obj(snapshot, "snapshot"), "snapshot")
+    # Added in 0.2; an older agent does not send it (then: nothing known to be dropped).
+    dropped = int_field(doc, "dropped_events", low=0) if "dropped_events" in doc else 0
     return StatePayload(
         agent_id=agent_id,
         school_id=school_id,
@@ -371,6 +383,7 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
         extra=extra_fields(doc, _STATE_FIELDS),
         incidents=tuple(parsed_incidents),
         device_payloads=tuple(parsed_devices),
+        dropped_events=dropped,
     )
 
 

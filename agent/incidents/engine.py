@@ -324,8 +324,14 @@ class IncidentEngine:
             ),
         )
 
-    def acknowledge(self, incident_id: str, by: str | None, at: datetime | None = None) -> Incident:
-        """A technician acknowledges an incident: one incident.acknowledged event."""
+    def acknowledge(
+        self, incident_id: str, by: str | None, at: datetime | None = None, *, note: str | None = None
+    ) -> Incident:
+        """A technician acknowledges an incident: one incident.acknowledged event (and a note.added).
+
+        With ``note`` the acknowledgement and the note are one transaction: both are stored and
+        queued, or neither (StoreFullError on a full disk, UnknownIncidentError for no such id).
+        """
         moment = at or self.clock.now()
         row = self.store.conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()  # noqa: S608
         if row is None:
@@ -334,10 +340,19 @@ class IncidentEngine:
         with self.store.transaction() as conn:
             self._write(conn, acked)
             self.outbox.append_event(conn, IncidentAcknowledged(id=acked.id, by=by, at=format_time(moment)), moment)
+            if note:
+                self._note(conn, incident_id, by, note, moment)
         if acked.is_open:
             self._open[acked.key] = acked
-        log.info("school=%s incident=%s acknowledged by=%s", self.school, acked.id, by)
+        log.info("school=%s incident=%s acknowledged by=%s note=%s", self.school, acked.id, by, bool(note))
         return acked
+
+    def _note(self, conn: sqlite3.Connection, incident_id: str, by: str | None, text: str, moment: datetime) -> None:
+        conn.execute(
+            "INSERT INTO incident_notes (incident_id, at, by, text) VALUES (?, ?, ?, ?)",
+            (incident_id, format_time(moment), by, text),
+        )
+        self.outbox.append_event(conn, NoteAdded(id=incident_id, by=by, text=text, at=format_time(moment)), moment)
 
     def add_note(self, incident_id: str, by: str | None, text: str, at: datetime | None = None) -> Incident:
         """A technician's note on an incident: one note.added event."""
@@ -346,11 +361,6 @@ class IncidentEngine:
         if row is None:
             raise UnknownIncidentError(incident_id)
         with self.store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO incident_notes (incident_id, at, by, text) VALUES (?, ?, ?, ?)",
-                (incident_id, format_time(moment), by, text),
-            )
-            note = NoteAdded(id=incident_id, by=by, text=text, at=format_time(moment))
-            self.outbox.append_event(conn, note, moment)
+            self._note(conn, incident_id, by, text, moment)
         log.info("school=%s incident=%s note added by=%s", self.school, incident_id, by)
         return Incident.from_row(tuple(row))

@@ -126,6 +126,7 @@ class StateParts:
     open_incidents: Sequence[Mapping[str, Any]]
     snapshot: Mapping[str, Any] | None
     devices: Sequence[Mapping[str, Any]]
+    dropped_events: int = 0
 
 
 class SyncClient:
@@ -149,6 +150,7 @@ class SyncClient:
         state: Callable[[], StateParts],
         signal: Callable[[Signal], None] = lambda s: None,
         wake: asyncio.Event | None = None,
+        dropped_events: Callable[[], int] = lambda: 0,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -161,6 +163,8 @@ class SyncClient:
         self._state = state
         self._signal = signal
         self._need_state = True
+        self._dropped = dropped_events
+        self._dropped_sent = 0
         self._wake = wake if wake is not None else asyncio.Event()
         self._last_config: float | None = None
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
@@ -243,7 +247,8 @@ class SyncClient:
         and StoreError.
         """
         before = self.outbox.acked_seq
-        if self._need_state:
+        # Events dropped on a full disk cannot travel in the outbox: a new count goes out in a state.
+        if self._need_state or self._dropped() > self._dropped_sent:
             await self.send_state()
             self._need_state = False
         await self.drain()
@@ -284,10 +289,12 @@ class SyncClient:
             parts.snapshot,
             parts.devices,
             agent_version=agent_version(),
+            dropped_events=parts.dropped_events,
         )
         outcome = await self._post(sign(payload, STATE_TYPE, self.key))
         if not isinstance(outcome, Accepted):
             self._refuse(outcome)
+        self._dropped_sent = parts.dropped_events
         self._apply_ack(outcome.acked_through, None)
         log.info(
             "school=%s state sent (last_seq %d, %d open incidents)",

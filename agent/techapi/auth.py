@@ -73,6 +73,10 @@ class Authenticator:
         if not header or not header.startswith("Bearer "):
             raise self._refuse(source, 401, "missing_token")
         token = header[len("Bearer ") :].strip()
+        # Every token we issue is printable ASCII; header bytes that are not UTF-8 arrive here as
+        # surrogate escapes, which str.encode() would raise on.
+        if not (token.isascii() and token.isprintable()):
+            raise self._refuse(source, 401, "malformed_token")
         if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token.encode()):
             return Principal(name="local admin", kind="admin", scope="local")
         identity = self._view.identity()

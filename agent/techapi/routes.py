@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -11,8 +12,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from agent.store import StoreError, StoreFullError
 from agent.techapi.auth import Authenticator, AuthError, Principal
 from agent.techapi.view import LocalView, Page
+from base.httpheaders import security_headers
 from protocol.encoding import loads_strict
 from protocol.errors import MalformedError
 
@@ -24,6 +27,7 @@ AUTH_KEY = web.AppKey("technician_auth", Authenticator)
 REGISTRY_KEY = web.AppKey("technician_registry", CollectorRegistry)
 PRINCIPAL = web.RequestKey("technician_principal", Principal)
 MAX_BODY = 16 * 1024
+BODY_TIMEOUT_S = 10.0  # a note is a few hundred bytes; a body still trickling after this is an attack
 MAX_LIMIT = 1000
 INCIDENT_STATES = ("open", "resolved", "all")
 
@@ -63,7 +67,15 @@ def _public(path: str) -> bool:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every route but /healthz and the page's static shell needs a token."""
     if _public(request.path):
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # 404/405 on the page and /static/: JSON like every other refusal
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            response = _error(exc.status, (exc.reason or "error").lower().replace(" ", "_"))
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
     try:
         principal = request.app[AUTH_KEY].check(request.headers.get("Authorization"), request.remote or "unknown")
     except AuthError as exc:
@@ -78,17 +90,30 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return _error(exc.status, (exc.reason or "error").lower().replace(" ", "_"))
+    except StoreFullError:
+        # Nothing was stored (one transaction); the technician can retry once space is freed.
+        log.error("school=%s store full on %s %s", _school(request), request.method, request.path[:100])
+        return _error(507, "store_full")
+    except StoreError as exc:
+        log.error("school=%s store error on %s %s: %s", _school(request), request.method, request.path[:100], exc)
+        return _error(503, "store_unavailable")
     except Exception:
         # A bug, not a refusal: the traceback goes to the log, the technician gets JSON.
         log.exception("internal error on %s %s", request.method, request.path[:100])
         return _error(500, "internal")
 
 
+def _school(request: web.Request) -> str:
+    identity = request.app[VIEW_KEY].identity()
+    return identity.school_id if identity is not None else "-"
+
+
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII only: str.isdigit() also accepts "²" (int() refuses it) and Arabic-Indic digits (int() reads them).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
         raise _bad_request(f"bad_parameter: {name} must be {low}..{high}")
     return int(raw)
 
@@ -112,7 +137,22 @@ def _page(page: Page, key: str, limit: int, offset: int) -> web.Response:
 async def _json_body(request: web.Request) -> Mapping[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large(request.content_length)
-    raw = await request.content.read(MAX_BODY + 1)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            # read(n) returns what has arrived so far: loop to the end of the body, within the cap.
+            while size <= MAX_BODY:
+                chunk = await request.content.read(MAX_BODY + 1 - size)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text='{"error": "request_timeout"}', content_type="application/json"
+        ) from None
+    raw = b"".join(parts)
     if len(raw) > MAX_BODY:
         raise _too_large(len(raw))
     if not raw.strip():
@@ -239,6 +279,8 @@ def setup_technician_api(
     app[AUTH_KEY] = authenticator
     app[REGISTRY_KEY] = registry
     app.middlewares.append(auth_middleware)
+    if security_headers not in app.on_response_prepare:
+        app.on_response_prepare.append(security_headers)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/devices", devices)
     app.router.add_get("/api/v1/incidents", incidents)

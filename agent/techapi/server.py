@@ -6,6 +6,7 @@ sub-app, and shared state travels in typed ``AppKey`` slots.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -14,12 +15,17 @@ from typing import Any
 from aiohttp import web
 
 from agent.config import ApiSection
+from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite, install_loop_error_handler
 from base.errors import ConfigError
+from base.httpheaders import security_headers
 
 log = logging.getLogger(__name__)
 
 HEALTH_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("health")
+GUARD_KEY = web.AppKey("connection_guard", ConnectionGuard)
 MAX_BODY = 64 * 1024
+# The school LAN: a technician's laptop needs a handful of connections; a pupil gets no more.
+API_LIMITS = ConnectionLimits(per_address=16, total=256, header_timeout=10.0)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -29,7 +35,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 def make_app(health: Callable[[], dict[str, Any]] | None = None) -> web.Application:
     """The local API application."""
-    app = web.Application(client_max_size=MAX_BODY)
+    guard = ConnectionGuard(API_LIMITS, name="agent-api")
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard.middleware])
+    app[GUARD_KEY] = guard
+    app.on_response_prepare.append(security_headers)
     app[HEALTH_KEY] = health or (lambda: {"status": "ok"})
     app.router.add_get("/healthz", healthz)
     return app
@@ -53,9 +62,13 @@ async def start_server(
     app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[web.AppRunner, str, int]:
     """Listen on host:port (0: any free port); returns the runner and the real address."""
+    if GUARD_KEY not in app:  # an app not made by make_app (tests, tools) gets the same limits
+        app[GUARD_KEY] = ConnectionGuard(API_LIMITS, name="agent-api")
+        app.middlewares.append(app[GUARD_KEY].middleware)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    install_loop_error_handler(asyncio.get_running_loop())
+    site = GuardedTCPSite(runner, host, port, app[GUARD_KEY], ssl_context=ssl_context)
     await site.start()
     sockname = runner.addresses[0]
     real_host, real_port = str(sockname[0]), int(sockname[1])

@@ -140,11 +140,12 @@ class AgentView:
         return row
 
     def acknowledge(self, incident_id: str, by: str, note: str | None) -> Mapping[str, Any] | None:
-        """Acknowledge (and note, if given); sync is woken so central hears it soon."""
+        """Acknowledge (and note, if given) in one transaction; sync is woken so central hears it soon.
+
+        StoreFullError when the disk is full (nothing stored); None for an unknown incident.
+        """
         try:
-            self._engine.acknowledge(incident_id, by)
-            if note:
-                self._engine.add_note(incident_id, by, note)
+            self._engine.acknowledge(incident_id, by, note=note)  # one transaction: both or neither
         except UnknownIncidentError:
             return None
         self._wake()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from base.clock import Clock, SystemClock
+from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite, install_loop_error_handler
+from base.httpheaders import security_headers
 from base.ratelimit import FailureLimiter
 from base.version import version
 from central.config import CentralConfig
@@ -24,6 +27,10 @@ from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS
 from protocol.errors import MalformedError, SchulwartError, SequenceError
 
 log = logging.getLogger(__name__)
+
+GUARD = web.AppKey("connection_guard", ConnectionGuard)
+# Agents report about once a minute each; many schools may share one carrier NAT address.
+CENTRAL_LIMITS = ConnectionLimits(per_address=128, total=768, header_timeout=10.0)
 
 
 _PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Schulwart central</title></head>
@@ -110,7 +117,10 @@ def create_app(
 ) -> web.Application:
     """The central app over an open store; the caller owns (and closes) the store."""
     clock = clock or SystemClock()
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    guard = ConnectionGuard(CENTRAL_LIMITS, name="central")
+    app = web.Application(middlewares=[guard.middleware, error_middleware], client_max_size=config.max_body_bytes)
+    app[GUARD] = guard
+    app.on_response_prepare.append(security_headers)
     metrics = Metrics()
     app[CONFIG] = config
     app[STORE] = store
@@ -157,9 +167,13 @@ def make_runner(app: web.Application) -> web.AppRunner:
 
 async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Listen on host:port (0: any free port); returns the runner and the real URL."""
+    if GUARD not in app:  # an app not made by create_app gets the same limits
+        app[GUARD] = ConnectionGuard(CENTRAL_LIMITS, name="central")
+        app.middlewares.append(app[GUARD].middleware)
     runner = make_runner(app)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    install_loop_error_handler(asyncio.get_running_loop())
+    site = GuardedTCPSite(runner, host, port, app[GUARD])
     await site.start()
     address = runner.addresses[0]
     real_host, real_port = address[0], address[1]

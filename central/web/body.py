@@ -6,27 +6,35 @@ it is never inflated whole.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from aiohttp import web
 
-from central.errors import UnsupportedEncodingError
+from central.errors import RequestTimeoutError, UnsupportedEncodingError
 from protocol.errors import MalformedError, TooLargeError
 
 _CHUNK = 64 * 1024
+# A report is at most a few hundred KB; even a school's ADSL uplink sends that in seconds.
+BODY_TIMEOUT_S = 60.0
 
 
-async def read_capped(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body; TooLargeError as soon as it passes ``max_bytes``."""
+async def read_capped(request: web.Request, max_bytes: int, *, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The raw body; TooLargeError as soon as it passes ``max_bytes``, RequestTimeoutError (408)
+    when it has not arrived whole within ``timeout_s`` seconds (a client trickling bytes)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLargeError(f"body of {request.content_length} bytes is over the cap of {max_bytes}")
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            raise TooLargeError(f"body is over the cap of {max_bytes} bytes")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLargeError(f"body is over the cap of {max_bytes} bytes")
+                parts.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(f"body not complete within {timeout_s:g} s") from None
     return b"".join(parts)
 
 

@@ -30,7 +30,8 @@ async def authorize(request: web.Request) -> ApiTokenRow:
     """The bearer token's row; UnauthorizedError when missing or unknown."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip() or len(token) > 256:
+    # Tokens are printable ASCII; header bytes that are not UTF-8 arrive as surrogate escapes.
+    if scheme.lower() != "bearer" or not token.strip() or len(token) > 256 or not token.isascii():
         raise UnauthorizedError("a bearer token is required (schulwart-central api-token create)")
     row = await request.app[STORE].find_api_token(hash_secret(token.strip()))
     if row is None:
@@ -154,6 +155,7 @@ async def school_detail(request: web.Request) -> web.Response:
     incidents.sort(key=lambda r: r["status"] != "open")  # open first, each group newest change first
     body["incidents"] = [incident_json(r) for r in incidents]
     body["snapshot"] = await _newest_snapshot(request, agents)
+    body["dropped_events"] = _dropped_events(body["snapshot"])
     skews = [a.clock_skew_s for a in agents if a.clock_skew_s is not None and not a.revoked]
     worst = max(skews, key=abs) if skews else None
     body["clock_skew"] = {
@@ -162,6 +164,14 @@ async def school_detail(request: web.Request) -> web.Response:
         "threshold_s": skew_flag,
     }
     return _json(body)
+
+
+def _dropped_events(snapshot: dict[str, Any] | None) -> int:
+    """Events the agent could not queue (full disk), as its newest snapshot or state says; 0 if unknown."""
+    data = snapshot.get("data") if snapshot else None
+    agent = data.get("agent") if isinstance(data, dict) else None
+    value = agent.get("dropped_events") if isinstance(agent, dict) else None
+    return value if type(value) is int and value >= 0 else 0
 
 
 async def _newest_snapshot(request: web.Request, agents: list[AgentRow]) -> dict[str, Any] | None:
@@ -187,10 +197,11 @@ def _incident_query(request: web.Request, token: ApiTokenRow) -> IncidentQuery |
     since = query.get("since")
     if since is not None:
         since = iso(parse_time(since, field_name="since"))
-    try:
-        limit = int(query.get("limit", "1000"))
-    except ValueError:
-        raise MalformedError("limit must be an integer", reason="bad_query") from None
+    raw_limit = query.get("limit", "1000")
+    # ASCII digits only: isdigit() accepts "²" (int() refuses it) and Arabic-Indic digits (int() reads them).
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or len(raw_limit) > 6:
+        raise MalformedError("limit must be an integer", reason="bad_query")
+    limit = int(raw_limit)
     if not 1 <= limit <= MAX_LIMIT:
         raise MalformedError(f"limit must be within 1..{MAX_LIMIT}", reason="bad_query")
     carrier, possible = _carrier_filter(token, query.get("carrier"))

@@ -50,3 +50,41 @@ def test_dumps_is_compact_utf8_and_refuses_nan() -> None:
     assert dumps({"name": "Lenas iPad ü"}) == '{"name":"Lenas iPad ü"}'.encode()
     with pytest.raises(ValueError):
         dumps({"x": float("nan")})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"x":1e400}',
+        '{"x":-1e400}',
+        '[1.5e999]',
+        '"\\ud800"',
+        '{"name":"AP \\ud800 evil"}',
+        '{"\\udfff":1}',
+        '[["\\udc00x"]]',
+    ],
+)
+def test_json_refuses_what_cannot_be_written_back(raw: str) -> None:
+    # Each parses with Python's json; each would fail later in dumps() (infinity, or UTF-8
+    # that cannot hold a lone surrogate): so the door refuses it.
+    with pytest.raises(errors.MalformedError) as info:
+        loads_strict(raw)
+    assert info.value.reason == "bad_json"
+
+
+def test_json_keeps_valid_pairs_big_ints_and_small_floats() -> None:
+    value = loads_strict('{"emoji":"\\ud83d\\ude00","n":1e300,"i":123456789012345678901234567890}')
+    assert value == {"emoji": "\U0001f600", "n": 1e300, "i": 123456789012345678901234567890}
+    assert loads_strict(dumps(value)) == value
+
+
+def test_json_duplicates_may_be_allowed_for_device_replies() -> None:
+    assert loads_strict('{"a":1,"a":2}', allow_duplicate_keys=True) == {"a": 2}
+    with pytest.raises(errors.MalformedError):
+        loads_strict('{"a":1,"a":"\\ud800"}', allow_duplicate_keys=True)
+
+
+def test_dumps_refuses_lone_surrogates_with_a_project_error() -> None:
+    with pytest.raises(errors.MalformedError) as info:
+        dumps({"name": "AP \ud800 evil"})
+    assert info.value.reason == "bad_text"

@@ -202,3 +202,19 @@ def test_every_report_round_trips(start: int, datas: list[dict]) -> None:
     report = schema.parse_report(raw)
     assert [e.to_json() for e in report.events] == events
     assert report.seq_to == start + len(datas) - 1
+
+
+def test_state_carries_the_dropped_events_count() -> None:
+    import json as _json
+
+    from protocol.schema import build_state as _build_state
+    from protocol.schema import parse_state as _parse_state
+
+    made = "2026-01-01T00:00:00Z"
+    assert _parse_state(_build_state("a-1", "s-1", 0, made, [], None, dropped_events=334)).dropped_events == 334
+    doc = _json.loads(_build_state("a-1", "s-1", 0, made, [], None))
+    assert "dropped_events" not in doc  # none dropped (or an older agent): the field is left out
+    assert _parse_state(doc).dropped_events == 0
+    for bad in (-1, True, "3"):
+        with pytest.raises(errors.MalformedError):
+            _parse_state({**doc, "dropped_events": bad})

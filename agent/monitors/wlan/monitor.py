@@ -51,6 +51,7 @@ class WlanMonitor:
             self._controller = build_controller(config.controller)
         self._session: aiohttp.ClientSession | None = None
         self._controller_error: str | None = None
+        self.rejected_replies = 0  # controller replies refused at the door (unusable JSON), counted
 
     async def start(self) -> None:
         """Open the HTTP session the probes share."""
@@ -78,6 +79,8 @@ class WlanMonitor:
         try:
             return await self._controller.fetch_aps(), None
         except ControllerError as exc:
+            if exc.reason == "not-json":
+                self.rejected_replies += 1
             return None, f"{exc.reason}: {exc.message}"
 
     async def collect(self, now: datetime) -> MonitorReport:
@@ -214,8 +217,11 @@ class WlanMonitor:
         }
         if self._controller is not None:
             snapshot["controller"] = {
-                "name": self._controller.name, "ok": ctrl_error is None, "error": ctrl_error,
+                "name": self._controller.name,
+                "ok": ctrl_error is None,
+                "error": ctrl_error,
                 "skipped": dict(self._controller.skipped),
+                "rejected_replies": self.rejected_replies,
             }
         if aps is not None:
             snapshot["aps"] = [

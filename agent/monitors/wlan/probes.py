@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import math
 import time
 from collections import deque
@@ -18,6 +17,9 @@ from typing import Any
 
 import aiohttp
 from yarl import URL
+
+from protocol.encoding import loads_strict
+from protocol.errors import MalformedError
 
 # connect() errors that say the probe never left this host (no route, no free socket, a local
 # firewall), not that the target failed to answer: they must not count against the target.
@@ -144,10 +146,6 @@ class ProbeWindow:
         }
 
 
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"{value} is not a number")
-
-
 async def fetch_json(
     session: aiohttp.ClientSession,
     method: str,
@@ -194,10 +192,13 @@ async def fetch_json(
     except aiohttp.ClientError as exc:
         raise FetchError("unreachable", f"{type(exc).__name__}: {exc}"[:200]) from None
     try:
-        # Python's json accepts NaN/Infinity; a meter sending them is answering nonsense.
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise FetchError("not-json", f"reply is not JSON: {str(exc)[:80]}") from None
+        # The wire's strict reader: NaN, 1e400 (infinity) and lone surrogate escapes ("\ud800")
+        # parse in Python's json but cannot be written back into a snapshot, so the reply is
+        # refused here, at the door, and counted by the caller as a failed reading. Duplicate
+        # keys are allowed (the last wins): some firmware repeats a key, which is not hostile.
+        data = loads_strict(body, max_depth=64, allow_duplicate_keys=True)
+    except MalformedError as exc:
+        raise FetchError("not-json", f"reply is not usable JSON: {exc.message[:80]}") from None
     return data, response
 
 
