@@ -119,6 +119,8 @@ class WlanMonitor:
                 subject=target.name,
                 at=now,
                 details=details,
+                code=f"wlan.{target.kind}_unreachable",
+                params={"name": target.name, "error": last.error if failed and last else None},
             )
         ]
         median, _worst = window.latency_ms()
@@ -136,6 +138,8 @@ class WlanMonitor:
                 subject=target.name,
                 at=now,
                 details=details,
+                code="wlan.degraded",
+                params={"name": target.name, "loss_pct": round(window.loss_pct()), "median_ms": round(median or 0)},
             )
         )
         return signals
@@ -157,6 +161,8 @@ class WlanMonitor:
             title=f"WLAN controller {name} unreachable ({error})" if error else f"WLAN controller {name} answers",
             subject=name,
             at=now,
+            code="wlan.controller_unreachable",
+            params={"name": name, "error": error},
         )
 
     def _ap_signals(self, ap: ApStatus, now: datetime) -> list[Signal]:
@@ -182,6 +188,8 @@ class WlanMonitor:
                 subject=ap.name,
                 at=now,
                 details=details,
+                code="wlan.ap_down",
+                params={"name": ap.name, "state": ap.state_name},
             ),
             Signal(
                 key=f"ap-degraded:{ap.id}",
@@ -193,6 +201,12 @@ class WlanMonitor:
                 subject=ap.name,
                 at=now,
                 details=details,
+                code="wlan.ap_degraded",
+                params={
+                    "name": ap.name,
+                    "clients": ap.num_sta if too_many else None,
+                    "satisfaction": ap.satisfaction if unhappy else None,
+                },
             ),
         ]
 
