@@ -53,7 +53,8 @@ def login_limiter(monotonic: Callable[[], float]) -> FailureLimiter:
     return FailureLimiter(monotonic, LOGIN_MAX_FAILURES, LOGIN_WINDOW.total_seconds(), 10_000)
 
 
-def _hash(session_id: str) -> str:
+def session_hash(session_id: str) -> str:
+    """The SHA-256 (hex) a session id is stored as."""
     return hashlib.sha256(session_id.encode("ascii", "replace")).hexdigest()
 
 
@@ -68,7 +69,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     cookie = request.cookies.get(SESSION_COOKIE)
     request[SESSION_KEY] = None
     if cookie and len(cookie) <= 128:
-        request[SESSION_KEY] = await request.app[STORE].get_session(_hash(cookie), iso(request.app[CLOCK].now()))
+        request[SESSION_KEY] = await request.app[STORE].get_session(session_hash(cookie), iso(request.app[CLOCK].now()))
     response = await handler(request)
     if response.content_type == "text/html":
         response.headers.setdefault("Content-Security-Policy", CSP)
@@ -144,7 +145,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, 401, words("login_failed"))
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = request.app[CLOCK].now()
-    await store.add_session(_hash(session_id), user.name, csrf, iso(now), iso(now + SESSION_LIFETIME))
+    await store.add_session(session_hash(session_id), user.name, csrf, iso(now), iso(now + SESSION_LIFETIME))
     log.info("login user=%s from=%s", user.name, request.remote)
     response = web.HTTPFound(safe_next(str(form.get("next", "/"))))
     _set_cookie(request, response, SESSION_COOKIE, session_id, int(SESSION_LIFETIME.total_seconds()))
@@ -160,7 +161,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/login")
     if not csrf_ok(session.csrf, form.get("csrf")):
         raise web.HTTPForbidden(reason="csrf")
-    await request.app[STORE].delete_session(_hash(request.cookies.get(SESSION_COOKIE, "")))
+    await request.app[STORE].delete_session(session_hash(request.cookies.get(SESSION_COOKIE, "")))
     log.info("logout user=%s", session.user.name)
     response = web.HTTPFound("/login")
     response.del_cookie(SESSION_COOKIE, path="/")

@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -63,7 +64,15 @@ async def overview(request: web.Request) -> web.StreamResponse:
     carrier = query.get("carrier") or None
     shown = views.filter_lines(lines, carrier, status, query.get("q"))
     context = page_context(request, session)
+    words = context["w"]
+    # Formatted here, not by calls from the template: a call inside jinja costs several times more,
+    # and the overview has one row per school (2,000 for a large carrier).
+    cells = {
+        s.id: ("/schools/" + quote(s.id, safe=""), words.ago(s.last_report_at), words.time(s.last_report_at))
+        for s in shown
+    }
     context.update(
+        cells=cells,
         counts=views.status_counts(views.filter_lines(lines, carrier, None, None)),
         critical=sum(line.critical for line in lines if not carrier or line.carrier == carrier),
         carriers=carriers,
