@@ -22,7 +22,8 @@ __all__ = ["LANGUAGES", "MESSAGES", "render_title"]
 
 LANGUAGES = ("de", "en")
 
-# code -> language -> templates, most specific first.
+# code -> language -> templates, most specific first. German cabinet titles start with the
+# cabinet's own name, which is often "Ladeschrank 3" already (no "Ladeschrank Ladeschrank 3").
 MESSAGES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "wlan.ap_down": {
         "de": ("Access Point {name} ausgefallen (Controller: {state})", "Access Point {name} ausgefallen"),
@@ -76,8 +77,8 @@ MESSAGES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     "cabinet.meter_unreachable": {
         "de": (
-            "Ladeschrank {cabinet}: Strommesser im Ladefenster nicht erreichbar ({reason})",
-            "Ladeschrank {cabinet}: Strommesser im Ladefenster nicht erreichbar",
+            "{cabinet}: Strommesser im Ladefenster nicht erreichbar ({reason})",
+            "{cabinet}: Strommesser im Ladefenster nicht erreichbar",
         ),
         "en": (
             "Cabinet {cabinet}: power meter unreachable during the charging window ({reason})",
@@ -85,19 +86,19 @@ MESSAGES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         ),
     },
     "cabinet.switched_off": {
-        "de": ("Ladeschrank {cabinet} im Ladefenster ausgeschaltet",),
+        "de": ("{cabinet}: im Ladefenster ausgeschaltet",),
         "en": ("Cabinet {cabinet} switched off during its charging window",),
     },
     "cabinet.no_power": {
-        "de": ("Ladeschrank {cabinet} ohne Strom im Ladefenster ({power_w} W)",),
+        "de": ("{cabinet}: kein Strom im Ladefenster ({power_w} W)",),
         "en": ("Cabinet {cabinet} has no power during its charging window ({power_w} W)",),
     },
     "cabinet.still_charging": {
-        "de": ("Ladeschrank {cabinet} zieht nach dem Ladefenster noch {power_w} W",),
+        "de": ("{cabinet}: zieht nach dem Ladefenster noch {power_w} W",),
         "en": ("Cabinet {cabinet} still drawing {power_w} W after its charging window",),
     },
     "cabinet.over_temperature": {
-        "de": ("Ladeschrank {cabinet} zu heiß ({temperature_c} °C)", "Ladeschrank {cabinet} zu heiß"),
+        "de": ("{cabinet}: zu heiß ({temperature_c} °C)", "{cabinet}: zu heiß"),
         "en": ("Cabinet {cabinet} over temperature ({temperature_c} °C)", "Cabinet {cabinet} over temperature"),
     },
     "device.missing": {

@@ -22,7 +22,10 @@ from protocol.errors import SchulwartError
 
 log = logging.getLogger(__name__)
 
-SESSION_KEY = "schulwart.session"  # the request's SessionRow (or None), set by the session middleware
+# The request's SessionRow (or None), set by the session middleware. aiohttp >= 3.12 has typed
+# request keys and warns on a plain string key; older versions (the agent allows 3.9) take the string.
+_REQUEST_KEY: Any = getattr(web, "RequestKey", None)
+SESSION_KEY: Any = _REQUEST_KEY("schulwart_session", object) if _REQUEST_KEY is not None else "schulwart.session"
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

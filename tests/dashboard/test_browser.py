@@ -89,7 +89,7 @@ def test_staff_day(world: World, tmp_path: Path) -> None:
         assert verdicts[0] == "kein Strom im Ladefenster", verdicts
         assert "geladen" in verdicts[1:]
         titles = page.eval_on_selector_all("#incidents .title", "t => t.map(x => x.textContent)")
-        assert "Ladeschrank Schrank 1 (Raum 104) zu heiß (48,5 °C)" in titles, titles
+        assert "Schrank 1 (Raum 104): zu heiß (48,5 °C)" in titles, titles
         hot = page.locator("li[data-incident-id='inc-hot']")
         assert "Lüfter dreht nicht, Ersatz bestellt" in hot.text_content()
         assert "A. Weber" in hot.locator(".ack").text_content()
