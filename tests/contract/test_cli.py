@@ -56,7 +56,6 @@ def test_help_on_every_subcommand() -> None:
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="deviation: `schulwart-central user add` (docs/central.md) does not exist")
 def test_user_add_exists(tmp_path: Path) -> None:
     p = central("user", "add", "--help")
     assert p.returncode == 0, p.stderr

@@ -86,8 +86,9 @@ def test_staff_day(world: World, tmp_path: Path) -> None:
         assert page.text_content("#school-name") == "GS Lindenweg"
         assert page.locator("article.cabinet svg.chart polyline").count() >= 1
         verdicts = page.eval_on_selector_all("td.night", "cells => cells.map(c => c.textContent)")
-        assert verdicts[0] == "kein Strom im Ladefenster", verdicts
-        assert "geladen" in verdicts[1:]
+        # Oldest night first, like the chart: last night is the rightmost cell.
+        assert verdicts[-1] == "kein Strom im Ladefenster", verdicts
+        assert "geladen" in verdicts[:-1]
         titles = page.eval_on_selector_all("#incidents .title", "t => t.map(x => x.textContent)")
         assert "Schrank 1 (Raum 104): zu heiß (48,5 °C)" in titles, titles
         hot = page.locator("li[data-incident-id='inc-hot']")
