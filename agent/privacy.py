@@ -115,6 +115,18 @@ class Privacy:
             title = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", lambda _m: pseudonym, title)
         return _MAC.sub(lambda m: self.device_id(m.group(0).lower().replace("-", ":")), title)
 
+    def params(
+        self, category: str, params: Mapping[str, Any], subject: str | None, details: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A title's parameters as they may leave: every text value treated as :meth:`title` treats
+        the title (the subject's name and any MAC replaced by pseudonyms); numbers stay."""
+        if self.share_names or category not in _DEVICE_CATEGORIES:
+            return dict(params)
+        return {
+            key: self.title(category, value, subject, details) if isinstance(value, str) else value
+            for key, value in params.items()
+        }
+
     def details(self, details: Mapping[str, Any]) -> dict[str, Any]:
         """Free-form details: only numbers and booleans leave unless names may be shared."""
         if self.share_names:

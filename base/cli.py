@@ -244,12 +244,13 @@ _EMPTY = {
     "schools": ("no schools", "keine Schulen"),
     "agents": ("no agents", "keine Agenten"),
     "tokens": ("no tokens", "keine Token"),
+    "users": ("no users", "keine Benutzer"),
 }
 
 
 def empty_message(what: str) -> str:
     """What an empty list says, e.g. "no incidents" / "keine Vorfälle" (``what``: devices, incidents, schools,
-    agents, tokens)."""
+    agents, tokens, users)."""
     english, german = _EMPTY[what]
     return german if ui_language() == "de" else english
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from central.storage.base import AgentRow, SchoolSummary, Transaction
+from central.storage.base import AgentRow, Sample, SchoolSummary, Transaction
 from central.timestamps import from_iso, normalize
 from protocol.errors import MalformedError
 from protocol.events import (
@@ -28,10 +28,19 @@ from protocol.events import (
     IncidentPayload,
     IncidentResolved,
     IncidentUpdated,
+    NoteAdded,
 )
 from protocol.schema import Event, StatePayload
 
 _MAX_NOTES = 200
+# The incident timeline's action for each incident event kind.
+_LOG_ACTIONS = {
+    "incident.opened": "opened",
+    "incident.updated": "updated",
+    "incident.resolved": "resolved",
+    "incident.acknowledged": "acknowledged",
+    "note.added": "note",
+}
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,8 @@ def _new_incident(agent: AgentRow, incident_id: str, now: str) -> dict[str, Any]
         "acknowledged_at": None,
         "notes": [],
         "updated_at": now,
+        "code": None,
+        "params": None,
     }
 
 
@@ -75,6 +86,8 @@ def _take_incident_fields(row: dict[str, Any], incident: IncidentOpened) -> None
         severity=incident.severity,
         title=incident.title,
         subject=incident.subject,
+        code=incident.code,
+        params=None if incident.params is None else dict(incident.params),
     )
 
 
@@ -106,6 +119,8 @@ async def _apply_incident_event(
     elif isinstance(payload, IncidentUpdated):
         if decides:
             row.update((k, v) for k, v in (("severity", payload.severity), ("title", payload.title)) if v is not None)
+            if payload.code is not None:
+                row["code"], row["params"] = payload.code, None if payload.params is None else dict(payload.params)
     elif isinstance(payload, IncidentResolved):
         if decides:
             row["status"] = "resolved"
@@ -119,6 +134,9 @@ async def _apply_incident_event(
         row["status_seq"] = event.seq
     row["updated_at"] = now
     await tx.put_incident(row)
+    by = payload.by if isinstance(payload, IncidentAcknowledged | NoteAdded) else None
+    text = payload.text if isinstance(payload, NoteAdded) else None
+    await tx.log_incident(row, at, _LOG_ACTIONS[event.kind], by, text)
 
 
 async def _apply_device_event(
@@ -150,10 +168,12 @@ async def _apply_device_event(
 async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event], now: str) -> None:
     """Fold newly stored events (consecutive, in seq order) into the current view."""
     last_snapshot: Event | None = None
+    power: list[Sample] = []
     for event in events:
         payload = event.payload
         if isinstance(payload, HealthSnapshot):
-            last_snapshot = event  # only the newest snapshot of a batch matters
+            last_snapshot = event  # only the newest snapshot of a batch is the current one
+            power.extend(cabinet_samples(payload.sections, normalize(event.at)))
         elif isinstance(payload, DevicePayload):
             await _apply_device_event(tx, agent, event, payload, now)
         else:
@@ -162,6 +182,38 @@ async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event]
         await tx.set_snapshot(
             agent.agent_id, _dump(dict(last_snapshot.data)), last_snapshot.seq, normalize(last_snapshot.at)
         )
+    if last_snapshot is not None:
+        power.extend(await _count_samples(tx, agent.school_id, normalize(last_snapshot.at)))
+    if power:
+        await tx.add_samples(agent.school_id, agent.agent_id, power)
+
+
+def cabinet_samples(sections: Mapping[str, Any], at: str) -> list[Sample]:
+    """The cabinets' power in one snapshot as samples ``cabinet:<id>`` (W; flag 1 inside the window).
+
+    The snapshot's ``cabinets`` section is ``{"cabinets": {id: {"power_w", "in_window", ...}}}``;
+    anything of another shape is skipped (a snapshot is free form within its caps).
+    """
+    section = sections.get("cabinets")
+    cabinets = section.get("cabinets") if isinstance(section, Mapping) else None
+    if not isinstance(cabinets, Mapping):
+        return []
+    out = []
+    for cabinet_id, values in cabinets.items():
+        if not isinstance(values, Mapping):
+            continue
+        power = values.get("power_w")
+        value = float(power) if isinstance(power, int | float) and not isinstance(power, bool) else None
+        flag = values.get("in_window")
+        out.append(Sample(f"cabinet:{str(cabinet_id)[:128]}", at, value, int(flag) if isinstance(flag, bool) else None))
+    return out
+
+
+async def _count_samples(tx: Transaction, school_id: str, at: str) -> list[Sample]:
+    """Devices present by class, one point per hour (the hour's last snapshot wins)."""
+    hour = at[:13] + ":00:00.000000Z"
+    counts = await tx.present_device_counts(school_id)
+    return [Sample(f"devices:{cls[:32]}", hour, float(n), None) for cls, n in counts.items()]
 
 
 def state_is_newer(agent: AgentRow, state: StatePayload) -> bool:

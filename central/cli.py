@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +48,7 @@ from central.keystore import load_keystore
 from central.storage import open_store
 from central.storage.base import IssuedToken, Storage
 from central.timestamps import iso
+from central.users import check_password, hash_password, parse_role
 from central.web.app import create_app, start
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
 
@@ -379,6 +381,98 @@ def api_token_revoke(data_dir: Path | None, config_path: Path | None, name: str)
     if not count:
         raise NotFoundError(f"no valid read-API token named {name!r} (see `schulwart-central api-token list`)")
     click.echo(f"read-API token {name!r} revoked", err=True)
+
+
+# --------------------------------------------------------------------------- staff users
+
+
+def _read_password(confirm: bool) -> str:
+    """The password from stdin: one line when piped, a hidden prompt (twice) on a terminal."""
+    if sys.stdin.isatty():
+        password = str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True))
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        return check_password(password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="password (stdin)") from None
+
+
+@cli.group()
+def user() -> None:
+    """Staff accounts of the dashboard (password from stdin, stored as an Argon2id hash)."""
+
+
+@user.command("add")
+@common_options("central")
+@click.option("--name", required=True, help="Login name, shown beside acknowledgements and notes.")
+@click.option("--role", required=True, help="admin, staff or carrier:NAME (sees only that carrier's schools).")
+@cli_errors
+def user_add(data_dir: Path | None, config_path: Path | None, name: str, role: str) -> None:
+    """Add a staff user; the password is read from stdin.
+
+    Example: printf '%s\\n' "$PASSWORD" | schulwart-central user add --name a.weber --role carrier:Musterstadt
+    """
+    name = _text(name, "--name", 128)
+    try:
+        kind, carrier = parse_role(role)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--role") from None
+    config = _quiet(_config(data_dir, config_path))
+    password_hash = hash_password(_read_password(confirm=True))
+
+    async def add(store: Storage) -> int:
+        await store.add_user(name, kind, carrier, password_hash, iso(SystemClock().now()))
+        return len(await store.list_schools(carrier)) if carrier is not None else -1
+
+    if _with_store(config, add) == 0:
+        click.echo(f"warning: no school has carrier {carrier!r} yet; this user sees nothing until one does", err=True)
+    click.echo(f"user {name} added ({role})", err=True)
+
+
+@user.command("list")
+@common_options("central")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of columns.")
+@cli_errors
+def user_list(data_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """List users: name, role, created (never the password hash)."""
+    config = _quiet(_config(data_dir, config_path))
+    users = _with_store(config, lambda store: store.list_users())
+    rows = []
+    for row in users:
+        role = f"carrier:{row.carrier}" if row.role == "carrier" else row.role
+        if as_json:
+            click.echo(json.dumps({"name": row.name, "role": role, "created_at": row.created_at}, ensure_ascii=False))
+        rows.append([row.name, role, format_moment(row.created_at)])
+    if not as_json:
+        click.echo(format_table(rows, ["NAME", "ROLE", "CREATED"]) if rows else empty_message("users"))
+
+
+@user.command("remove")
+@common_options("central")
+@click.argument("name")
+@cli_errors
+def user_remove(data_dir: Path | None, config_path: Path | None, name: str) -> None:
+    """Remove a user; its open sessions end at once."""
+    config = _quiet(_config(data_dir, config_path))
+    if not _with_store(config, lambda store: store.remove_user(name)):
+        raise NotFoundError(f"no user {name!r}")
+    click.echo(f"user {name} removed", err=True)
+
+
+@user.command("passwd")
+@common_options("central")
+@click.argument("name")
+@cli_errors
+def user_passwd(data_dir: Path | None, config_path: Path | None, name: str) -> None:
+    """Set a user's password (from stdin); its open sessions end at once."""
+    config = _quiet(_config(data_dir, config_path))
+    if _with_store(config, lambda store: store.get_user(name)) is None:
+        raise NotFoundError(f"no user {name!r}")
+    password_hash = hash_password(_read_password(confirm=True))
+    if not _with_store(config, lambda store: store.set_password(name, password_hash, iso(SystemClock().now()))):
+        raise NotFoundError(f"no user {name!r}")
+    click.echo(f"password of {name} changed", err=True)
 
 
 # --------------------------------------------------------------------------- agents

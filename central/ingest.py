@@ -248,6 +248,7 @@ class Ingestor:
             "Agent history forked (restored from backup or cloned?)",
             agent.agent_id,
             now,
+            code="central.history_fork",
         )
 
     async def _apply_state(self, agent: AgentRow, state: StatePayload) -> IngestResult:

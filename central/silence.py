@@ -32,7 +32,8 @@ async def check_silence(store: Storage, now: datetime, window: timedelta) -> tup
         if silent:
             title = f"Agent silent: no report for more than {minutes} min"
             if await store.raise_central_incident(
-                school_id, SILENT_INCIDENT, "agent", "warning", title, None, iso(now)
+                school_id, SILENT_INCIDENT, "agent", "warning", title, None, iso(now),
+                code="central.silent", params={"minutes": minutes},
             ):
                 log.warning("agent silent school=%s last_contact=%s", school_id, summary.last_contact_at)
                 raised.append(school_id)

@@ -9,6 +9,9 @@ writes it back (``to_data``). The rules, v1:
   at 256 keys, keys at 128 characters (``TooLargeError``);
 * ``incident.opened``: ``id`` (identifier), ``key`` (≤ 256), ``category``, ``severity``,
   ``title`` (≤ 300) and ``subject`` (≤ 256, required but may be null);
+* ``incident.opened`` and ``incident.updated`` may carry ``code`` (a string) and ``params``
+  (an object) from which a reader renders the title in its own language
+  (``protocol.messages``); ``title`` stays the English fallback;
 * ``incident.updated``, ``incident.resolved``, ``incident.acknowledged`` and ``note.added``
   name the incident by ``id``; an update may carry a new ``severity`` and ``title``, an
   acknowledgement and a note a ``by`` (≤ 128, may be null or absent), a note its ``text``
@@ -198,6 +201,8 @@ class IncidentOpened:
     flap_count: int | None = None
     acknowledged: bool | None = None
     details: Mapping[str, Any] | None = None
+    code: str | None = None
+    params: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -224,6 +229,8 @@ class IncidentOpened:
             flap_count=r.loose_int("flap_count"),
             acknowledged=r.loose_bool("acknowledged"),
             details=r.loose_obj("details"),
+            code=r.loose_str("code"),
+            params=r.loose_obj("params"),
             extra=r.extra(),
         )
 
@@ -243,6 +250,8 @@ class IncidentOpened:
             "flap_count": self.flap_count,
             "acknowledged": self.acknowledged,
             "details": None if self.details is None else dict(self.details),
+            "code": self.code,
+            "params": None if self.params is None else dict(self.params),
         }
         return _write(known, optional, self.extra)
 
@@ -258,6 +267,8 @@ class IncidentUpdated:
     title: str | None = None
     last_seen: str | None = None
     flap_count: int | None = None
+    code: str | None = None
+    params: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -273,6 +284,8 @@ class IncidentUpdated:
             title=title,
             last_seen=r.loose_str("last_seen"),
             flap_count=r.loose_int("flap_count"),
+            code=r.loose_str("code"),
+            params=r.loose_obj("params"),
             extra=r.extra(),
         )
 
@@ -283,6 +296,8 @@ class IncidentUpdated:
             "title": self.title,
             "last_seen": self.last_seen,
             "flap_count": self.flap_count,
+            "code": self.code,
+            "params": None if self.params is None else dict(self.params),
         }
         return _write({"id": self.id}, optional, self.extra)
 

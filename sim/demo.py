@@ -427,6 +427,25 @@ def prepare_central(run: DemoRun, central_dir: Path, schools: list[School]) -> s
     return run.run_all([*adds, [CENTRAL, "api-token", "create", "--name", name, *d]])[-1]
 
 
+DEMO_USER = "demo"
+
+
+def make_login(central_dir: Path) -> tuple[str, str]:
+    """A staff login for the dashboard (a fresh password each run, also for a kept data dir)."""
+    password = secrets.token_urlsafe(12)
+    d = ["--data-dir", str(central_dir)]
+    listed = subprocess.run([CENTRAL, "user", "list", "--json", *d], capture_output=True, text=True,
+                            timeout=COMMAND_TIMEOUT_S, check=False)  # fmt: skip
+    exists = any(json.loads(line).get("name") == DEMO_USER for line in listed.stdout.splitlines() if line.strip())
+    argv = [CENTRAL, "user", "passwd", DEMO_USER, *d] if exists else [
+        CENTRAL, "user", "add", "--name", DEMO_USER, "--role", "admin", *d]  # fmt: skip
+    done = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise DemoError(f"schulwart-central user failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return DEMO_USER, password
+
+
 def start_central(run: DemoRun, central_dir: Path, port: int, isolated: bool) -> int:
     """Central in the root namespace; its real port."""
     # Namespaced agents reach central over their veth (10.231.X.1), hence every address.
@@ -502,13 +521,14 @@ def start_agent(run: DemoRun, school: School, sim: Child, central_port: int, *, 
 
 
 def summary(central_port: int, api_token: str, schools: list[School], data_dir: Path, temporary: bool,
-            duration: float | None) -> str:  # fmt: skip
+            duration: float | None, login: tuple[str, str] = ("", "")) -> str:  # fmt: skip
     """The block on stdout: where to look, with which token."""
     base = f"http://{LOOPBACK}:{central_port}"
     lines = [
         "",
         "Schulwart demo is up.",
         f"dashboard: {base}/",
+        f"login: {login[0]} {login[1]}",
         f"api token: {api_token}",
         f'example:   curl -H "Authorization: Bearer {api_token}" {base}/v1/schools',
     ]
@@ -557,6 +577,7 @@ def _start_everything(run: DemoRun, spec: DemoSpec, data_dir: Path, schools: lis
                     fallback, LOOPBACK, schools[0].id)  # fmt: skip
     central_dir = data_dir / "central"
     api_token = prepare_central(run, central_dir, schools)
+    login = make_login(central_dir)
     port = start_central(run, central_dir, spec.port, fallback is None)
     sims = [start_sim(run, s, spec, port) for s in schools]
     enroll_agents(run, central_dir, schools, port)
@@ -569,7 +590,7 @@ def _start_everything(run: DemoRun, spec: DemoSpec, data_dir: Path, schools: lis
         agent_port = run.wait_for(f"school {school.id}'s agent", agent.listening_port)
         school.page_url = f"http://{school.ip}:{agent_port}/"
         log.info("school %s: agent up, technician page %s", school.id, school.page_url)
-    return summary(port, api_token, schools, data_dir, spec.data_dir is None, spec.duration)
+    return summary(port, api_token, schools, data_dir, spec.data_dir is None, spec.duration, login)
 
 
 def run_demo(spec: DemoSpec, echo: Callable[[str], None]) -> int:

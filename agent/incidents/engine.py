@@ -33,13 +33,14 @@ from protocol.events import (
     NoteAdded,
     Severity,
 )
+from protocol.messages import LANGUAGES, render_title
 from protocol.schema import format_time, parse_time
 
 log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, key, category, severity, title, subject, opened_at, last_seen, resolved_at, flap_count,"
-    " acknowledged_at, acknowledged_by, details"
+    " acknowledged_at, acknowledged_by, details, code, params"
 )
 
 
@@ -64,6 +65,8 @@ class Incident:
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    code: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -86,12 +89,17 @@ class Incident:
             "acknowledged_at": format_time(self.acknowledged_at) if self.acknowledged_at else None,
             "acknowledged_by": self.acknowledged_by,
             "details": dict(self.details),
+            "code": self.code,
+            "params": dict(self.params),
+            # The title in each reader language, from the shared catalogue (falls back to title).
+            "titles": {lang: render_title(self.code, self.params, lang, self.title) for lang in LANGUAGES},
         }
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Incident:
         """From a row selected with _COLUMNS."""
-        (iid, key, category, severity, title, subject, opened, last, resolved, flaps, acked, acked_by, details) = row
+        (iid, key, category, severity, title, subject, opened, last, resolved, flaps, acked, acked_by, details) = row[:13]  # noqa: E501
+        code, params = row[13:15]
 
         def t(text: str | None) -> datetime | None:
             return parse_time(text) if text else None
@@ -110,6 +118,8 @@ class Incident:
             acknowledged_at=t(acked),
             acknowledged_by=acked_by,
             details=json.loads(details) if details else {},
+            code=code,
+            params=json.loads(params) if params else {},
         )
 
 
@@ -189,6 +199,10 @@ class IncidentEngine:
             flap_count=incident.flap_count,
             acknowledged=incident.acknowledged_at is not None,
             details=self.privacy.details(incident.details),
+            code=incident.code,
+            params=self.privacy.params(incident.category, incident.params, incident.subject, incident.details)
+            if incident.code
+            else None,
         )
 
     def wire(self, incident: Incident) -> dict[str, Any]:
@@ -254,7 +268,9 @@ class IncidentEngine:
                 details=dict(signal.details),
             )
             if signal.severity != current.severity or signal.title != current.title:
-                updated = replace(updated, severity=signal.severity, title=signal.title)
+                updated = replace(
+                    updated, severity=signal.severity, title=signal.title, code=signal.code, params=dict(signal.params)
+                )
                 self._write(conn, updated)
                 update = IncidentUpdated(
                     id=updated.id,
@@ -262,6 +278,10 @@ class IncidentEngine:
                     title=self.privacy.title(updated.category, updated.title, updated.subject, updated.details),
                     last_seen=format_time(updated.last_seen),
                     flap_count=updated.flap_count,
+                    code=updated.code,
+                    params=self.privacy.params(updated.category, updated.params, updated.subject, updated.details)
+                    if updated.code
+                    else None,
                 )
                 self.outbox.append_event(conn, update, signal.at)
                 emitted.append((update.kind, updated))
@@ -296,6 +316,8 @@ class IncidentEngine:
             opened_at=signal.at,
             last_seen=signal.at,
             details=dict(signal.details),
+            code=signal.code,
+            params=dict(signal.params),
         )
         self._write(conn, incident)
         self.outbox.append_event(conn, self.opened(incident), signal.at)
@@ -306,7 +328,7 @@ class IncidentEngine:
             return format_time(moment) if moment else None
 
         conn.execute(
-            f"INSERT OR REPLACE INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT OR REPLACE INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (
                 incident.id,
                 incident.key,
@@ -321,6 +343,8 @@ class IncidentEngine:
                 t(incident.acknowledged_at),
                 incident.acknowledged_by,
                 json.dumps(dict(incident.details), default=str),
+                incident.code,
+                json.dumps(dict(incident.params), default=str) if incident.code else None,
             ),
         )
 

@@ -25,7 +25,10 @@ class Signal:
     """A rule's verdict on one incident key at one moment: the problem is present (bad) or not.
 
     The engine opens an incident after ``open_after`` bad signals in a row and resolves it
-    after ``resolve_after`` good ones (None: the engine's configured defaults).
+    after ``resolve_after`` good ones (None: the engine's configured defaults). ``code`` and
+    ``params`` name the title in ``protocol.messages``' catalogue, so that each reader renders
+    it in its own language; ``title`` is the English text for readers without the code.
+    ``params`` must say nothing the title does not (it leaves the school as it is).
     """
 
     key: str
@@ -38,6 +41,8 @@ class Signal:
     details: Mapping[str, Any] = field(default_factory=dict)
     open_after: int | None = None
     resolve_after: int | None = None
+    code: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

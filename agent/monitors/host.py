@@ -215,6 +215,8 @@ def _disk_signal(key: str, disk: DiskUse, limit: float, at: datetime) -> Signal:
         subject=disk.path,
         at=at,
         details={"percent": disk.percent, "free_bytes": disk.free_bytes},
+        code="host.disk_full",
+        params={"path": disk.path, "limit": f"{limit:g}"},
     )
 
 
@@ -238,6 +240,7 @@ def host_signals(snapshot: HostSnapshot, settings: HostSection, at: datetime) ->
                 subject=None,
                 at=at,
                 details={"available_percent": available},
+                code="host.memory",
             )
         )
     offset = snapshot.clock.offset_s
@@ -251,6 +254,7 @@ def host_signals(snapshot: HostSnapshot, settings: HostSection, at: datetime) ->
             subject=None,
             at=at,
             details={"offset_s": offset if offset is not None else 0.0, "synced": snapshot.clock.sync == "synced"},
+            code="host.clock",
         )
     )
     return signals

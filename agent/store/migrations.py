@@ -87,13 +87,21 @@ def m003_incident_notes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX incident_notes_incident ON incident_notes(incident_id, id)")
 
 
+def m004_incident_code(db: sqlite_utils.Database) -> None:
+    """An incident's title code and params, so that readers render the title in their language."""
+    db.execute("ALTER TABLE incidents ADD COLUMN code TEXT")
+    db.execute("ALTER TABLE incidents ADD COLUMN params TEXT")
+
+
 def _on_db(step: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite3.Connection], None]:
     return lambda conn: step(sqlite_utils.Database(conn))
 
 
 MIGRATIONS: tuple[Migration, ...] = tuple(
     Migration(version, step.__name__, _on_db(step))
-    for version, step in enumerate((m001_initial, m002_outbox_kind_index, m003_incident_notes), start=1)
+    for version, step in enumerate(
+        (m001_initial, m002_outbox_kind_index, m003_incident_notes, m004_incident_code), start=1
+    )
 )
 
 

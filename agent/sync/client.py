@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 REVOKED_KEY = "agent-revoked"
 FORK_KEY = "agent-history-fork"
 REFUSED_KEY = "agent-sync-refused"
+# The title codes of the sync incidents (protocol.messages), so readers show them in their language.
+_TITLE_CODES = {REVOKED_KEY: "agent.revoked", FORK_KEY: "agent.history_fork", REFUSED_KEY: "agent.sync_refused"}
 
 
 class TransientError(Exception):
@@ -420,7 +422,8 @@ class SyncClient:
         )
         self._signal(
             Signal(
-                key, True, "agent", "critical", title, None, self.clock.now(), details={}, open_after=1, resolve_after=1
+                key, True, "agent", "critical", title, None, self.clock.now(), details={}, open_after=1, resolve_after=1,  # noqa: E501
+                code=_TITLE_CODES.get(key, "agent.sync_refused"),
             )
         )
 

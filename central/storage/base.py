@@ -32,6 +32,8 @@ INCIDENT_FIELDS = (
     "acknowledged_at",
     "notes",  # list of {"by", "text", "at"}
     "updated_at",  # central's clock: when this row last changed
+    "code",  # the title's code in protocol.messages, or None
+    "params",  # the title's params (an object), or None
 )
 
 DEVICE_FIELDS = (
@@ -158,6 +160,56 @@ class SchoolSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRow:
+    """A staff member of the dashboard. ``role``: admin, staff or carrier (then ``carrier`` is set)."""
+
+    name: str
+    role: str
+    carrier: str | None
+    password_hash: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A logged-in browser: its user and the CSRF token every form of the session must carry."""
+
+    user: UserRow
+    csrf: str
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewRow:
+    """One school's row on the dashboard overview, read in a few grouped queries.
+
+    ``aps_down`` counts open ``ap-down`` incidents; ``cabinets_down`` the cabinets with an open
+    no-power, switched-off or meter-unreachable incident; ``tablets_today`` the tablets seen since
+    the given local midnight, ``tablets_usual`` those seen within the given recent period;
+    ``max_clock_skew_s`` the largest absolute skew of its active agents (seconds).
+    """
+
+    summary: SchoolSummary
+    aps_down: int
+    cabinets_down: int
+    tablets_today: int
+    tablets_usual: int
+    agent_version: str | None
+    max_clock_skew_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point of a time series: ``series`` is ``cabinet:<id>`` (watts; ``flag`` 1 inside the
+    charging window) or ``devices:<class>`` (devices present)."""
+
+    series: str
+    at: str
+    value: float | None
+    flag: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentQuery:
     """Filters of GET /v1/incidents; None means no filter."""
 
@@ -167,6 +219,7 @@ class IncidentQuery:
     severity: str | None = None
     since: str | None = None
     limit: int = 1000
+    category: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +295,18 @@ class Transaction(Protocol):
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
     ) -> None:
         """Create an agent."""
+
+    async def log_incident(
+        self, incident: dict[str, Any], at: str, action: str, by: str | None, text: str | None
+    ) -> None:
+        """Append one step (opened, updated, resolved, acknowledged, note) to an incident's timeline;
+        ``incident`` is the row (its identity, severity and title are recorded), ``at`` a stored time."""
+
+    async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
+        """Keep time-series points (a point already held at the same time is replaced)."""
+
+    async def present_device_counts(self, school_id: str) -> dict[str, int]:
+        """Devices of a school that are not lost, by class."""
 
 
 class Storage(Protocol):
@@ -326,9 +391,67 @@ class Storage(Protocol):
         """Every held event of an agent, by seq."""
 
     async def raise_central_incident(
-        self, school_id: str, incident_id: str, category: str, severity: str, title: str, subject: str | None, at: str
+        self,
+        school_id: str,
+        incident_id: str,
+        category: str,
+        severity: str,
+        title: str,
+        subject: str | None,
+        at: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> bool:
         """Open a central incident unless it is open already; True when it was opened."""
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
+
+    # ------------------------------------------------------------------ dashboard
+
+    async def add_user(self, name: str, role: str, carrier: str | None, password_hash: str, at: str) -> None:
+        """Create a staff user; AlreadyExistsError if the name is taken."""
+
+    async def get_user(self, name: str) -> UserRow | None:
+        """One user, or None."""
+
+    async def list_users(self) -> list[UserRow]:
+        """Every user, by name."""
+
+    async def remove_user(self, name: str) -> bool:
+        """Delete a user and end its sessions; False when there is no such user."""
+
+    async def set_password(self, name: str, password_hash: str, at: str) -> bool:
+        """Replace a user's password hash and end its sessions; False when there is no such user."""
+
+    async def add_session(self, id_hash: str, user_name: str, csrf: str, at: str, expires_at: str) -> None:
+        """Store a new session (only the SHA-256 of its id)."""
+
+    async def get_session(self, id_hash: str, now: str) -> SessionRow | None:
+        """The session with this id hash if it has not expired and its user still exists."""
+
+    async def delete_session(self, id_hash: str) -> None:
+        """End one session (logout); expired sessions of anyone are removed too."""
+
+    async def overview(self, carrier: str | None, today_since: str, usual_since: str) -> list[OverviewRow]:
+        """Every school's overview row (optionally one carrier's); times are stored-format UTC."""
+
+    async def get_incident(self, school_id: str, origin: str, agent_id: str, incident_id: str) -> dict[str, Any] | None:
+        """One incident row (with its school's ``carrier``), or None."""
+
+    async def incident_log(self, school_id: str) -> list[dict[str, Any]]:
+        """Every recorded step of a school's incidents, oldest first (keys: the incident identity,
+        ``at``, ``action``, ``by``, ``text``, ``source``, ``severity``, ``title``)."""
+
+    async def staff_acknowledge(
+        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, at: str
+    ) -> bool:
+        """Central staff acknowledge an incident (recorded with their name); False when no such incident."""
+
+    async def staff_note(
+        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, text: str, at: str
+    ) -> bool:
+        """Central staff add a note to an incident; False when no such incident."""
+
+    async def samples(self, school_id: str, since: str) -> list[Sample]:
+        """A school's time-series points since ``since``, by series and time."""

@@ -69,6 +69,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX issued_tokens_expires ON issued_tokens(expires_at)",
         ),
     ),
+    Migration(
+        3,
+        "dashboard: staff users and sessions, incident codes and history, power and device samples",
+        statements(
+            # The title code and params an agent sent (protocol.messages renders them per reader).
+            "ALTER TABLE incidents ADD COLUMN code TEXT",
+            "ALTER TABLE incidents ADD COLUMN params TEXT",
+            """CREATE TABLE users (
+                name TEXT PRIMARY KEY, role TEXT NOT NULL, carrier TEXT, password_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+            # Server-side sessions: the cookie holds a random id, the table only its SHA-256.
+            """CREATE TABLE sessions (
+                id_hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, csrf TEXT NOT NULL,
+                created_at TEXT NOT NULL, expires_at TEXT NOT NULL)""",
+            "CREATE INDEX sessions_user ON sessions(user_name)",
+            # Every step of an incident (opened, updated, acknowledged, note, resolved), from the
+            # agent's history or from central staff, for the school detail's timeline.
+            """CREATE TABLE incident_log (
+                school_id TEXT NOT NULL, origin TEXT NOT NULL, agent_id TEXT NOT NULL, incident_id TEXT NOT NULL,
+                at TEXT NOT NULL, action TEXT NOT NULL, by TEXT, text TEXT, source TEXT NOT NULL,
+                severity TEXT, title TEXT)""",
+            "CREATE INDEX incident_log_incident ON incident_log(school_id, origin, agent_id, incident_id, at)",
+            # Time series from the agents' snapshots: cabinet power, device counts by class.
+            """CREATE TABLE samples (
+                school_id TEXT NOT NULL, series TEXT NOT NULL, at TEXT NOT NULL, agent_id TEXT NOT NULL,
+                value REAL, flag INTEGER, PRIMARY KEY (school_id, series, at, agent_id)) WITHOUT ROWID""",
+            # Covering indexes for the overview's grouped counts (2,000 schools: one index scan each).
+            "CREATE INDEX incidents_open_counts ON incidents(status, school_id, severity, key)",
+            "CREATE INDEX devices_class_seen ON devices(class, school_id, last_seen_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

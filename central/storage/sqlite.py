@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,19 @@ from central.storage.base import (
     EventRow,
     IncidentQuery,
     IssuedToken,
+    OverviewRow,
     Revocation,
+    Sample,
     SchoolRow,
     SchoolSummary,
+    SessionRow,
+    UserRow,
 )
 from central.storage.migrations import run_migrations
+from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
+SAMPLES_KEPT = timedelta(days=8)  # the school detail charts seven days
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
@@ -61,7 +68,43 @@ def _agent(row: sqlite3.Row | None) -> AgentRow | None:
 def _incident(row: sqlite3.Row) -> dict[str, Any]:
     out = {key: row[key] for key in INCIDENT_FIELDS}
     out["notes"] = json.loads(row["notes"])
+    out["params"] = json.loads(row["params"]) if row["params"] else None
     return out
+
+
+def _incident_value(row: dict[str, Any], key: str) -> Any:
+    if key == "notes":
+        return _dump(row["notes"])
+    if key in ("code", "params"):  # rows built before codes existed may lack them
+        value = row.get(key)
+        return _dump(value) if key == "params" and value is not None else value
+    return row[key]
+
+
+_USER_COLUMNS = "name, role, carrier, password_hash, created_at"
+# The three cabinet rules that mean "did not charge"; the cabinet id follows the colon.
+_CABINET_DOWN = "('cabinet-no-power', 'cabinet-switched-off', 'cabinet-meter-unreachable')"
+_OVERVIEW = f"""
+WITH a AS (
+  SELECT school_id, count(*) AS n, max(last_report_at) AS last_report, max(coalesce(last_report_at, enrolled_at))
+    AS last_contact, max(version) AS version, max(abs(clock_skew_s)) AS skew
+  FROM agents WHERE revoked_at IS NULL GROUP BY school_id),
+i AS (
+  SELECT school_id, sum(severity='critical') AS crit, sum(severity='warning') AS warn, sum(severity='info') AS info,
+    sum(key LIKE 'ap-down:%') AS aps,
+    count(DISTINCT CASE WHEN substr(key, 1, instr(key, ':') - 1) IN {_CABINET_DOWN}
+                   THEN substr(key, instr(key, ':') + 1) END) AS cabs
+  FROM incidents WHERE status='open' GROUP BY school_id),
+d AS (
+  SELECT school_id, sum(last_seen_at >= :today) AS today, sum(last_seen_at >= :usual) AS usual
+  FROM devices WHERE class='tablet' GROUP BY school_id)
+SELECT s.id, s.name, s.carrier, s.created_at, coalesce(a.n, 0), a.last_report, a.last_contact,
+  coalesce(i.crit, 0), coalesce(i.warn, 0), coalesce(i.info, 0), coalesce(i.aps, 0), coalesce(i.cabs, 0),
+  coalesce(d.today, 0), coalesce(d.usual, 0), a.version, a.skew
+FROM schools s LEFT JOIN a ON a.school_id=s.id LEFT JOIN i ON i.school_id=s.id LEFT JOIN d ON d.school_id=s.id
+WHERE :carrier IS NULL OR s.carrier=:carrier
+ORDER BY s.id
+"""  # noqa: S608 - built from literals only
 
 
 def _device(row: sqlite3.Row) -> dict[str, Any]:
@@ -155,11 +198,7 @@ class SqliteTransaction:
 
     async def put_incident(self, row: dict[str, Any]) -> None:
         """Insert or replace one incident row."""
-        values = [_dump(row["notes"]) if key == "notes" else row[key] for key in INCIDENT_FIELDS]
-        self._conn.execute(
-            _PUT_INCIDENT,
-            values,
-        )
+        self._conn.execute(_PUT_INCIDENT, [_incident_value(row, key) for key in INCIDENT_FIELDS])
 
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
@@ -194,17 +233,60 @@ class SqliteTransaction:
             " WHERE school_id=? AND origin='central' AND agent_id='' AND incident_id=? AND status='open'",
             (at, at, school_id, incident_id),
         )
+        if cur.rowcount > 0:
+            row = await self.get_incident(school_id, "central", "", incident_id)
+            if row is not None:
+                await self.log_incident(row, at, "resolved", None, None)
         return cur.rowcount > 0
 
+    async def log_incident(
+        self, incident: dict[str, Any], at: str, action: str, by: str | None, text: str | None
+    ) -> None:
+        """Append one step to an incident's timeline."""
+        self._conn.execute(
+            "INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, by, text, source,"
+            " severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                incident["school_id"], incident["origin"], incident["agent_id"], incident["incident_id"], at, action,
+                by, text, "central" if action.startswith("staff-") else incident["origin"],
+                incident["severity"], incident["title"],
+            ),
+        )  # fmt: skip
+
+    async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
+        """Keep time-series points; points older than eight days are dropped at the same time."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO samples (school_id, series, at, agent_id, value, flag) VALUES (?, ?, ?, ?, ?, ?)",
+            [(school_id, p.series, p.at, agent_id, p.value, p.flag) for p in samples],
+        )
+        if samples:
+            cutoff = iso(from_iso(max(p.at for p in samples)) - SAMPLES_KEPT)
+            self._conn.execute("DELETE FROM samples WHERE school_id=? AND at < ?", (school_id, cutoff))
+
+    async def present_device_counts(self, school_id: str) -> dict[str, int]:
+        """Devices of a school that are not lost, by class."""
+        rows = self._conn.execute(
+            "SELECT class, count(*) FROM devices WHERE school_id=? AND state != 'lost' GROUP BY class", (school_id,)
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     async def raise_central_incident(
-        self, school_id: str, incident_id: str, category: str, severity: str, title: str, subject: str | None, at: str
+        self,
+        school_id: str,
+        incident_id: str,
+        category: str,
+        severity: str,
+        title: str,
+        subject: str | None,
+        at: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> bool:
         """Open a central incident unless it is open already; True when it was opened."""
         row = await self.get_incident(school_id, "central", "", incident_id)
         if row is not None and row["status"] == "open":
             return False
-        await self.put_incident(
-            {
+        fresh: dict[str, Any] = {
                 "school_id": school_id,
                 "origin": "central",
                 "agent_id": "",
@@ -222,8 +304,11 @@ class SqliteTransaction:
                 "acknowledged_at": None,
                 "notes": [],
                 "updated_at": at,
+                "code": code,
+                "params": params,
             }
-        )
+        await self.put_incident(fresh)
+        await self.log_incident(fresh, at, "opened", None, None)
         return True
 
     async def find_code(self, code_hash: str) -> CodeRow | None:
@@ -485,6 +570,9 @@ class SqliteStore:
         if query.since is not None:
             clauses.append("i.updated_at>=?")
             params.append(query.since)
+        if query.category is not None:
+            clauses.append("i.category=?")
+            params.append(query.category)
         where = " AND ".join(clauses) or "1"
         rows = self._conn.execute(
             f"SELECT i.*, s.carrier AS carrier FROM incidents i JOIN schools s ON s.id=i.school_id"  # noqa: S608 - clauses are literals
@@ -516,11 +604,157 @@ class SqliteStore:
         return [EventRow(*r) for r in rows]
 
     async def raise_central_incident(
-        self, school_id: str, incident_id: str, category: str, severity: str, title: str, subject: str | None, at: str
+        self,
+        school_id: str,
+        incident_id: str,
+        category: str,
+        severity: str,
+        title: str,
+        subject: str | None,
+        at: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> bool:
         """Open a central incident unless it is open already; True when it was opened."""
         async with self.transaction() as tx:
-            return await tx.raise_central_incident(school_id, incident_id, category, severity, title, subject, at)
+            return await tx.raise_central_incident(
+                school_id, incident_id, category, severity, title, subject, at, code, params
+            )
+
+    # ------------------------------------------------------------------ dashboard
+
+    async def add_user(self, name: str, role: str, carrier: str | None, password_hash: str, at: str) -> None:
+        """Create a staff user; AlreadyExistsError if the name is taken."""
+        async with self.transaction():
+            try:
+                self._conn.execute(
+                    "INSERT INTO users (name, role, carrier, password_hash, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, role, carrier, password_hash, at, at),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError(f"user {name!r} exists already") from None
+
+    async def get_user(self, name: str) -> UserRow | None:
+        """One user, or None."""
+        row = self._conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name=?", (name,)).fetchone()  # noqa: S608
+        return None if row is None else UserRow(*row)
+
+    async def list_users(self) -> list[UserRow]:
+        """Every user, by name."""
+        return [UserRow(*r) for r in self._conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608
+
+    async def remove_user(self, name: str) -> bool:
+        """Delete a user and end its sessions; False when there is no such user."""
+        async with self.transaction():
+            self._conn.execute("DELETE FROM sessions WHERE user_name=?", (name,))
+            return self._conn.execute("DELETE FROM users WHERE name=?", (name,)).rowcount > 0
+
+    async def set_password(self, name: str, password_hash: str, at: str) -> bool:
+        """Replace a user's password hash and end its sessions; False when there is no such user."""
+        async with self.transaction():
+            self._conn.execute("DELETE FROM sessions WHERE user_name=?", (name,))
+            cur = self._conn.execute(
+                "UPDATE users SET password_hash=?, updated_at=? WHERE name=?", (password_hash, at, name)
+            )
+            return cur.rowcount > 0
+
+    async def add_session(self, id_hash: str, user_name: str, csrf: str, at: str, expires_at: str) -> None:
+        """Store a new session (only the SHA-256 of its id)."""
+        async with self.transaction():
+            self._conn.execute(
+                "INSERT INTO sessions (id_hash, user_name, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (id_hash, user_name, csrf, at, expires_at),
+            )
+
+    async def get_session(self, id_hash: str, now: str) -> SessionRow | None:
+        """The session with this id hash if it has not expired and its user still exists."""
+        row = self._conn.execute(
+            "SELECT u.name, u.role, u.carrier, u.password_hash, u.created_at, s.csrf, s.expires_at"
+            " FROM sessions s JOIN users u ON u.name=s.user_name WHERE s.id_hash=? AND s.expires_at > ?",
+            (id_hash, now),
+        ).fetchone()
+        return None if row is None else SessionRow(UserRow(*row[:5]), row[5], row[6])
+
+    async def delete_session(self, id_hash: str) -> None:
+        """End one session (logout); expired sessions of anyone are removed too."""
+        async with self.transaction():
+            self._conn.execute("DELETE FROM sessions WHERE id_hash=?", (id_hash,))
+            self._conn.execute("DELETE FROM sessions WHERE expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+
+    async def overview(self, carrier: str | None, today_since: str, usual_since: str) -> list[OverviewRow]:
+        """Every school's overview row (optionally one carrier's); times are stored-format UTC."""
+        rows = self._conn.execute(_OVERVIEW, {"carrier": carrier, "today": today_since, "usual": usual_since})
+        return [
+            OverviewRow(
+                summary=SchoolSummary(SchoolRow(r[0], r[1], r[2], r[3]), r[4], r[5], r[6], r[7], r[8], r[9]),
+                aps_down=r[10],
+                cabinets_down=r[11],
+                tablets_today=r[12],
+                tablets_usual=r[13],
+                agent_version=r[14],
+                max_clock_skew_s=r[15],
+            )
+            for r in rows
+        ]
+
+    async def get_incident(self, school_id: str, origin: str, agent_id: str, incident_id: str) -> dict[str, Any] | None:
+        """One incident row (with its school's ``carrier``), or None."""
+        row = self._conn.execute(
+            "SELECT i.*, s.carrier AS carrier FROM incidents i JOIN schools s ON s.id=i.school_id"
+            " WHERE i.school_id=? AND i.origin=? AND i.agent_id=? AND i.incident_id=?",
+            (school_id, origin, agent_id, incident_id),
+        ).fetchone()
+        if row is None:
+            return None
+        out = _incident(row)
+        out["carrier"] = row["carrier"]
+        return out
+
+    async def incident_log(self, school_id: str) -> list[dict[str, Any]]:
+        """Every recorded step of a school's incidents, oldest first."""
+        rows = self._conn.execute(
+            "SELECT school_id, origin, agent_id, incident_id, at, action, by, text, source, severity, title"
+            " FROM incident_log WHERE school_id=? ORDER BY at, rowid",
+            (school_id,),
+        )
+        return [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows]
+
+    async def _staff_step(
+        self, key: tuple[str, str, str, str], at: str, action: str, by: str, text: str | None
+    ) -> bool:
+        async with self.transaction() as tx:
+            row = await tx.get_incident(*key)
+            if row is None:
+                return False
+            if action == "staff-ack":
+                row["acknowledged_by"], row["acknowledged_at"] = by, at
+            else:
+                row["notes"].append({"by": by, "text": text, "at": at, "source": "central"})
+            row["updated_at"] = at
+            await tx.put_incident(row)
+            await tx.log_incident(row, at, action, by, text)
+            return True
+
+    async def staff_acknowledge(
+        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, at: str
+    ) -> bool:
+        """Central staff acknowledge an incident (recorded with their name); False when no such incident."""
+        return await self._staff_step((school_id, origin, agent_id, incident_id), at, "staff-ack", by, None)
+
+    async def staff_note(
+        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, text: str, at: str
+    ) -> bool:
+        """Central staff add a note to an incident; False when no such incident."""
+        return await self._staff_step((school_id, origin, agent_id, incident_id), at, "staff-note", by, text)
+
+    async def samples(self, school_id: str, since: str) -> list[Sample]:
+        """A school's time-series points since ``since``, by series and time."""
+        rows = self._conn.execute(
+            "SELECT series, at, value, flag FROM samples WHERE school_id=? AND at >= ? ORDER BY series, at",
+            (school_id, since),
+        )
+        return [Sample(*r) for r in rows]
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""

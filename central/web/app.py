@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
 from base.clock import Clock, SystemClock
@@ -22,8 +25,8 @@ from central.keystore import Keystore
 from central.metrics import CONTENT_TYPE_LATEST, Metrics
 from central.silence import run_in_background
 from central.storage.base import Storage
-from central.web import agent_routes, openapi, read_api
-from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS, STORE
+from central.web import agent_routes, auth, dashboard, openapi, read_api
+from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, LOGIN_LIMITER, METRICS, STORE
 from protocol.errors import MalformedError, SchulwartError, SequenceError
 
 log = logging.getLogger(__name__)
@@ -31,11 +34,6 @@ log = logging.getLogger(__name__)
 GUARD = web.AppKey("connection_guard", ConnectionGuard)
 # Agents report about once a minute each; many schools may share one carrier NAT address.
 CENTRAL_LIMITS = ConnectionLimits(per_address=128, total=768, header_timeout=10.0)
-
-
-_PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Schulwart central</title></head>
-<body><h1>Schulwart central</h1><p>The dashboard comes in a later release. The read API is at
-<a href="/v1/openapi.json">/v1/openapi.json</a>.</p></body></html>"""
 
 
 def _route_name(request: web.Request) -> str:
@@ -102,11 +100,6 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def index(request: web.Request) -> web.Response:
-    """A placeholder until the dashboard lands."""
-    return web.Response(text=_PLACEHOLDER, content_type="text/html")
-
-
 def create_app(
     config: CentralConfig,
     store: Storage,
@@ -118,7 +111,10 @@ def create_app(
     """The central app over an open store; the caller owns (and closes) the store."""
     clock = clock or SystemClock()
     guard = ConnectionGuard(CENTRAL_LIMITS, name="central")
-    app = web.Application(middlewares=[guard.middleware, error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(
+        middlewares=[guard.middleware, error_middleware, auth.session_middleware],
+        client_max_size=config.max_body_bytes,
+    )
     app[GUARD] = guard
     app.on_response_prepare.append(security_headers)
     metrics = Metrics()
@@ -149,7 +145,21 @@ def create_app(
     app.router.add_get("/v1/openapi.json", openapi.view)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", index)
+    app[LOGIN_LIMITER] = auth.login_limiter(clock.monotonic)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("central.web", "templates"),
+        autoescape=True,  # names from agents and staff are text, never markup
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", dashboard.overview)
+    app.router.add_get("/schools/{school_id}", dashboard.school)
+    app.router.add_get("/incidents", dashboard.incidents)
+    app.router.add_post("/incidents/action", dashboard.incident_action)
+    app.router.add_get("/login", auth.login_form)
+    app.router.add_post("/login", auth.login)
+    app.router.add_post("/logout", auth.logout)
+    app.router.add_static("/static/", Path(__file__).parent / "static", append_version=False)
     if silence_monitor:
 
         async def monitor(_app: web.Application) -> AsyncIterator[None]:

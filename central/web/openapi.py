@@ -20,6 +20,15 @@ def _ok(description: str, schema: dict[str, Any] | None = None, media: str = "ap
 
 
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _page(summary: str, *, login: bool = True) -> dict[str, Any]:
+    """A dashboard page: HTML, a redirect to /login without a staff session, an HTML message on bad input."""
+    responses: dict[str, Any] = {"200": _ok("page", {"type": "string"}, "text/html")}
+    if login:
+        responses["302"] = {"description": "no staff session: to /login?next=…"}
+    responses["400"] = {"description": "bad input: a page naming it"}
+    return {"summary": summary, "responses": responses}
 _READ_ERRORS = {"401": _refusal("missing or unknown bearer token")}
 
 SPEC: dict[str, Any] = {
@@ -27,7 +36,8 @@ SPEC: dict[str, Any] = {
     "info": {
         "title": "Schulwart central",
         "version": "1",
-        "description": "Enrollment, signed ingest (DSSE, Ed25519) and the read API. Every refusal is "
+        "description": "Enrollment, signed ingest (DSSE, Ed25519), the read API and the staff dashboard's pages. "
+        "Reads take a bearer token or a staff session. Every API refusal is "
         '`{"error": "<reason>"}`; sequence refusals add `expected_seq`.',
     },
     "components": {
@@ -231,12 +241,16 @@ SPEC: dict[str, Any] = {
             }
         },
         "/healthz": {"get": {"summary": "Liveness.", "responses": {"200": _ok("ok")}}},
-        "/": {
-            "get": {
-                "summary": "Placeholder page (dashboard later).",
-                "responses": {"200": _ok("page", {"type": "string"}, "text/html")},
-            }
+        "/": {"get": _page("Staff dashboard: every school worst first (?carrier=&status=&q=&sort=&dir=&fragment=1).")},
+        "/schools/{school_id}": {"get": _page("Staff dashboard: one school (?days= for tablets not seen).")},
+        "/incidents": {"get": _page("Staff dashboard: incidents across schools (?state=&severity=&category=…).")},
+        "/incidents/action": {"post": _page("Acknowledge or annotate an incident (form with the session's CSRF).")},
+        "/login": {
+            "get": _page("The login form.", login=False),
+            "post": _page("Log in (form: csrf, name, password, next); 429 after too many failures.", login=False),
         },
+        "/logout": {"post": _page("End the session (form with the session's CSRF).")},
+        "/static": {"get": _page("The dashboard's stylesheet and script.", login=False)},
     },
 }
 

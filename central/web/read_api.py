@@ -14,6 +14,8 @@ from central.errors import NotFoundError, UnauthorizedError
 from central.storage.base import AgentRow, ApiTokenRow, IncidentQuery, SchoolSummary
 from central.timestamps import iso
 from central.web.appkeys import CLOCK, CONFIG, STORE
+from central.web.auth import viewer
+from central.web.pages import current_session
 from protocol.encoding import dumps
 from protocol.errors import MalformedError
 from protocol.schema import SEVERITIES, parse_time
@@ -27,7 +29,10 @@ def _json(body: object) -> web.Response:
 
 
 async def authorize(request: web.Request) -> ApiTokenRow:
-    """The bearer token's row; UnauthorizedError when missing or unknown."""
+    """Who reads: a staff session (its carrier binding) or the bearer token's row; UnauthorizedError when neither."""
+    session = current_session(request)
+    if session is not None:
+        return viewer(session)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     # Tokens are printable ASCII; header bytes that are not UTF-8 arrive as surrogate escapes.
@@ -96,6 +101,8 @@ def incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "category": row["category"],
         "severity": row["severity"],
         "title": row["title"],
+        "code": row.get("code"),
+        "params": row.get("params"),
         "subject": row["subject"],
         "state": row["status"],
         "opened_at": row["opened_at"],

@@ -201,8 +201,10 @@ async def test_openapi_describes_every_route(client: TestClient) -> None:
 
 async def test_misc_routes(client: TestClient) -> None:
     assert await (await client.get("/healthz")).json() == {"status": "ok", "version": version()}
-    page = await client.get("/")
-    assert page.status == 200 and "Schulwart central" in await page.text()
+    page = await client.get("/", allow_redirects=False)
+    assert page.status == 302 and page.headers["Location"].startswith("/login")
+    page = await client.get("/login")
+    assert page.status == 200 and 'type="password"' in await page.text()
     resp = await client.get("/v1/nothing")
     assert resp.status == 404 and await resp.json() == {"error": "not_found"}
     resp = await client.put("/v1/reports")

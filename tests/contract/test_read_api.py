@@ -205,8 +205,6 @@ def test_wrong_methods_are_json_refusals(central_srv: Central) -> None:
         assert_error(http(method, f"{central_srv.url}{path}", token=central_srv.read_token))
 
 
-@pytest.mark.xfail(strict=True, reason="deviation: central's staff dashboard under / is a placeholder ('comes in a "
-                   "later release'), served without any staff session or login")
 def test_dashboard_needs_a_staff_session(central_srv: Central) -> None:
     r = http("GET", f"{central_srv.url}/")
     assert r.status in (302, 303, 401) or b'type="password"' in r.body, (r.status, r.body[:300])

@@ -65,12 +65,30 @@ def _parse_block(lines: list[str]) -> dict[str, Any]:
     text = "\n".join(lines)
     dashboard = re.search(r"^dashboard: (\S+)$", text, re.M)
     token = re.search(r"^api token: (\S+)$", text, re.M)
-    assert dashboard and token, text
+    login = re.search(r"^login: (\S+) (\S+)$", text, re.M)
+    assert dashboard and token and login, text
     schools = {}
     for match in re.finditer(r"^school (\S+): .*\n  page: +(\S+)\n  token: +(\S+)\n  namespace: +(.+)$", text, re.M):
         sid, page, tech, ns = match.groups()
         schools[sid] = {"page": page, "token": tech, "namespace": None if ns.startswith("none") else ns}
-    return {"dashboard": dashboard.group(1), "token": token.group(1), "schools": schools}
+    return {"dashboard": dashboard.group(1), "token": token.group(1), "schools": schools,
+            "login": (login.group(1), login.group(2))}  # fmt: skip
+
+
+def _log_in(dashboard: str, name: str, password: str) -> str:
+    """Log in through the form as a browser would; the overview page's HTML."""
+    import http.cookiejar
+    import urllib.parse
+    from urllib.request import HTTPCookieProcessor, build_opener
+
+    opener = build_opener(HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = opener.open(f"{dashboard}login", timeout=5).read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf, form[:300]
+    body = urllib.parse.urlencode({"csrf": csrf.group(1), "name": name, "password": password, "next": "/"}).encode()
+    with opener.open(Request(f"{dashboard}login", data=body), timeout=10) as resp:
+        assert resp.status == 200 and resp.url.rstrip("/") == dashboard.rstrip("/")
+        return str(resp.read().decode())
 
 
 def _get(url: str, token: str | None = None) -> Any:
@@ -122,6 +140,8 @@ def test_demo_brings_up_schools_and_leaves_nothing_behind(tmp_path: Path) -> Non
 
         listed = _wait_reports(demo["dashboard"], demo["token"], timeout=20)
         assert {listed[s]["carrier"] for s in SCHOOLS} == {"Kreis Nord"}
+        overview = _log_in(demo["dashboard"], *demo["login"])
+        assert all(f'data-school-id="{s}"' in overview for s in SCHOOLS)
         for sid, school in demo["schools"].items():
             assert _get(f"{school['page']}healthz") is not None
             status = _get(f"{school['page']}api/v1/status", school["token"])

@@ -49,6 +49,10 @@ class CabinetState:
     last_error: str | None = None
 
 
+# Details that the title shows as well, and so may go along as its params.
+_TITLE_PARAMS = frozenset({"reason", "power_w", "temperature_c"})
+
+
 def evaluate(
     cab: CabinetConfig,
     reading: MeterReading | None,
@@ -74,6 +78,8 @@ def evaluate(
                 subject=cab.id,
                 at=now,
                 details={"cabinet": cab.id, "name": cab.name, "in_window": window is not None, **details},
+                code="cabinet." + kind.replace("-", "_"),
+                params={"cabinet": label, **{k: v for k, v in details.items() if k in _TITLE_PARAMS}},
             )
         )
 
@@ -155,6 +161,8 @@ def _still_charging(
             "cabinet": cab.id, "name": cab.name, "power_w": round(reading.power_w, 1),
             "threshold_w": cab.charging_above_w,
         },
+        code="cabinet.still_charging",
+        params={"cabinet": label, "power_w": round(reading.power_w)},
     )
 
 

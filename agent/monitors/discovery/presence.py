@@ -48,6 +48,8 @@ def missing_signal(device: Device, missing: bool, now: datetime, absent_since: d
         },
         open_after=1,  # the wait and the probe already happened here
         resolve_after=1,
+        code="device.missing",
+        params={"device_class": device.device_class, "model": device.model},
     )
 
 
@@ -95,6 +97,8 @@ class NotSeenList:
             details={"count": count, "days": days, "device_ids": list(self._ids), "list_date": str(self._day)},
             open_after=1,
             resolve_after=1,
+            code="device.tablets_not_seen",
+            params={"count": count, "days": days},
         )
 
 

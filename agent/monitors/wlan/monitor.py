@@ -126,6 +126,8 @@ class WlanMonitor:
                 subject=target.key_id,
                 at=now,
                 details=details,
+                code=f"wlan.{target.kind}_unreachable",
+                params={"name": target.name, "error": last.error if failed and last else None},
             )
         ]
         median, _worst = window.latency_ms()
@@ -143,6 +145,8 @@ class WlanMonitor:
                 subject=target.key_id,
                 at=now,
                 details=details,
+                code="wlan.degraded",
+                params={"name": target.name, "loss_pct": round(window.loss_pct()), "median_ms": round(median or 0)},
             )
         )
         return signals
@@ -167,6 +171,8 @@ class WlanMonitor:
             subject=name,
             at=now,
             details={"name": name},
+            code="wlan.controller_unreachable",
+            params={"name": name, "error": error.split(":", 1)[0] if error else None},
         )
 
     def _ap_signals(self, ap: ApStatus, now: datetime) -> list[Signal]:
@@ -195,6 +201,8 @@ class WlanMonitor:
                 subject=ap.id,
                 at=now,
                 details=details,
+                code="wlan.ap_down",
+                params={"name": ap.name, "state": ap.state_name},
             ),
             Signal(
                 key=f"ap-degraded:{ap.id}",
@@ -206,6 +214,12 @@ class WlanMonitor:
                 subject=ap.id,
                 at=now,
                 details=details,
+                code="wlan.ap_degraded",
+                params={
+                    "name": ap.name,
+                    "clients": ap.num_sta if too_many else None,
+                    "satisfaction": ap.satisfaction if unhappy else None,
+                },
             ),
         ]
 

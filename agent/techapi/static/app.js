@@ -108,9 +108,35 @@ function listOf(snapshot, section, keys) {
   return [];
 }
 
+// German words for what the agent reports; keys without a word here are not shown (no raw key dumps).
+const SEVERITY = { critical: "kritisch", warning: "Warnung", info: "Hinweis" };
+const CATEGORY = { wlan: "WLAN", cabinet: "Ladeschrank", device: "Gerät", host: "Schulserver", agent: "Agent" };
+const LABELS = {
+  model: ["Modell", ""], satisfaction: ["Zufriedenheit", " %"], uptime_s: ["Laufzeit", "duration"],
+  temperature_c: ["Temperatur", " °C"], energy_wh: ["Energie", " Wh"], room: ["Raum", ""], slots: ["Plätze", ""],
+  meter: ["Messgerät", ""],
+};
+
+function duration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds)));
+  if (s < 60) return s + " Sek.";
+  if (s < 3600) return Math.floor(s / 60) + " Min.";
+  if (s < 2 * 86400) return Math.floor(s / 3600) + " Std.";
+  return Math.floor(s / 86400) + " Tage";
+}
+
 function details(obj, skip) {
-  return Object.keys(obj).filter((k) => !skip.includes(k) && obj[k] !== null && typeof obj[k] !== "object")
-    .slice(0, 6).map((k) => k + ": " + obj[k]).join(", ");
+  return Object.keys(obj).filter((k) => !skip.includes(k) && LABELS[k] && obj[k] !== null && typeof obj[k] !== "object")
+    .map((k) => {
+      const [label, unit] = LABELS[k];
+      const value = unit === "duration" ? duration(obj[k]) : String(obj[k]).replace(".", ",") + unit;
+      return label + ": " + value;
+    }).join(", ");
+}
+
+// The title in German from the shared catalogue (the agent renders it), else the English title.
+function titleOf(inc) {
+  return (inc.titles && inc.titles.de) || inc.title;
 }
 
 function renderRows(table, items, columns) {
@@ -140,11 +166,11 @@ function renderIncidents(data) {
     const li = el("li", null, "incident sev-" + inc.severity);
     li.dataset.incidentId = inc.id;
     const head = el("div", null, "head");
-    head.appendChild(el("span", inc.severity, "badge"));
-    head.appendChild(el("strong", inc.title, "title"));
+    head.appendChild(el("span", SEVERITY[inc.severity] || inc.severity, "badge"));
+    head.appendChild(el("strong", titleOf(inc), "title"));
     if (inc.subject) head.appendChild(el("span", inc.subject, "subject"));
     li.appendChild(head);
-    const meta = "seit " + when(inc.opened_at) + " · " + inc.category + (inc.flap_count ? " · " + inc.flap_count + "× geflattert" : "");
+    const meta = "seit " + when(inc.opened_at) + " · " + (CATEGORY[inc.category] || inc.category) + (inc.flap_count ? " · " + inc.flap_count + "× geflattert" : "");
     li.appendChild(el("div", meta, "meta"));
     if (inc.acknowledged_by) {
       li.appendChild(el("div", "Quittiert von " + inc.acknowledged_by + " am " + when(inc.acknowledged_at), "ack"));
