@@ -21,7 +21,7 @@ from tests.simworld import sim_world
 
 pytestmark = [
     pytest.mark.skipif(not central_available(), reason="schulwart-central is not built yet"),
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(300),
 ]
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -107,9 +107,9 @@ def test_sim_agent_central(world: dict[str, Any]) -> None:
     except AssertionError:
         raise AssertionError(f"want {sorted(faults.values())}, open: {sorted(open_keys_at_agent(world))}") from None
     prefixes = {key.split(":")[0] for key in faults.values()}
-    wait_for(lambda: prefixes <= open_prefixes_at_central(world), 20, "the incidents at central")
+    wait_for(lambda: prefixes <= open_prefixes_at_central(world), 60, "the incidents at central")
 
     for fault in faults:
         post(sim["control"] + "/faults", {"fault": fault, "active": False})
     wait_for(lambda: not set(faults.values()) & open_keys_at_agent(world), 30, "the incidents to resolve")
-    wait_for(lambda: not prefixes & open_prefixes_at_central(world), 20, "the incidents to resolve at central")
+    wait_for(lambda: not prefixes & open_prefixes_at_central(world), 60, "the incidents to resolve at central")
