@@ -7,6 +7,7 @@ goes to stderr. Refusals are one line on stderr and exit 2 (base.cli.run_cli).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -39,6 +40,7 @@ from base.cli import (
 )
 from base.clock import SystemClock
 from base.errors import ConfigError
+from central.alerts.service import open_alerts
 from central.config import CentralConfig, load_config
 from central.enrollment import create_code, hash_secret, valid_id
 from central.errors import AlreadyExistsError, NotFoundError
@@ -138,17 +140,29 @@ async def _serve(config: CentralConfig) -> None:
     keys = load_keystore(config.data_dir)
     store = open_store(config)
     try:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        runner, url = await start(create_app(config, store, keys), config.host, config.port)
-        log.info("central listening on %s (database %s)", url, config.db_path)
-        await stop.wait()
-        log.info("central stopping")
-        await runner.cleanup()
+        async with contextlib.AsyncExitStack() as stack:
+            alerts = None
+            if config.alerts.rule:
+                # Secrets and the holidays file are read now: a bad one stops serve with one line.
+                alerts = await stack.enter_async_context(
+                    open_alerts(store, config.alerts, SystemClock(), config_dir=_config_dir(config))
+                )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            runner, url = await start(create_app(config, store, keys, alerts=alerts), config.host, config.port)
+            log.info("central listening on %s (database %s)", url, config.db_path)
+            await stop.wait()
+            log.info("central stopping")
+            await runner.cleanup()
     finally:
         await store.close()
+
+
+def _config_dir(config: CentralConfig) -> Path | None:
+    """Where relative file names in [alerts] count from: the config file's directory."""
+    return config.config_file.parent if config.config_file is not None else None
 
 
 # --------------------------------------------------------------------------- schools

@@ -11,6 +11,8 @@ from aiohttp import web
 from base.clock import Clock, SystemClock
 from base.ratelimit import FailureLimiter
 from base.version import version
+from central.alerts.service import AlertService
+from central.alerts.service import run_in_background as run_alerts
 from central.config import CentralConfig
 from central.enrollment import Enroller
 from central.errors import http_status
@@ -107,8 +109,12 @@ def create_app(
     *,
     clock: Clock | None = None,
     silence_monitor: bool = True,
+    alerts: AlertService | None = None,
 ) -> web.Application:
-    """The central app over an open store; the caller owns (and closes) the store."""
+    """The central app over an open store; the caller owns (and closes) the store.
+
+    With ``alerts`` (opened by the caller, who closes it) alert routing runs in the background.
+    """
     clock = clock or SystemClock()
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     metrics = Metrics()
@@ -147,6 +153,14 @@ def create_app(
                 yield
 
         app.cleanup_ctx.append(monitor)
+    if alerts is not None:
+        service = alerts
+
+        async def alerting(_app: web.Application) -> AsyncIterator[None]:
+            async for _ in run_alerts(service):
+                yield
+
+        app.cleanup_ctx.append(alerting)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from central.storage.migrations import LATEST
+from central.storage.migrations import LATEST, MIGRATIONS
 from central.storage.sqlite import SqliteStore
 
 
@@ -16,7 +16,9 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         await store.close()
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert rows == [(1, "initial schema"), (2, "revocations and the issued-token log")] and LATEST == 2
+        assert rows == [(m.version, m.name) for m in MIGRATIONS] and LATEST == len(MIGRATIONS)
+        assert rows[:2] == [(1, "initial schema"), (2, "revocations and the issued-token log")]
+        assert "alert routing: threads and the delivery outbox" in [name for _, name in rows]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
