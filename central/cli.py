@@ -500,7 +500,8 @@ def alerts_list(data_dir: Path | None, config_path: Path | None, status: str, li
         for d in rows
     ]  # fmt: skip
     header = ["ID", "CHANNEL", "KIND", "SCHOOL", "ATTEMPTS", "STATE", "WHEN", "LAST ERROR"]
-    click.echo(format_table(table, header) if table else "no alert messages" if status == "all" else f"no {status} alert messages")
+    empty = "no alert messages" if status == "all" else f"no {status} alert messages"
+    click.echo(format_table(table, header) if table else empty)
 
 
 @alerts.command("retry")

@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestClient
 
 from base.config import parse_document
 from base.errors import ConfigError
+from central import cli
 from central.alerts.config import AlertsSection
 from central.alerts.service import AlertService, open_alerts
-from central import cli
 from central.config import CentralFile
 from central.storage.sqlite import SqliteStore
 from protocol.schema import make_event
