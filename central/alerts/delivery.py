@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)  # longer than any send may take (every channel's timeout is at most 300 s)
 BATCH = 50
+ROUNDS = 4
 
 
 @dataclass(slots=True)
@@ -81,9 +82,15 @@ class DeliveryWorker:
     async def deliver_due(self, now: datetime, *, delivery_id: int | None = None) -> DeliverySummary:
         """Send every due message (or only ``delivery_id``) once; the outcome of each."""
         summary = DeliverySummary()
-        claimed = await self.store.claim_alert_deliveries(iso(now), iso(now + LEASE), BATCH, delivery_id)
-        for delivery in claimed:
-            await self._one(delivery, now, summary)
+        # A sent message may free the next one of its thread (a follow-up waits for its opening):
+        # claim again while messages go out, a few rounds at most.
+        for _ in range(ROUNDS):
+            claimed = await self.store.claim_alert_deliveries(iso(now), iso(now + LEASE), BATCH, delivery_id)
+            sent_before = len(summary.sent)
+            for delivery in claimed:
+                await self._one(delivery, now, summary)
+            if len(summary.sent) == sent_before or delivery_id is not None:
+                break
         return summary
 
     async def _one(self, delivery: AlertDelivery, now: datetime, summary: DeliverySummary) -> None:

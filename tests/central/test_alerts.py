@@ -414,3 +414,21 @@ async def test_an_unreadable_secret_file_is_named_and_its_content_never_shown(
     with pytest.raises(ConfigError, match=r"cannot read webhook secret file .*hook\.secret"):
         async with open_alerts(store, load_alerts(path), clock, config_dir=tmp_path):
             pass
+
+
+async def test_a_follow_up_never_overtakes_a_first_message_that_is_still_being_retried(
+    tmp_path: Path, client: TestClient, agent: FakeAgent, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
+    zammad: FakeZammad, service_for: Any,
+) -> None:
+    service = await service_for(write_config(tmp_path, smtp, hook, zammad, channels='["ops"]'))
+    hook.failures = 1
+    await post(client, agent, opened(1, clock.now(), "i1"))
+    await service.run_once()  # the opening fails once and waits for its retry
+    await post(client, agent, make_event(2, clock.now(), "incident.resolved", {"id": "i1"}))
+    await service.run_once()
+    assert [json.loads(c.body)["event"] for c in hook.calls] == ["incident.opened"]
+    clock.advance(timedelta(minutes=30))
+    await service.run_once()
+    assert [json.loads(c.body)["event"] for c in hook.calls] == [
+        "incident.opened", "incident.opened", "incident.resolved"
+    ]
