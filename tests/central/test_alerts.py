@@ -432,3 +432,40 @@ async def test_a_follow_up_never_overtakes_a_first_message_that_is_still_being_r
     assert [json.loads(c.body)["event"] for c in hook.calls] == [
         "incident.opened", "incident.opened", "incident.resolved"
     ]
+
+
+def test_serve_with_an_unreadable_secret_file_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    code, _ = _run_cli(["school", "add", "--id", "gs-nord", "--name", "GS Nord", "--carrier", "M",
+                        "--data-dir", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    config = tmp_path / "central.toml"
+    config.write_text('[[alerts.webhook]]\nname = "ops"\nurl = "http://127.0.0.1:9/h"\nsecret_file = "gone.secret"\n'
+                      '[[alerts.rule]]\nchannels = ["ops"]\n')  # fmt: skip
+    code, output = _run_cli(["serve", "--port", "0", "--data-dir", str(tmp_path), "--config", str(config)])
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in output
+    assert lines[0].startswith("schulwart-central: error: cannot read webhook secret file")
+    assert "gone.secret" in lines[0]
+
+
+async def test_the_app_runs_alert_routing_in_the_background(
+    aiohttp_client: Any, tmp_path: Path, store: SqliteStore, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
+    zammad: FakeZammad, service_for: Any,
+) -> None:
+    from central.config import CentralConfig
+    from central.keystore import load_keystore
+    from central.web.app import create_app
+    from tests.central.conftest import CentralTestServer
+
+    service = await service_for(write_config(tmp_path, smtp, hook, zammad, extra="interval = 0.02",
+                                             channels='["ops"]'))  # fmt: skip
+    config = CentralConfig(data_dir=tmp_path)
+    app = create_app(config, store, load_keystore(tmp_path), clock=clock, silence_monitor=False, alerts=service)
+    client = await aiohttp_client(CentralTestServer(app))
+    agent = await enroll(client, store, clock)
+    await post(client, agent, opened(1, clock.now(), "i1"))
+    for _ in range(250):  # the loop runs every 20 ms; this only bounds how long a broken one is waited for
+        if hook.calls:
+            break
+        await asyncio.sleep(0.02)
+    assert [json.loads(c.body)["event"] for c in hook.calls] == ["incident.opened"]
