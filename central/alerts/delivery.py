@@ -6,8 +6,8 @@ records the outcome. A failure is retried after ``retry_base * 2^(attempt-1)``, 
 ``retry_cap`` and scaled by a random factor in [0.5, 1) so that many failed messages do not come
 back in step; after ``max_attempts`` failures, or at once for a failure a retry cannot heal (a 4xx
 answer), the message is *dead*: listed by `schulwart-central alerts list` until `alerts retry ID`.
-A message whose time falls in quiet hours or a holiday (for the channel's wording, see
-schedule.py) is held until it ends, without counting an attempt.
+A message whose time falls in quiet hours or a holiday (see schedule.py) is held until it
+ends, without counting an attempt.
 """
 
 from __future__ import annotations
