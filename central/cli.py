@@ -7,6 +7,7 @@ goes to stderr. Refusals are one line on stderr and exit 2 (base.cli.run_cli).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -40,13 +41,15 @@ from base.cli import (
 )
 from base.clock import SystemClock
 from base.errors import ConfigError
+from central.alerts.channels import DeliveryError
+from central.alerts.service import open_alerts
 from central.config import CentralConfig, load_config
 from central.enrollment import create_code, hash_secret, valid_id
 from central.errors import AlreadyExistsError, NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
 from central.keystore import load_keystore
 from central.storage import open_store
-from central.storage.base import IssuedToken, Storage
+from central.storage.base import AlertDelivery, IssuedToken, Storage
 from central.timestamps import iso
 from central.users import check_password, hash_password, parse_role
 from central.web.app import create_app, start
@@ -140,17 +143,29 @@ async def _serve(config: CentralConfig) -> None:
     keys = load_keystore(config.data_dir)
     store = open_store(config)
     try:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        runner, url = await start(create_app(config, store, keys), config.host, config.port)
-        log.info("central listening on %s (database %s)", url, config.db_path)
-        await stop.wait()
-        log.info("central stopping")
-        await runner.cleanup()
+        async with contextlib.AsyncExitStack() as stack:
+            alerts = None
+            if config.alerts.rule:
+                # Secrets and the holidays file are read now: a bad one stops serve with one line.
+                alerts = await stack.enter_async_context(
+                    open_alerts(store, config.alerts, SystemClock(), config_dir=_config_dir(config))
+                )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            runner, url = await start(create_app(config, store, keys, alerts=alerts), config.host, config.port)
+            log.info("central listening on %s (database %s)", url, config.db_path)
+            await stop.wait()
+            log.info("central stopping")
+            await runner.cleanup()
     finally:
         await store.close()
+
+
+def _config_dir(config: CentralConfig) -> Path | None:
+    """Where relative file names in [alerts] count from: the config file's directory."""
+    return config.config_file.parent if config.config_file is not None else None
 
 
 # --------------------------------------------------------------------------- schools
@@ -536,6 +551,114 @@ def agent_list(data_dir: Path | None, config_path: Path | None, school_id: str |
     ]  # fmt: skip
     header = ["AGENT", "SCHOOL", "HOST", "VERSION", "ACKED", "LAST REPORT", "STATE"]
     click.echo(format_table(rows, header) if rows else empty_message("agents"))
+
+
+# --------------------------------------------------------------------------- alerts
+
+_ALERT_STATES = ("dead", "pending", "sent", "cancelled", "all")
+
+
+@cli.group()
+def alerts() -> None:
+    """Alert routing: the dead-letter list, retries and test messages ([alerts] in the config)."""
+
+
+def _alert_json(d: AlertDelivery) -> dict[str, Any]:
+    return {name: getattr(d, name) for name in AlertDelivery.__dataclass_fields__ if name != "payload"}
+
+
+@alerts.command("list")
+@common_options("central")
+@click.option("--status", "status", type=click.Choice(_ALERT_STATES), default="dead", show_default=True,
+              help="Which messages: dead (the dead-letter list), pending, sent, cancelled or all.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of columns.")
+@cli_errors
+def alerts_list(data_dir: Path | None, config_path: Path | None, status: str, limit: int, as_json: bool) -> None:
+    """List alert messages, newest first: id, channel, kind, school, attempts, state, when, last error.
+
+    Without --status the dead-letter list: messages that failed max_attempts times (or were refused
+    for good, e.g. a 4xx answer). `alerts retry ID` sends one again.
+
+    Example: schulwart-central alerts list --status dead
+    """
+    config = _quiet(_config(data_dir, config_path))
+    rows = _with_store(config, lambda store: store.list_alert_deliveries(None if status == "all" else status, limit))
+    if as_json:
+        for d in rows:
+            click.echo(json.dumps(_alert_json(d), ensure_ascii=False))
+        return
+    table = [
+        [str(d.id), d.channel, d.kind, d.school_id or "(digest)", str(d.attempts), d.status,
+         format_moment(d.sent_at if d.status in ("sent", "cancelled") else d.next_attempt_at), d.last_error or "-"]
+        for d in rows
+    ]  # fmt: skip
+    header = ["ID", "CHANNEL", "KIND", "SCHOOL", "ATTEMPTS", "STATE", "WHEN", "LAST ERROR"]
+    empty = "no alert messages" if status == "all" else f"no {status} alert messages"
+    click.echo(format_table(table, header) if table else empty)
+
+
+@alerts.command("retry")
+@common_options("central")
+@click.argument("delivery_id", type=int)
+@cli_errors
+def alerts_retry(data_dir: Path | None, config_path: Path | None, delivery_id: int) -> None:
+    """Put a dead alert message back in the queue and try it once now (exit 1 when it fails again).
+
+    Its attempts start from zero: when this try fails it is retried with backoff like a new one. A
+    running `serve` with the same database would send it at its next pass as well (never both: a
+    message is leased to one sender at a time).
+
+    Example: schulwart-central alerts retry 17 --config /etc/schulwart/central.toml
+    """
+    config = _quiet(_config(data_dir, config_path))
+
+    async def work(store: Storage) -> tuple[bool, str]:
+        clock = SystemClock()
+        async with open_alerts(store, config.alerts, clock, config_dir=_config_dir(config)) as service:
+            if await store.requeue_alert_delivery(delivery_id, iso(clock.now())) is None:
+                raise NotFoundError(
+                    f"no dead alert message {delivery_id} (see `schulwart-central alerts list --status all`)"
+                )
+            done = await service.deliver(delivery_id)
+        if delivery_id in done.sent:
+            return True, f"alert message {delivery_id} sent"
+        if done.held:
+            return True, f"alert message {delivery_id} queued again; held for quiet hours or a holiday"
+        if not (done.failed or done.dead):
+            return True, f"alert message {delivery_id} queued again; it waits for an earlier message of its thread"
+        return False, f"alert message {delivery_id} failed again: {done.errors.get(delivery_id, '?')}"
+
+    ok, line = _with_store(config, work)
+    click.echo(line, err=True)
+    if not ok:
+        raise click.exceptions.Exit(1)
+
+
+@alerts.command("test")
+@common_options("central")
+@click.argument("channel")
+@cli_errors
+def alerts_test(data_dir: Path | None, config_path: Path | None, channel: str) -> None:
+    """Send a test message through one configured channel now (outside the queue); exit 1 when it fails.
+
+    Example: schulwart-central alerts test hotline-mail --config /etc/schulwart/central.toml
+    """
+    config = _quiet(_config(data_dir, config_path))
+
+    async def work(store: Storage) -> str | None:
+        async with open_alerts(store, config.alerts, SystemClock(), config_dir=_config_dir(config)) as service:
+            try:
+                await service.send_test(channel)
+            except DeliveryError as exc:
+                return exc.message
+        return None
+
+    error = _with_store(config, work)
+    if error is not None:
+        click.echo(f"test message through {channel} failed: {error}", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"test message sent through {channel}", err=True)
 
 
 # --------------------------------------------------------------------------- import

@@ -1,4 +1,4 @@
-"""Central's configuration: TOML sections [central] and [sync], every key with a working default.
+"""Central's configuration: TOML sections [central], [sync] and [alerts], every key with a working default.
 
 The file is read by the declarative loader of ``base.config`` (one line naming file, section and
 key for every refusal); command-line options then override single values.
@@ -13,6 +13,7 @@ from typing import Any
 
 from base.config import duration, load_document, setting
 from base.errors import ConfigError
+from central.alerts.config import AlertsSection
 from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES
 from protocol.schema import MAX_EVENTS
 
@@ -58,6 +59,8 @@ class CentralConfig:
     clock_skew_flag: timedelta = timedelta(minutes=5)
     config_version: int = 1
     sync: AgentSyncPolicy = field(default_factory=AgentSyncPolicy)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    config_file: Path | None = None  # where relative paths in [alerts] are read from
 
     @property
     def db_path(self) -> Path:
@@ -130,6 +133,7 @@ class CentralFile:
 
     central: CentralSection = field(default_factory=CentralSection)
     sync: SyncPolicySection = field(default_factory=SyncPolicySection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
 
 
 def load_config(path: Path | None, data_dir: Path, **overrides: Any) -> CentralConfig:
@@ -139,7 +143,7 @@ def load_config(path: Path | None, data_dir: Path, **overrides: Any) -> CentralC
     """
     doc = load_document(CentralFile, path)
     values = {f.name: getattr(doc.central, f.name) for f in fields(CentralSection)}
-    config = CentralConfig(data_dir=data_dir, sync=doc.sync.policy(), **values)
+    config = CentralConfig(data_dir=data_dir, sync=doc.sync.policy(), alerts=doc.alerts, config_file=path, **values)
     clean = {k: v for k, v in overrides.items() if v is not None}
     config = replace(config, **clean)
     if not 0 <= config.port <= 65535:

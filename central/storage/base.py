@@ -235,6 +235,54 @@ class EventRow:
     body: str
 
 
+@dataclass(frozen=True, slots=True)
+class AlertThread:
+    """What one channel was told about one incident episode (or one digest); the key deduplicates.
+
+    ``mode``: ``single`` (its own messages), ``digested`` (announced in a digest, no follow-ups),
+    ``suppressed`` (opened on a holiday with silence: never sent) or ``digest`` (the digest itself).
+    ``state``: ``open`` while a follow-up may still be due, else ``closed``. ``external_ref`` is
+    what the channel answered for the first message (a Zammad ticket id), for the follow-ups.
+    """
+
+    channel: str
+    thread: str
+    school_id: str | None
+    origin: str | None
+    agent_id: str | None
+    incident_id: str | None
+    cause: str
+    mode: str
+    state: str
+    acked: bool
+    external_ref: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDelivery:
+    """One message in the alert outbox.
+
+    ``kind``: opened, acknowledged, resolved or digest; ``payload``: JSON of the facts it is worded
+    from; ``status``: pending, sent, dead (the dead-letter list) or cancelled (resolved before it
+    went out). Times are RFC 3339 UTC text; ``lease_until`` is set while a sender holds it.
+    """
+
+    id: int
+    channel: str
+    thread: str
+    kind: str
+    school_id: str | None
+    payload: str
+    status: str
+    attempts: int
+    next_attempt_at: str
+    lease_until: str | None
+    last_error: str | None
+    created_at: str
+    sent_at: str | None
+
+
 class Transaction(Protocol):
     """Reads and writes inside one atomic unit; the writer lock is held throughout."""
 
@@ -281,6 +329,41 @@ class Transaction(Protocol):
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
+
+    async def alert_candidates(self) -> list[dict[str, Any]]:
+        """Incidents alert routing must look at: every open one, and every one with an open alert thread.
+
+        Each is an incident row plus ``carrier`` and ``school_name``.
+        """
+
+    async def get_alert_thread(self, channel: str, thread: str) -> AlertThread | None:
+        """One alert thread, or None."""
+
+    async def put_alert_thread(self, row: AlertThread) -> None:
+        """Insert or replace one alert thread."""
+
+    async def open_alert_channels(self, thread: str) -> list[str]:
+        """The channels on which this thread is still open."""
+
+    async def add_alert_delivery(
+        self, channel: str, thread: str, kind: str, school_id: str | None, payload: str, due: str, at: str
+    ) -> int:
+        """Queue a message; its id, or 0 when that (channel, thread, kind) is queued already."""
+
+    async def get_alert_delivery_of(self, channel: str, thread: str, kind: str) -> AlertDelivery | None:
+        """The message of that kind in that thread, or None."""
+
+    async def cancel_alert_deliveries(self, channel: str, thread: str, at: str) -> int:
+        """Mark the thread's pending messages cancelled; how many were."""
+
+    async def count_alert_threads(self, channel: str, cause: str, since: str) -> int:
+        """Incident threads of one cause on one channel begun at or after ``since`` (digests excluded)."""
+
+    async def gathering_digest(self, channel: str, cause: str) -> AlertDelivery | None:
+        """A digest of this cause on this channel not yet attempted (more members may join), or None."""
+
+    async def set_alert_payload(self, delivery_id: int, payload: str) -> None:
+        """Replace a queued message's facts (a digest that gained members)."""
 
     async def find_code(self, code_hash: str) -> CodeRow | None:
         """An enrollment code by its hash."""
@@ -455,3 +538,28 @@ class Storage(Protocol):
 
     async def samples(self, school_id: str, since: str) -> list[Sample]:
         """A school's time-series points since ``since``, by series and time."""
+
+    # ------------------------------------------------------------------ alert routing
+
+    async def claim_alert_deliveries(
+        self, now: str, lease_until: str, limit: int, delivery_id: int | None = None
+    ) -> list[AlertDelivery]:
+        """Lease due messages to this sender, oldest first; a message waits while an earlier one of its
+        thread is pending or dead (so follow-ups never overtake). ``delivery_id`` claims only that one."""
+
+    async def alert_delivered(self, delivery_id: int, at: str, external_ref: str | None) -> None:
+        """Mark a message sent; a non-None ``external_ref`` is kept on its thread for the follow-ups."""
+
+    async def alert_failed(
+        self, delivery_id: int, attempts: int, status: str, next_attempt_at: str, error: str
+    ) -> None:
+        """Record a failed attempt: back to ``pending`` at ``next_attempt_at``, or ``dead``."""
+
+    async def alert_thread_ref(self, channel: str, thread: str) -> str | None:
+        """The channel's reference for the thread's first message (a Zammad ticket id), or None."""
+
+    async def list_alert_deliveries(self, status: str | None, limit: int = 200) -> list[AlertDelivery]:
+        """Messages of one status (None: every status), newest first."""
+
+    async def requeue_alert_delivery(self, delivery_id: int, at: str) -> AlertDelivery | None:
+        """A dead message back to pending with no attempts, due at ``at``; None when it is not dead."""

@@ -100,6 +100,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX devices_class_seen ON devices(class, school_id, last_seen_at)",
         ),
     ),
+    Migration(
+        4,
+        "alert routing: threads and the delivery outbox",
+        statements(
+            # One thread per (channel, incident episode) or per digest: what was said there, and
+            # the helpdesk's ticket id once it is known. The primary key is the deduplication.
+            """CREATE TABLE alert_threads (
+                channel TEXT NOT NULL, thread TEXT NOT NULL, school_id TEXT, origin TEXT, agent_id TEXT,
+                incident_id TEXT, cause TEXT NOT NULL, mode TEXT NOT NULL, state TEXT NOT NULL,
+                acked INTEGER NOT NULL DEFAULT 0, external_ref TEXT, created_at TEXT NOT NULL,
+                PRIMARY KEY (channel, thread))""",
+            "CREATE INDEX alert_threads_open ON alert_threads(state)",
+            "CREATE INDEX alert_threads_thread ON alert_threads(thread, state)",
+            "CREATE INDEX alert_threads_cause ON alert_threads(channel, cause, created_at)",
+            # The outbox: one row per message to send, at most one of each kind per thread.
+            """CREATE TABLE alert_deliveries (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, thread TEXT NOT NULL,
+                kind TEXT NOT NULL, school_id TEXT, payload TEXT NOT NULL, status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL, lease_until TEXT,
+                last_error TEXT, created_at TEXT NOT NULL, sent_at TEXT,
+                UNIQUE (channel, thread, kind))""",
+            "CREATE INDEX alert_deliveries_due ON alert_deliveries(status, next_attempt_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -25,6 +25,8 @@ from central.storage.base import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
     AgentRow,
+    AlertDelivery,
+    AlertThread,
     ApiTokenInfo,
     ApiTokenRow,
     CodeRow,
@@ -57,6 +59,28 @@ _INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(I
 _DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
 _PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
 _PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
+
+
+_THREAD_FIELDS = tuple(AlertThread.__dataclass_fields__)
+_DELIVERY_FIELDS = tuple(AlertDelivery.__dataclass_fields__)
+_DELIVERY_COLS = ", ".join(_DELIVERY_FIELDS)
+_DELIVERY_COLS_D = ", ".join(f"d.{name}" for name in _DELIVERY_FIELDS)
+_PUT_THREAD = (
+    f"INSERT OR REPLACE INTO alert_threads ({', '.join(_THREAD_FIELDS)})"  # noqa: S608 - literal column list
+    f" VALUES ({', '.join('?' * len(_THREAD_FIELDS))})"
+)
+
+
+def _thread(row: sqlite3.Row | None) -> AlertThread | None:
+    if row is None:
+        return None
+    values = {key: row[key] for key in _THREAD_FIELDS}
+    values["acked"] = bool(values["acked"])
+    return AlertThread(**values)
+
+
+def _delivery(row: sqlite3.Row | None) -> AlertDelivery | None:
+    return None if row is None else AlertDelivery(*(row[key] for key in _DELIVERY_FIELDS))
 
 
 def _agent(row: sqlite3.Row | None) -> AgentRow | None:
@@ -310,6 +334,96 @@ class SqliteTransaction:
         await self.put_incident(fresh)
         await self.log_incident(fresh, at, "opened", None, None)
         return True
+
+    async def alert_candidates(self) -> list[dict[str, Any]]:
+        """Every open incident and every incident with an open alert thread, with carrier and school name."""
+        rows = self._conn.execute(
+            """SELECT i.*, s.carrier AS carrier, s.name AS school_name FROM incidents i
+                 JOIN schools s ON s.id=i.school_id WHERE i.status='open'
+               UNION
+               SELECT i.*, s.carrier AS carrier, s.name AS school_name FROM alert_threads t
+                 JOIN incidents i ON i.school_id=t.school_id AND i.origin=t.origin AND i.agent_id=t.agent_id
+                   AND i.incident_id=t.incident_id
+                 JOIN schools s ON s.id=i.school_id WHERE t.state='open'
+               ORDER BY opened_at, school_id, incident_id"""
+        )
+        out = []
+        for row in rows:
+            item = _incident(row)
+            item["carrier"], item["school_name"] = row["carrier"], row["school_name"]
+            out.append(item)
+        return out
+
+    async def get_alert_thread(self, channel: str, thread: str) -> AlertThread | None:
+        """One alert thread, or None."""
+        return _thread(
+            self._conn.execute("SELECT * FROM alert_threads WHERE channel=? AND thread=?", (channel, thread)).fetchone()
+        )
+
+    async def put_alert_thread(self, row: AlertThread) -> None:
+        """Insert or replace one alert thread."""
+        self._conn.execute(_PUT_THREAD, [getattr(row, key) for key in _THREAD_FIELDS])
+
+    async def open_alert_channels(self, thread: str) -> list[str]:
+        """The channels on which this thread is still open."""
+        rows = self._conn.execute(
+            "SELECT channel FROM alert_threads WHERE thread=? AND state='open' ORDER BY channel", (thread,)
+        )
+        return [str(r[0]) for r in rows]
+
+    async def add_alert_delivery(
+        self, channel: str, thread: str, kind: str, school_id: str | None, payload: str, due: str, at: str
+    ) -> int:
+        """Queue a message; its id, or 0 when that (channel, thread, kind) is queued already."""
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO alert_deliveries (channel, thread, kind, school_id, payload, status,"
+            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (channel, thread, kind, school_id, payload, due, at),
+        )
+        return int(cur.lastrowid or 0) if cur.rowcount else 0
+
+    async def get_alert_delivery_of(self, channel: str, thread: str, kind: str) -> AlertDelivery | None:
+        """The message of that kind in that thread, or None."""
+        return _delivery(
+            self._conn.execute(
+                f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE channel=? AND thread=? AND kind=?",  # noqa: S608
+                (channel, thread, kind),
+            ).fetchone()
+        )
+
+    async def cancel_alert_deliveries(self, channel: str, thread: str, at: str) -> int:
+        """Mark the thread's pending messages cancelled; how many were."""
+        cur = self._conn.execute(
+            "UPDATE alert_deliveries SET status='cancelled', lease_until=NULL, sent_at=?"
+            " WHERE channel=? AND thread=? AND status='pending'",
+            (at, channel, thread),
+        )
+        return cur.rowcount
+
+    async def count_alert_threads(self, channel: str, cause: str, since: str) -> int:
+        """Incident threads of one cause on one channel begun at or after ``since`` (digests excluded)."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM alert_threads WHERE channel=? AND cause=? AND created_at>=?"
+            " AND mode IN ('single', 'digested')",
+            (channel, cause, since),
+        ).fetchone()
+        return int(row[0])
+
+    async def gathering_digest(self, channel: str, cause: str) -> AlertDelivery | None:
+        """A digest of this cause on this channel not yet attempted (more members may join), or None."""
+        return _delivery(
+            self._conn.execute(
+                f"SELECT {_DELIVERY_COLS_D} FROM alert_deliveries d JOIN alert_threads t"  # noqa: S608
+                " ON t.channel=d.channel AND t.thread=d.thread"
+                " WHERE t.channel=? AND t.cause=? AND t.mode='digest' AND d.kind='digest' AND d.status='pending'"
+                " AND d.attempts=0 AND d.lease_until IS NULL ORDER BY d.id DESC LIMIT 1",
+                (channel, cause),
+            ).fetchone()
+        )
+
+    async def set_alert_payload(self, delivery_id: int, payload: str) -> None:
+        """Replace a queued message's facts (a digest that gained members)."""
+        self._conn.execute("UPDATE alert_deliveries SET payload=? WHERE id=?", (payload, delivery_id))
 
     async def find_code(self, code_hash: str) -> CodeRow | None:
         """An enrollment code by its hash."""
@@ -760,3 +874,81 @@ class SqliteStore:
         """Resolve a central incident if open; True when it was open."""
         async with self.transaction() as tx:
             return await tx.resolve_central_incident(school_id, incident_id, at)
+
+    async def claim_alert_deliveries(
+        self, now: str, lease_until: str, limit: int, delivery_id: int | None = None
+    ) -> list[AlertDelivery]:
+        """Lease due messages, oldest first; one waits while an earlier one of its thread is pending or dead."""
+        async with self.transaction():
+            rows = self._conn.execute(
+                f"SELECT {_DELIVERY_COLS_D} FROM alert_deliveries d"  # noqa: S608 - literal column list
+                " WHERE d.status='pending' AND d.next_attempt_at<=? AND (d.lease_until IS NULL OR d.lease_until<=?)"
+                " AND (? IS NULL OR d.id=?)"
+                " AND NOT EXISTS (SELECT 1 FROM alert_deliveries e WHERE e.channel=d.channel AND e.thread=d.thread"
+                "   AND e.id<d.id AND e.status IN ('pending', 'dead'))"
+                " ORDER BY d.next_attempt_at, d.id LIMIT ?",
+                (now, now, delivery_id, delivery_id, limit),
+            ).fetchall()
+            claimed = [d for d in map(_delivery, rows) if d is not None]
+            self._conn.executemany(
+                "UPDATE alert_deliveries SET lease_until=? WHERE id=?", [(lease_until, d.id) for d in claimed]
+            )
+        return claimed
+
+    async def alert_delivered(self, delivery_id: int, at: str, external_ref: str | None) -> None:
+        """Mark a message sent; a non-None ``external_ref`` is kept on its thread for the follow-ups."""
+        async with self.transaction():
+            self._conn.execute(
+                "UPDATE alert_deliveries SET status='sent', sent_at=?, lease_until=NULL, attempts=attempts+1"
+                " WHERE id=?",
+                (at, delivery_id),
+            )
+            if external_ref is not None:
+                self._conn.execute(
+                    "UPDATE alert_threads SET external_ref=? WHERE (channel, thread) IN"
+                    " (SELECT channel, thread FROM alert_deliveries WHERE id=?)",
+                    (external_ref, delivery_id),
+                )
+
+    async def alert_failed(
+        self, delivery_id: int, attempts: int, status: str, next_attempt_at: str, error: str
+    ) -> None:
+        """Record a failed attempt: back to ``pending`` at ``next_attempt_at``, or ``dead``."""
+        async with self.transaction():
+            self._conn.execute(
+                "UPDATE alert_deliveries SET attempts=?, status=?, next_attempt_at=?, last_error=?, lease_until=NULL"
+                " WHERE id=?",
+                (attempts, status, next_attempt_at, error[:500], delivery_id),
+            )
+
+    async def alert_thread_ref(self, channel: str, thread: str) -> str | None:
+        """The channel's reference for the thread's first message (a Zammad ticket id), or None."""
+        row = self._conn.execute(
+            "SELECT external_ref FROM alert_threads WHERE channel=? AND thread=?", (channel, thread)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    async def list_alert_deliveries(self, status: str | None, limit: int = 200) -> list[AlertDelivery]:
+        """Messages of one status (None: every status), newest first."""
+        rows = self._conn.execute(
+            f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE ? IS NULL OR status=?"  # noqa: S608
+            " ORDER BY id DESC LIMIT ?",
+            (status, status, limit),
+        )
+        return [d for d in map(_delivery, rows) if d is not None]
+
+    async def requeue_alert_delivery(self, delivery_id: int, at: str) -> AlertDelivery | None:
+        """A dead message back to pending with no attempts, due at ``at``; None when it is not dead."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE alert_deliveries SET status='pending', attempts=0, next_attempt_at=?, lease_until=NULL"
+                " WHERE id=? AND status='dead'",
+                (at, delivery_id),
+            )
+            if not cur.rowcount:
+                return None
+            return _delivery(
+                self._conn.execute(
+                    f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE id=?", (delivery_id,)  # noqa: S608
+                ).fetchone()
+            )

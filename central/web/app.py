@@ -17,6 +17,8 @@ from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite, in
 from base.httpheaders import security_headers
 from base.ratelimit import FailureLimiter
 from base.version import version
+from central.alerts.service import AlertService
+from central.alerts.service import run_in_background as run_alerts
 from central.config import CentralConfig
 from central.enrollment import Enroller
 from central.errors import http_status
@@ -107,8 +109,12 @@ def create_app(
     *,
     clock: Clock | None = None,
     silence_monitor: bool = True,
+    alerts: AlertService | None = None,
 ) -> web.Application:
-    """The central app over an open store; the caller owns (and closes) the store."""
+    """The central app over an open store; the caller owns (and closes) the store.
+
+    With ``alerts`` (opened by the caller, who closes it) alert routing runs in the background.
+    """
     clock = clock or SystemClock()
     guard = ConnectionGuard(CENTRAL_LIMITS, name="central")
     app = web.Application(
@@ -167,6 +173,14 @@ def create_app(
                 yield
 
         app.cleanup_ctx.append(monitor)
+    if alerts is not None:
+        service = alerts
+
+        async def alerting(_app: web.Application) -> AsyncIterator[None]:
+            async for _ in run_alerts(service):
+                yield
+
+        app.cleanup_ctx.append(alerting)
     return app
 
 
