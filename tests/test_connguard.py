@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from agent.store import Store
 from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite
 from tests.agent.procs import AGENT, CENTRAL, _env, run
 
@@ -136,6 +137,7 @@ def _server(kind: str, tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], int
     if kind == "agent":
         config = tmp / "agent.toml"
         config.write_text("[discovery]\nenabled = false\n")
+        Store.open(tmp / "agent").close()  # an agent with state but not enrolled: `run` needs a database
         args = [AGENT, "run", "--listen", "127.0.0.1:0", "--data-dir", str(tmp / "agent"), "--config", str(config)]
     else:
         run([CENTRAL, "school", "add", "--id", "s1", "--name", "GS", "--carrier", "K", "--data-dir", str(tmp / "c")])
