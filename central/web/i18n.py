@@ -91,7 +91,7 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "cabinets": "Ladeschränke",
         "power_now": "Leistung jetzt",
         "in_window": "im Ladefenster",
-        "outside_window": "außerhalb",
+        "outside_window": "außerhalb des Ladefensters",
         "night": "Nacht",
         "verdict": "Laden",
         "night.charged": "geladen",
@@ -196,7 +196,7 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "cabinets": "Charging cabinets",
         "power_now": "Power now",
         "in_window": "in charging window",
-        "outside_window": "outside",
+        "outside_window": "outside the charging window",
         "night": "Night",
         "verdict": "Charging",
         "night.charged": "charged",
@@ -293,6 +293,12 @@ class Words:
         """The time of day now in Berlin: "14:05:09"."""
         return self.now.astimezone(BERLIN).strftime("%H:%M:%S")
 
+    def term(self, group: str, value: str | None) -> str:
+        """A stored term (an AP state, a device class) in the reader's language; unknown ones as they are."""
+        if value is None:
+            return DASH
+        return _TERMS.get(self.lang, {}).get(f"{group}.{value}", value)
+
     def span(self, seconds: float | None) -> str:
         """A duration in seconds in human form ("46 Tage", "3 Std.")."""
         return DASH if seconds is None else duration(timedelta(seconds=seconds), self.lang)
@@ -302,9 +308,43 @@ class Words:
         if value is None:
             return DASH
         text = f"{value:,.{digits}f}"
+        if text.lstrip("-").strip("0.,") == "":
+            text = text.lstrip("-")  # a value that rounds to zero is shown as 0, never "-0"
         if self.lang == "de":
             text = text.replace(",", "\u2009").replace(".", ",")  # thin space groups thousands
         return f"{text} {unit}".strip()
+
+
+# Terms the agents send as values: the controller's AP states and the mDNS device classes.
+_TERMS: dict[str, dict[str, str]] = {
+    "de": {
+        "ap_state.connected": "verbunden",
+        "ap_state.disconnected": "getrennt",
+        "ap_state.pending": "wartet auf Übernahme",
+        "ap_state.upgrading": "Update läuft",
+        "ap_state.provisioning": "wird eingerichtet",
+        "ap_state.heartbeat_missed": "Lebenszeichen fehlt",
+        "ap_state.adopting": "wird übernommen",
+        "ap_state.isolated": "isoliert",
+        "device_class.tablet": "Tablets",
+        "device_class.airplay": "AirPlay-Empfänger",
+        "device_class.printer": "Drucker",
+        "device_class.meter": "Strommesser",
+        "device_class.chromecast": "Chromecast",
+        "device_class.nas": "Netzwerkspeicher",
+        "device_class.ap": "Access Points",
+        "device_class.other": "Sonstige",
+    },
+    "en": {
+        "device_class.tablet": "Tablets",
+        "device_class.airplay": "AirPlay receivers",
+        "device_class.printer": "Printers",
+        "device_class.meter": "Power meters",
+        "device_class.nas": "Network storage",
+        "device_class.ap": "Access points",
+        "device_class.other": "Other",
+    },
+}
 
 
 def _parse(stored: str | None) -> datetime | None:

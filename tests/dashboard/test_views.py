@@ -96,3 +96,13 @@ def test_user_commands(tmp_path: Path) -> None:
     assert run("user", "passwd", "anna", stdin="noch-ein-passwort\n").returncode == 0
     assert run("user", "remove", "anna").returncode == 0
     assert run("user", "list").stdout.strip() in ("no users", "keine Benutzer")
+
+
+def test_values_the_agents_send_are_shown_in_the_readers_words() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    de, en = Words("de", now), Words("en", now)
+    assert de.term("ap_state", "connected") == "verbunden" and de.term("device_class", "tablet") == "Tablets"
+    assert en.term("device_class", "airplay") == "AirPlay receivers"
+    assert de.term("ap_state", "something-new") == "something-new"  # a state we do not know, as it came
+    assert de.number(-0.2, 0, "s") == "0 s" and de.number(-1.6, 0, "s") == "-2 s"  # never "-0 s"
+    assert de.number(0.4, 1, "W") == "0,4 W"
