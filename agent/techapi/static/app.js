@@ -64,7 +64,7 @@ function renderStatus(status) {
   const sync = status.last_sync_at || (status.sync && status.sync.last_success_at);
   const banner = $("banner");
   banner.textContent = "Zentrale zuletzt erreicht: " + when(sync) +
-    (outbox.depth ? " · " + outbox.depth + " Ereignisse warten auf Übertragung" : "");
+    (outbox.depth ? " · " + outbox.depth + (outbox.depth === 1 ? " Ereignis wartet" : " Ereignisse warten") + " auf Übertragung" : "");
   banner.className = "banner" + (outbox.depth > 0 ? " warn" : "");
   const summary = $("summary");
   clear(summary);
@@ -82,7 +82,7 @@ function renderStatus(status) {
     summary.appendChild(card);
   }
   renderRows($("aps"), listOf(status.snapshot, "wlan", ["aps", "access_points"]),
-    (ap) => [ap.name || ap.id, ap.state, ap.clients !== undefined ? ap.clients : ap.num_sta, details(ap, ["name", "id", "state", "clients", "num_sta"])]);
+    (ap) => [ap.name || ap.id, term(ap.state), ap.clients !== undefined ? ap.clients : ap.num_sta, details(ap, ["name", "id", "state", "clients", "num_sta"])]);
   renderRows($("cabinets"), listOf(status.snapshot, "cabinets", ["cabinets"]),
     (c) => [c.name || c.id, cabinetState(c), c.power_w !== undefined && c.power_w !== null ? c.power_w + " W" : "–",
       details(c, ["name", "id", "power_w", "error", "errors", "ok", "in_window", "switch_on"])]);
@@ -111,6 +111,16 @@ function listOf(snapshot, section, keys) {
 // German words for what the agent reports; keys without a word here are not shown (no raw key dumps).
 const SEVERITY = { critical: "kritisch", warning: "Warnung", info: "Hinweis" };
 const CATEGORY = { wlan: "WLAN", cabinet: "Ladeschrank", device: "Gerät", host: "Schulserver", agent: "Agent" };
+// States and device classes as the controller and discovery report them; an unknown one is shown as it came.
+const TERMS = {
+  connected: "verbunden", disconnected: "getrennt", pending: "wartet auf Übernahme", upgrading: "Update läuft",
+  heartbeat_missed: "Lebenszeichen fehlt", present: "vorhanden", absent: "nicht da", missing: "fehlt", lost: "verschwunden",
+  tablet: "Tablet", airplay: "AirPlay-Empfänger", printer: "Drucker", meter: "Strommesser",
+  chromecast: "Chromecast", nas: "Netzwerkspeicher", ap: "Access Point", other: "Sonstiges",
+};
+function term(value) {
+  return value === null || value === undefined ? "" : TERMS[value] || String(value);
+}
 const LABELS = {
   model: ["Modell", ""], satisfaction: ["Zufriedenheit", " %"], uptime_s: ["Laufzeit", "duration"],
   temperature_c: ["Temperatur", " °C"], energy_wh: ["Energie", " Wh"], room: ["Raum", ""], slots: ["Plätze", ""],
@@ -129,7 +139,10 @@ function details(obj, skip) {
   return Object.keys(obj).filter((k) => !skip.includes(k) && LABELS[k] && obj[k] !== null && typeof obj[k] !== "object")
     .map((k) => {
       const [label, unit] = LABELS[k];
-      const value = unit === "duration" ? duration(obj[k]) : String(obj[k]).replace(".", ",") + unit;
+      const raw = obj[k];
+      // Measured values to one decimal (38,08 °C reads as noise); text as it came.
+      const shown = typeof raw === "number" && !Number.isInteger(raw) ? raw.toFixed(1) : String(raw);
+      const value = unit === "duration" ? duration(raw) : shown.replace(".", ",") + unit;
       return label + ": " + value;
     }).join(", ");
 }
@@ -210,8 +223,8 @@ function renderDevices(data) {
   for (const d of items) classes[d.class] = (classes[d.class] || 0) + 1;
   const chips = $("device-classes");
   clear(chips);
-  for (const [name, count] of Object.entries(classes).sort()) chips.appendChild(el("span", name + ": " + count, "chip"));
-  renderRows($("devices"), items, (d) => [d.name, d.class, d.model, d.state, when(d.last_seen)]);
+  for (const [name, count] of Object.entries(classes).sort()) chips.appendChild(el("span", term(name) + ": " + count, "chip"));
+  renderRows($("devices"), items, (d) => [d.name, term(d.class), d.model, term(d.state), when(d.last_seen)]);
 }
 
 async function act(id, what, body) {
