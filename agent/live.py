@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.identity import agent_version
 from agent.incidents.engine import IncidentEngine
-from agent.monitors.base import Monitor, MonitorReport, Signal
+from agent.monitors.interface import Monitor, MonitorReport, Signal
 from agent.privacy import Privacy
 from agent.store import Store, StoreError, StoreFullError
 from agent.store.inventory import Inventory, list_devices

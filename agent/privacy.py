@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.monitors.base import Device, DeviceChange
+from agent.monitors.interface import Device, DeviceChange
 from base.secretfile import read_secret_file, write_secret_file
 from protocol.events import DeviceChanged, DeviceLost, DeviceSeen
 

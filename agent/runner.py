@@ -19,7 +19,7 @@ from aiohttp import web
 from agent.config import AgentConfig
 from agent.identity import Identity
 from agent.live import LiveState
-from agent.monitors.base import Monitor, MonitorReport
+from agent.monitors.interface import Monitor, MonitorReport
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox
 from agent.sync.client import SyncClient

@@ -16,8 +16,8 @@ from agent.config import AgentConfig, parse_listen
 from agent.identity import agent_version, load_agent_key, load_identity, read_admin_token
 from agent.incidents.engine import IncidentEngine
 from agent.live import LiveState
-from agent.monitors.base import Monitor
 from agent.monitors.host import HostMonitor
+from agent.monitors.interface import Monitor
 from agent.monitors.site import build_monitors
 from agent.privacy import Privacy, load_or_create_secret
 from agent.runner import Agent

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from central.storage.base import AgentRow, Sample, SchoolSummary, Transaction
+from central.storage.interface import AgentRow, Sample, SchoolSummary, Transaction
 from central.timestamps import from_iso, normalize
 from protocol.errors import MalformedError
 from protocol.events import (

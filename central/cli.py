@@ -49,7 +49,7 @@ from central.errors import AlreadyExistsError, NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
 from central.keystore import load_keystore
 from central.storage import open_store
-from central.storage.base import AlertDelivery, IssuedToken, Storage
+from central.storage.interface import AlertDelivery, IssuedToken, Storage
 from central.timestamps import iso
 from central.users import check_password, hash_password, parse_role
 from central.web.app import create_app, start

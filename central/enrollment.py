@@ -25,7 +25,7 @@ from central.config import AgentSyncPolicy
 from central.errors import InvalidCodeError, KeyEnrolledError, NotFoundError, RateLimitedError
 from central.keystore import Keystore
 from central.metrics import Metrics
-from central.storage.base import SchoolRow, Storage
+from central.storage.interface import SchoolRow, Storage
 from central.timestamps import from_iso, iso
 from protocol.encoding import loads_strict
 from protocol.errors import MalformedError, SchulwartError

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from base.clock import Clock
 from central import aggregate
 from central.metrics import Metrics
-from central.storage.base import AgentRow, EventRow, Storage
+from central.storage.interface import AgentRow, EventRow, Storage
 from central.timestamps import from_iso, iso
 from protocol.encoding import dumps, loads_strict
 from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES, Verified, verify

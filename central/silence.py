@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from base.clock import Clock
 from central.ingest import SILENT_INCIDENT
-from central.storage.base import Storage
+from central.storage.interface import Storage
 from central.timestamps import from_iso, iso
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox

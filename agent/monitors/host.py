@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from agent.config import HostSection
-from agent.monitors.base import MonitorReport, Signal
+from agent.monitors.interface import MonitorReport, Signal
 
 log = logging.getLogger(__name__)
 

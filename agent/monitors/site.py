@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import AgentConfig
-from agent.monitors.base import Monitor
 from agent.monitors.cabinets.monitor import CabinetMonitor
 from agent.monitors.discovery.monitor import DiscoveryMonitor
+from agent.monitors.interface import Monitor
 from agent.monitors.wlan.monitor import WlanMonitor
 from base.clock import Clock, SystemClock
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from agent.monitors.base import Device, DeviceChange
+from agent.monitors.interface import Device, DeviceChange
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox

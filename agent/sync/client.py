@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from agent.config import SyncSection
 from agent.identity import Identity, agent_version, raise_time_floor
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox, QueuedEvent
 from agent.sync.transport import Accepted, Conflict, Gap, Refused, RetryLater, Transport

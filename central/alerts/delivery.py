@@ -23,7 +23,7 @@ from central.alerts.channels import Channel, DeliveryError, Notice
 from central.alerts.config import SEVERITY_RANK, AlertsSection
 from central.alerts.schedule import Schedule
 from central.alerts.wording import IncidentFacts, compose
-from central.storage.base import AlertDelivery, Storage
+from central.storage.interface import AlertDelivery, Storage
 from central.timestamps import iso
 
 log = logging.getLogger(__name__)

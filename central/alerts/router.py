@@ -34,7 +34,7 @@ from typing import Any
 from central.alerts.config import AlertsSection
 from central.alerts.schedule import Schedule
 from central.alerts.wording import IncidentFacts
-from central.storage.base import AlertThread, Storage, Transaction
+from central.storage.interface import AlertThread, Storage, Transaction
 from central.timestamps import iso
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from central.alerts.delivery import DeliverySummary, DeliveryWorker
 from central.alerts.router import PlanSummary, plan
 from central.alerts.schedule import Holidays, Schedule, load_holidays
 from central.alerts.wording import IncidentFacts, compose
-from central.storage.base import Storage
+from central.storage.interface import Storage
 from central.timestamps import iso
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from central.config import CentralConfig
-from central.storage.base import Storage, Transaction
+from central.storage.interface import Storage, Transaction
 from central.storage.sqlite import SqliteStore
 
 __all__ = ["SqliteStore", "Storage", "Transaction", "open_store"]

@@ -21,7 +21,7 @@ from typing import Any
 from base.errors import DatabaseError
 from base.sqlite import connect
 from central.errors import AlreadyExistsError
-from central.storage.base import (
+from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
     AgentRow,

@@ -26,7 +26,7 @@ from central.ingest import Ingestor
 from central.keystore import Keystore
 from central.metrics import CONTENT_TYPE_LATEST, Metrics
 from central.silence import run_in_background
-from central.storage.base import Storage
+from central.storage.interface import Storage
 from central.web import agent_routes, auth, dashboard, openapi, read_api
 from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, LOGIN_LIMITER, METRICS, STORE
 from protocol.errors import MalformedError, SchulwartError, SequenceError

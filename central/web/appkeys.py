@@ -11,7 +11,7 @@ from central.enrollment import Enroller
 from central.ingest import Ingestor
 from central.keystore import Keystore
 from central.metrics import Metrics
-from central.storage.base import Storage
+from central.storage.interface import Storage
 
 CONFIG = web.AppKey("config", CentralConfig)
 STORE = web.AppKey("store", Storage)

@@ -24,7 +24,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from base.ratelimit import FailureLimiter
-from central.storage.base import ApiTokenRow, SessionRow
+from central.storage.interface import ApiTokenRow, SessionRow
 from central.timestamps import iso
 from central.users import verify_password
 from central.web.appkeys import CLOCK, LOGIN_LIMITER, STORE

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
-from central.storage.base import Sample
+from central.storage.interface import Sample
 from central.timestamps import from_iso
 from central.web.i18n import BERLIN
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from central.errors import NotFoundError
-from central.storage.base import IncidentQuery, SessionRow
+from central.storage.interface import IncidentQuery, SessionRow
 from central.timestamps import iso
 from central.web import charts, views
 from central.web.appkeys import CLOCK, CONFIG, STORE

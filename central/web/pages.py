@@ -15,7 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from central.errors import http_status
-from central.storage.base import SessionRow
+from central.storage.interface import SessionRow
 from central.web.appkeys import CLOCK
 from central.web.i18n import LANG_COOKIE, Words, choose_language
 from protocol.errors import SchulwartError

@@ -11,7 +11,7 @@ from aiohttp import web
 from central.aggregate import device_summary, school_status
 from central.enrollment import hash_secret
 from central.errors import NotFoundError, UnauthorizedError
-from central.storage.base import AgentRow, ApiTokenRow, IncidentQuery, SchoolSummary
+from central.storage.interface import AgentRow, ApiTokenRow, IncidentQuery, SchoolSummary
 from central.timestamps import iso
 from central.web.appkeys import CLOCK, CONFIG, STORE
 from central.web.auth import viewer

@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from central.aggregate import school_status
-from central.storage.base import OverviewRow, Sample
+from central.storage.interface import OverviewRow, Sample
 from central.timestamps import from_iso
 from central.web.i18n import BERLIN
 

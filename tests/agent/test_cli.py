@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.incidents.engine import IncidentEngine
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.store import Store
 from base.clock import FakeClock
 from tests.agent.procs import AGENT, Proc, run, write_config

@@ -18,7 +18,7 @@ from typing import Any
 from agent.config import parse_config
 from agent.incidents.engine import list_incidents
 from agent.live import MONITOR_FAILING_PREFIX
-from agent.monitors.base import MonitorReport
+from agent.monitors.interface import MonitorReport
 from agent.runner import Agent
 from agent.wiring import build_agent
 from base.clock import SystemClock

@@ -8,7 +8,7 @@ from typing import Any
 from agent.config import SyncSection
 from agent.incidents.engine import IncidentEngine
 from agent.live import LiveState
-from agent.monitors.base import MonitorReport, Signal
+from agent.monitors.interface import MonitorReport, Signal
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.inventory import Inventory

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.incidents.engine import IncidentEngine, list_incidents
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.store.outbox import Outbox
 from base.clock import FakeClock
 from tests.agent.test_incidents import events

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from agent.incidents.engine import IncidentEngine, list_incidents
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox

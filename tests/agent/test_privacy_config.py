@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, load_config, parse_config, parse_listen
-from agent.monitors.base import Device
+from agent.monitors.interface import Device
 from agent.privacy import SECRET_FILE, Privacy, load_or_create_secret
 from base.errors import ConfigError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.config import parse_config
 from agent.enroll import enroll
-from agent.monitors.base import Device, DeviceChange, MonitorReport, Signal
+from agent.monitors.interface import Device, DeviceChange, MonitorReport, Signal
 from agent.wiring import build_agent
 from base.clock import SystemClock
 from tests.agent.fakecentral import FakeCentral, seqs

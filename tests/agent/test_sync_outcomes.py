@@ -14,7 +14,7 @@ import pytest
 
 from agent.config import SyncSection
 from agent.identity import Identity, time_floor
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.store import Store
 from agent.store.outbox import Outbox
 from agent.sync.client import (

@@ -6,7 +6,7 @@ import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from central.storage.base import Sample
+from central.storage.interface import Sample
 from central.timestamps import iso
 from central.web.i18n import BERLIN, Words, choose_language, duration
 from central.web.views import SchoolLine, cabinet_nights, group_by_carrier, sort_lines, timeline

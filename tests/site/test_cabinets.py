@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.monitors.base import Signal
 from agent.monitors.cabinets.config import parse_cabinets
 from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
 from agent.monitors.cabinets.monitor import CabinetMonitor
 from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
 from agent.monitors.cabinets.window import parse_days, parse_window
+from agent.monitors.interface import Signal
 from base.errors import ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")

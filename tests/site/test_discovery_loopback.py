@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from agent.monitors.base import Signal
 from agent.monitors.discovery.config import parse_discovery
 from agent.monitors.discovery.monitor import DiscoveryMonitor
+from agent.monitors.interface import Signal
 
 pytestmark = pytest.mark.usefixtures("fast_mdns")
 

@@ -18,13 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.incidents.engine import IncidentEngine
-from agent.monitors.base import Device, DeviceChange, Signal
 from agent.monitors.cabinets.config import parse_cabinets
 from agent.monitors.cabinets.meters import MeterReading, MeterSpec
 from agent.monitors.cabinets.monitor import CabinetMonitor
 from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
 from agent.monitors.cabinets.window import parse_window
 from agent.monitors.discovery.presence import NotSeenList, missing_signal
+from agent.monitors.interface import Device, DeviceChange, Signal
 from agent.monitors.wlan.config import parse_wlan
 from agent.monitors.wlan.monitor import WlanMonitor
 from agent.privacy import Privacy

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from agent.incidents.engine import IncidentEngine, list_incidents, notes_for
-from agent.monitors.base import Signal
+from agent.monitors.interface import Signal
 from agent.privacy import Privacy
 from agent.store import Store, StoreFullError
 from agent.store.outbox import Outbox

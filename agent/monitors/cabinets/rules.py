@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.monitors.base import Severity, Signal
 from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
 from agent.monitors.cabinets.window import ChargingWindow
+from agent.monitors.interface import Severity, Signal
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.monitors.base import Device, MonitorReport, Signal
 from agent.monitors.discovery.browser import BrowserSettings, MdnsBrowser
 from agent.monitors.discovery.classes import CLASS_TABLE, METER, ClassRule, browse_types
 from agent.monitors.discovery.config import DiscoveryConfig
@@ -18,6 +17,7 @@ from agent.monitors.discovery.interfaces import choose_interfaces
 from agent.monitors.discovery.observation import Observation
 from agent.monitors.discovery.presence import NotSeenList, class_counts, due_for_probe, missing_signal, next_state
 from agent.monitors.discovery.tracker import ABSENT, MISSING, PRESENT, DeviceTracker
+from agent.monitors.interface import Device, MonitorReport, Signal
 from agent.monitors.wlan.probes import ProbeResult, tcp_probe
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from agent.monitors.base import Device, Signal
 from agent.monitors.discovery.classes import TABLET
 from agent.monitors.discovery.tracker import ABSENT, MISSING, PRESENT
+from agent.monitors.interface import Device, Signal
 
 _CLASS_WORDS = {"airplay": "AirPlay receiver", "printer": "Printer", "meter": "Power meter", "tablet": "Tablet"}
 MAX_LISTED = 500

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from agent.monitors.base import Device, DeviceChange
 from agent.monitors.discovery.classes import CLASS_TABLE, OTHER, ClassRule
 from agent.monitors.discovery.observation import DeviceIdentity, Observation, identify
 from agent.monitors.discovery.sanitize import MAX_ADDRESSES
+from agent.monitors.interface import Device, DeviceChange
 
 MAX_SERVICES_PER_DEVICE = 16
 
