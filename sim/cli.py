@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from agent.monitors.discovery.presence import hours_of
 from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging
 from base.errors import ConfigError
 from sim.faults import FAULTS, FaultError, parse_fault
@@ -59,6 +60,9 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
               help="How the controller refuses an expired session. [401]")
 @click.option("--macs", type=click.IntRange(0, 200), default=None,
               help="Macs announcing AirPlay like macOS 12+ (laptops: class other, never missing). [0]")
+@click.option("--take-home", is_flag=True, default=None,
+              help="The tablets go home with the pupils (1:1): announced only in school hours on --days.")
+@click.option("--school-hours", default=None, help="School hours for --take-home. [07:30-15:00]")
 @click.option("--interface", default=None, help="IPv4 address to serve and announce on. [127.0.0.1]")
 @click.option("--agent-interface", default=None, help="Address the agent listens for mDNS on (default: --interface).")
 @click.option("--window", default=None, help="Cabinets' charging window. [15:00-07:00]")
@@ -81,7 +85,7 @@ def school(
     receivers: int | None, printers: int | None, receiver_names: tuple[str, ...], aps: int | None, cabinets: int | None,
     faults: tuple[str, ...], list_faults: bool, meter_models: tuple[str, ...], list_meter_models: bool,
     meter_password: str | None, console_aps: int | None, session_refusal: str | None, macs: int | None,
-    interface: str | None, agent_interface: str | None,
+    take_home: bool | None, school_hours: str | None, interface: str | None, agent_interface: str | None,
     window: str | None, days: str | None, start_time: str | None, speed: float | None,
     controller_style: str | None, central_url: str | None, agent_interval: float | None,
     missing_after: str | None, control_port: int | None, write_agent_config: Path | None, log_level: str,
@@ -149,7 +153,13 @@ def school(
         console_aps=_option(config, "console_aps", console_aps, 0),
         session_refusal=_option(config, "session_refusal", session_refusal, "401"),
         macs=_option(config, "macs", macs, 0),
+        take_home=_option(config, "take_home", take_home, False),
+        school_hours=_option(config, "school_hours", school_hours, "07:30-15:00"),
     )
+    try:
+        hours_of(spec.school_hours)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--school-hours") from None
     if start is not None and start.tzinfo is None:
         raise click.BadParameter("the start time needs a UTC offset", param_hint="--start-time")
     setup_logging(log_level)
