@@ -28,6 +28,7 @@ test: $(STAMP) system-deps
 	$(VENV)/bin/coverage run --branch --source=protocol -m pytest -q -p no:cacheprovider tests/protocol
 	$(VENV)/bin/coverage report --fail-under=100
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

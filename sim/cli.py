@@ -210,11 +210,13 @@ def _demo_option(config: dict[str, Any], key: str, given: Any, default: Any) -> 
 @click.option("--schools", type=click.IntRange(1, 50), default=None, help="Simulated schools. [3]")
 @click.option("--devices", type=click.IntRange(0, 2000), default=None, help="Tablets per school. [20]")
 @click.option("--speed", type=click.FloatRange(0.0, 10000.0), default=None, help="Simulated clock speed. [1]")
+@click.option("--scenario", default=None,
+              help="Play a real deployment at its real size instead of the small demo; 'list' names them.")
 @click.option("--log-level", default="INFO", help="Logging level of the demo itself. [INFO]")
 @cli_errors
 def demo(
     data_dir: Path | None, config_path: Path | None, duration: float | None, port: int | None,
-    schools: int | None, devices: int | None, speed: float | None, log_level: str,
+    schools: int | None, devices: int | None, speed: float | None, scenario: str | None, log_level: str,
 ) -> None:
     """Run central, simulated schools and their agents until Ctrl-C (what `make demo` runs).
 
@@ -232,12 +234,34 @@ def demo(
     it after a clean stop (after a failure it stays, for its logs); with --data-dir it keeps
     (and reuses) it. --config FILE may set [sim.demo] schools, devices, speed, port, duration.
 
+    --scenario NAME plays a real deployment instead (regionalverband, landkreis, stadt,
+    zweckverband; --scenario list prints each with its size): every site with its own sim and
+    agent in its own namespace (swsc-N-…, 10.232.X.0/24), a read-API and a technician token per
+    carrier, and a fault timeline (an AP down, a school whose uplink is cut) repeating every
+    10 minutes. It needs root; --schools and --devices do not apply.
+
     Example:
 
         schulwart-sim demo --port 0 --schools 2 --duration 300
+
+        schulwart-sim demo --port 0 --scenario zweckverband --duration 600
     """
     from sim.demo import DemoSpec, run_demo  # the school command does not need it
+    from sim.scenario_run import ScenarioPlay, scenario_spec
+    from sim.scenarios import SCENARIOS, ScenarioError, describe, get
 
+    if scenario == "list":
+        for name in SCENARIOS:
+            click.echo(describe(get(name)))
+        return
+    played = None
+    if scenario is not None:
+        if schools is not None or devices is not None:
+            raise click.BadParameter("a scenario sets its own schools and tablets", param_hint="--schools/--devices")
+        try:
+            played = get(scenario)
+        except ScenarioError as exc:
+            raise click.BadParameter(str(exc), param_hint="--scenario") from None
     config = load_toml(config_path)
     spec = DemoSpec(
         schools=_demo_option(config, "schools", schools, 3),
@@ -247,9 +271,14 @@ def demo(
         duration=_demo_option(config, "duration", duration, None),
         data_dir=data_dir,
         temp_base=resolve_data_dir(None, "sim"),
+        scenario=scenario,
     )
     setup_logging(log_level)
-    code = run_demo(spec, click.echo)
+    if played is not None:
+        spec = scenario_spec(spec)
+        code = run_demo(spec, click.echo, ScenarioPlay(played, spec))
+    else:
+        code = run_demo(spec, click.echo)
     if code:
         sys.exit(code)  # run_cli would turn click's Exit into 0
 

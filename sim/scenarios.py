@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+# Site keys end up in mDNS instance names ("<MAC>@Lehrerzimmer Apple TV <key>-<n>"), which may
+# have at most 63 bytes.
+MAX_KEY_LENGTH = 24
 # A site's WLAN: one AP per class with tablets plus the staff room and the hall.
 _EXTRA_APS = 2
 # The uplink of a silent school is cut for this long: longer than the silent window the scenario
@@ -154,7 +157,7 @@ def _school(sid: str, name: str, carrier: str, sites: Sequence[tuple[str, int, i
     built = []
     for suffix, tablets, cabinets in sites:
         key = f"{sid}-{suffix}" if suffix else sid
-        site_name = f"{name}, Dependance {suffix.capitalize()}" if suffix else name
+        site_name = f"{name}, Dependance" if suffix else name
         built.append(_site(key, sid, site_name, tablets, cabinets, printers=printers, take_home=take_home))
     return SchoolPlan(sid, name, carrier, tuple(built))
 
@@ -184,7 +187,7 @@ def regionalverband() -> Scenario:
         _school("gs-sulzbach-altenwald", "GS Sulzbach-Altenwald", "Stadt Sulzbach/Saar", [("", 136, 8)]),
         # Kleinblittersdorf: 2 schools + 1 Dependance, about 170 tablets.
         _school("gs-kleinblittersdorf", "GS Kleinblittersdorf", "Gemeinde Kleinblittersdorf",
-                [("", 64, 4), ("auersmacher", 32, 2)]),
+                [("", 64, 4), ("dep", 32, 2)]),
         _school("gs-rilchingen-hanweiler", "GS Rilchingen-Hanweiler", "Gemeinde Kleinblittersdorf", [("", 74, 4)]),
     )  # fmt: skip
     return Scenario(
@@ -207,14 +210,14 @@ _LANDKREIS_TOWNS = (
     ("Gemeinde Eichwalde", 5, ()),
     ("Gemeinde Hohenlinden", 4, (3,)),
     ("Gemeinde Wiesbach", 4, ()),
-    ("Gemeinde Sankt Kilian", 3, ()),
+    ("Gemeinde Kiliansberg", 3, ()),
     ("Gemeinde Mühlhausen im Tal", 3, ()),
     ("Gemeinde Kirchheide", 2, ()),
 )
 _LANDKREIS_TABLETS = 2400
 _LANDKREIS_CABINETS = 138
 # The three pilot schools whose tablets go home with the pupils (1:1).
-_LANDKREIS_PILOTS = ("gs-altenburg-am-main-3", "gs-rabenfels-2", "gs-wiesbach-1")
+_LANDKREIS_PILOTS = ("gs-altenburg-3", "gs-rabenfels-2", "gs-wiesbach-1")
 _STREETS = ("Am Markt", "Lindenschule", "Am Park", "Sonnenhof", "Am Bach", "Regenbogen", "Wiesengrund", "Am Wald")
 
 
@@ -226,11 +229,11 @@ def landkreis() -> Scenario:
     for town, count, with_dependance in _LANDKREIS_TOWNS:
         short = town.split(" ", 1)[1]
         for n in range(1, count + 1):
-            sid = f"gs-{_slug(short)}-{n}"
+            sid = f"gs-{_slug(short).split('-')[0]}-{n}"  # short: ids end up in mDNS names (63 bytes)
             name = f"GS {short} {_STREETS[(n - 1) % len(_STREETS)]}"
             slots.append((town, sid, name, ""))
             if n in with_dependance:
-                slots.append((town, sid, name, "ortsteil"))
+                slots.append((town, sid, name, "dep"))
     cabinets = spread(_LANDKREIS_CABINETS, len(slots))
     per_cabinet = spread(_LANDKREIS_TABLETS, _LANDKREIS_CABINETS)
     schools: dict[str, SchoolPlan] = {}
@@ -239,7 +242,7 @@ def landkreis() -> Scenario:
         tablets = sum(per_cabinet[used : used + count])
         used += count
         key = f"{sid}-{suffix}" if suffix else sid
-        site_name = f"{name}, Dependance {suffix.capitalize()}" if suffix else name
+        site_name = f"{name}, Dependance" if suffix else name
         site = _site(key, sid, site_name, tablets, count, take_home=sid in _LANDKREIS_PILOTS)
         old = schools.get(sid)
         schools[sid] = SchoolPlan(sid, name, town, (*old.sites, site) if old else (site,))
@@ -250,7 +253,7 @@ def landkreis() -> Scenario:
         "with the pupils (1:1)",
         schools=tuple(schools.values()),
         start_faults={"gs-eichwalde-2": ("cabinet-no-power:2",)},
-        timeline=_standard_timeline("gs-altenburg-am-main-1", "gs-hohenlinden-1"),
+        timeline=_standard_timeline("gs-altenburg-1", "gs-hohenlinden-1"),
     )
 
 
@@ -258,19 +261,19 @@ def stadt() -> Scenario:
     """A municipal service company running one town's school IT: 3 primary and 2 regional schools."""
     carrier = "Stadt Neuweiler"
     schools = (
-        _school("gs-neuweiler-am-markt", "GS Am Markt", carrier, [("", 64, 4)]),
-        _school("gs-neuweiler-lindenschule", "GS Lindenschule", carrier, [("", 48, 3)]),
-        _school("gs-neuweiler-am-wald", "GS Am Wald", carrier, [("", 48, 3)]),
-        _school("rs-neuweiler-nord", "Regionalschule Nord", carrier, [("", 180, 8)], printers=3),
-        _school("rs-neuweiler-am-see", "Regionalschule Am See", carrier, [("", 150, 7)], printers=3),
+        _school("gs-am-markt", "GS Am Markt", carrier, [("", 64, 4)]),
+        _school("gs-lindenschule", "GS Lindenschule", carrier, [("", 48, 3)]),
+        _school("gs-am-wald", "GS Am Wald", carrier, [("", 48, 3)]),
+        _school("rs-nord", "Regionalschule Nord", carrier, [("", 180, 8)], printers=3),
+        _school("rs-am-see", "Regionalschule Am See", carrier, [("", 150, 7)], printers=3),
     )
     return Scenario(
         name="stadt",
         who="a municipal service company running one town's school IT",
         source_size="3 primary + 2 regional schools",
         schools=schools,
-        start_faults={"rs-neuweiler-nord": ("cabinet-no-power:4",)},
-        timeline=_standard_timeline("rs-neuweiler-am-see", "gs-neuweiler-lindenschule"),
+        start_faults={"rs-nord": ("cabinet-no-power:4",)},
+        timeline=_standard_timeline("rs-am-see", "gs-lindenschule"),
     )
 
 
