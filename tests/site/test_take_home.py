@@ -140,3 +140,15 @@ async def test_a_take_home_tablet_away_after_school_is_normal(announcer: Announc
         assert missing(report.signals, device_id) == [True]
     finally:
         await monitor.stop()
+
+
+@pytest.mark.parametrize(("hour", "at_school"), [(10, True), (18, False)])
+async def test_the_sim_announces_take_home_tablets_only_in_school_hours(  # type: ignore[no-untyped-def]
+    sim_factory, tag: str, hour: int, at_school: bool
+) -> None:
+    monday = datetime(2025, 3, 3, hour, tzinfo=BERLIN)
+    sim = await sim_factory(school=tag, devices=3, receivers=1, printers=0, aps=0, cabinets=0, take_home=True,
+                            start=monday)  # fmt: skip
+    assert {d.kind: d.announced for d in sim.devices} == {"tablet": at_school, "receiver": True}
+    config = sim.agent_config()
+    assert "tablets_go_home = true" in config and 'school_hours = "07:30-15:00"' in config
