@@ -136,7 +136,7 @@ def run() -> list[dict[str, Any]]:
         processes = _PROCESSES.search(block)
         api, dashboard = _API.search(block), _DASHBOARD.search(block)
         assert reporting and processes and api and dashboard, block
-        at_up = _sample(proc.pid)
+        at_up, ingest_up = _sample(proc.pid), _ingest(dashboard.group(1), api.group(1))
         time.sleep(SETTLE_S)
         first, ingest0 = _sample(proc.pid), _ingest(dashboard.group(1), api.group(1))
         time.sleep(WINDOW_S)
@@ -160,9 +160,11 @@ def run() -> list[dict[str, Any]]:
         {"name": f"{SCENARIO}: start → every school reports at central", "value": float(reporting.group(2)),
          "unit": "s", "note": f"{reporting.group(1)} schools; block printed after {up_s:.0f} s"},
         {"name": f"{SCENARIO}: agents started → every school reports", "value": float(reporting.group(3)),
-         "unit": "s", "note": "the rest of start-up: namespaces, schools and tokens at central, enrollment"},
+         "unit": "s", "note": "before: namespaces, schools and tokens at central, sims, enrollment"},
         {"name": f"{SCENARIO}: CPU of start-up, all processes", "value": sum(at_up.cpu.values()), "unit": "CPU s",
          "note": "imports, enrollment, first inventories"},
+        {"name": f"{SCENARIO}: central, start-up: events stored", "value": int(ingest_up[1]), "unit": "",
+         "note": f"{int(ingest_up[0])} envelopes, {at_up.cpu.get('central', 0.0):.1f} CPU s in central"},
         {"name": f"{SCENARIO}: agents' total RSS", "value": last.rss.get("agent", 0) / mib, "unit": "MiB",
          "note": f"{last.rss.get('agent', 0) / mib / max(1, last.count.get('agent', 1)):.0f} MiB per agent"},
         {"name": f"{SCENARIO}: agents' total CPU", "value": pct("agent"), "unit": "% of a core", "note": note},

@@ -271,7 +271,6 @@ def demo(
         duration=_demo_option(config, "duration", duration, None),
         data_dir=data_dir,
         temp_base=resolve_data_dir(None, "sim"),
-        scenario=scenario,
     )
     setup_logging(log_level)
     if played is not None:

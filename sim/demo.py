@@ -68,7 +68,7 @@ _SCHOOL_NAMES = (
 _FAULTS = {1: ("ap-down:2",), 2: ("cabinet-overtemp:1",)}
 
 _AGENT_SECTIONS = """\
-# Written by schulwart-sim demo: short intervals so the dashboard changes within seconds.
+# Written by schulwart-sim demo: intervals (seconds) short enough for the dashboard to change soon.
 [agent]
 snapshot_interval = {snapshot_interval}
 
@@ -108,7 +108,6 @@ class DemoSpec:
     duration: float | None = None
     data_dir: Path | None = None  # None: a fresh directory under temp_base, removed after a clean stop
     temp_base: Path = Path(tempfile.gettempdir())
-    scenario: str | None = None  # a name in sim.scenarios: its schools replace the small default set
     agent_interval: float = 5.0  # seconds between site monitor rounds (WLAN, cabinets)
     report_interval: float = 5.0  # seconds between an agent's reports
     snapshot_interval: float = 30.0

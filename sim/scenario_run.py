@@ -6,7 +6,7 @@ namespace (``swsc-N-…``, veths on 10.232.X.0/24: apart from the small demo's `
 school has reported at central the block is printed; then the scenario's fault timeline repeats
 until the end: sim faults through each sim's control API, a cut uplink as a blackhole route
 inside the site's namespace. The agents run with longer intervals than the small demo's (site
-monitors every 30 s, reports every 15 s) so that dozens of them fit on two cores.
+monitors every 30 s, reports every 15 s, a snapshot every 30 s) so that dozens of them fit on two cores.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ log = logging.getLogger("sim.scenario")
 
 NET = NetPlan(prefix="swsc-", subnet="10.232", lock="/run/schulwart-scenario-netns.lock", if_tag="sws")
 # Central says "agent silent" after this long without a report: shorter than the default 15 min
-# so that the timeline's cut uplink shows within the cycle.
-SILENT_WINDOW_S = 60
+# so that the timeline's cut uplink shows within the cycle, and three snapshot intervals long,
+# since an agent with nothing new to say reports only its periodic snapshot.
+SNAPSHOT_INTERVAL_S = 30.0
+SILENT_WINDOW_S = 90
 SILENT_CHECK_S = 10
 HTTP_TIMEOUT_S = 5.0
 # Start-up of dozens of processes on two shared cores: imports alone take ~0.3 s of CPU each.
@@ -62,8 +64,8 @@ def scenario_spec(spec: DemoSpec) -> DemoSpec:
     """The demo spec with the intervals a scenario's agents run at (seconds)."""
     return DemoSpec(
         schools=spec.schools, devices=spec.devices, speed=spec.speed, port=spec.port, duration=spec.duration,
-        data_dir=spec.data_dir, temp_base=spec.temp_base, scenario=spec.scenario,
-        agent_interval=30.0, report_interval=15.0, snapshot_interval=120.0, host_interval=60.0,
+        data_dir=spec.data_dir, temp_base=spec.temp_base,
+        agent_interval=30.0, report_interval=15.0, snapshot_interval=SNAPSHOT_INTERVAL_S, host_interval=60.0,
     )  # fmt: skip
 
 

@@ -23,7 +23,7 @@ MAX_KEY_LENGTH = 24
 _EXTRA_APS = 2
 # The uplink of a silent school is cut for this long: longer than the silent window the scenario
 # gives central, so that central raises "agent silent" and resolves it again.
-_SILENT_FOR_S = 150.0
+_SILENT_FOR_S = 150.0  # central's silent window in a scenario is 90 s, its check every 10 s
 
 
 class ScenarioError(ValueError):

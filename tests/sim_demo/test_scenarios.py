@@ -173,6 +173,9 @@ def test_zweckverband_end_to_end(tmp_path: Path) -> None:
             return [i for i in found if i["origin"] == "central"]
 
         _until("gs-auenbach-1 is silent at central", lambda: status("gs-auenbach-1") == "silent", 200)
+        # Only the school without uplink: the others' snapshots keep coming while nothing else changes.
+        listed = _get(f"{base}v1/schools", admin)["schools"]
+        assert [s["id"] for s in listed if s["status"] == "silent"] == ["gs-auenbach-1"], listed
         # The silence check runs every 10 s: the incident follows the status within one pass.
         silent = _until("central's silent incident for gs-auenbach-1", central_incidents, 30)
         assert "silent" in silent[0]["title"].lower()
