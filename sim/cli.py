@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from agent.monitors.discovery.presence import hours_of
 from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging, version_option
 from base.errors import ConfigError
 from sim.faults import FAULTS, FaultError, parse_fault
@@ -60,6 +61,9 @@ def _option(config: dict[str, Any], key: str, given: Any, default: Any) -> Any:
               help="How the controller refuses an expired session. [401]")
 @click.option("--macs", type=click.IntRange(0, 200), default=None,
               help="Macs announcing AirPlay like macOS 12+ (laptops: class other, never missing). [0]")
+@click.option("--take-home", is_flag=True, default=None,
+              help="The tablets go home with the pupils (1:1): announced only in school hours on --days.")
+@click.option("--school-hours", default=None, help="School hours for --take-home. [07:30-15:00]")
 @click.option("--interface", default=None, help="IPv4 address to serve and announce on. [127.0.0.1]")
 @click.option("--agent-interface", default=None, help="Address the agent listens for mDNS on (default: --interface).")
 @click.option("--window", default=None, help="Cabinets' charging window. [15:00-07:00]")
@@ -82,7 +86,7 @@ def school(
     receivers: int | None, printers: int | None, receiver_names: tuple[str, ...], aps: int | None, cabinets: int | None,
     faults: tuple[str, ...], list_faults: bool, meter_models: tuple[str, ...], list_meter_models: bool,
     meter_password: str | None, console_aps: int | None, session_refusal: str | None, macs: int | None,
-    interface: str | None, agent_interface: str | None,
+    take_home: bool | None, school_hours: str | None, interface: str | None, agent_interface: str | None,
     window: str | None, days: str | None, start_time: str | None, speed: float | None,
     controller_style: str | None, central_url: str | None, agent_interval: float | None,
     missing_after: str | None, control_port: int | None, write_agent_config: Path | None, log_level: str,
@@ -150,7 +154,13 @@ def school(
         console_aps=_option(config, "console_aps", console_aps, 0),
         session_refusal=_option(config, "session_refusal", session_refusal, "401"),
         macs=_option(config, "macs", macs, 0),
+        take_home=_option(config, "take_home", take_home, False),
+        school_hours=_option(config, "school_hours", school_hours, "07:30-15:00"),
     )
+    try:
+        hours_of(spec.school_hours)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--school-hours") from None
     if start is not None and start.tzinfo is None:
         raise click.BadParameter("the start time needs a UTC offset", param_hint="--start-time")
     setup_logging(log_level)
@@ -201,11 +211,13 @@ def _demo_option(config: dict[str, Any], key: str, given: Any, default: Any) -> 
 @click.option("--schools", type=click.IntRange(1, 50), default=None, help="Simulated schools. [3]")
 @click.option("--devices", type=click.IntRange(0, 2000), default=None, help="Tablets per school. [20]")
 @click.option("--speed", type=click.FloatRange(0.0, 10000.0), default=None, help="Simulated clock speed. [1]")
+@click.option("--scenario", default=None,
+              help="Play a real deployment at its real size instead of the small demo; 'list' names them.")
 @click.option("--log-level", default="INFO", help="Logging level of the demo itself. [INFO]")
 @cli_errors
 def demo(
     data_dir: Path | None, config_path: Path | None, duration: float | None, port: int | None,
-    schools: int | None, devices: int | None, speed: float | None, log_level: str,
+    schools: int | None, devices: int | None, speed: float | None, scenario: str | None, log_level: str,
 ) -> None:
     """Run central, simulated schools and their agents until Ctrl-C (what `make demo` runs).
 
@@ -223,12 +235,34 @@ def demo(
     it after a clean stop (after a failure it stays, for its logs); with --data-dir it keeps
     (and reuses) it. --config FILE may set [sim.demo] schools, devices, speed, port, duration.
 
+    --scenario NAME plays a real deployment instead (regionalverband, landkreis, stadt,
+    zweckverband; --scenario list prints each with its size): every site with its own sim and
+    agent in its own namespace (swsc-N-…, 10.232.X.0/24), a read-API and a technician token per
+    carrier, and a fault timeline (an AP down, a school whose uplink is cut) repeating every
+    10 minutes. It needs root; --schools and --devices do not apply.
+
     Example:
 
         schulwart-sim demo --port 0 --schools 2 --duration 300
+
+        schulwart-sim demo --port 0 --scenario zweckverband --duration 600
     """
     from sim.demo import DemoSpec, run_demo  # the school command does not need it
+    from sim.scenario_run import ScenarioPlay, scenario_spec
+    from sim.scenarios import SCENARIOS, ScenarioError, describe, get
 
+    if scenario == "list":
+        for name in SCENARIOS:
+            click.echo(describe(get(name)))
+        return
+    played = None
+    if scenario is not None:
+        if schools is not None or devices is not None:
+            raise click.BadParameter("a scenario sets its own schools and tablets", param_hint="--schools/--devices")
+        try:
+            played = get(scenario)
+        except ScenarioError as exc:
+            raise click.BadParameter(str(exc), param_hint="--scenario") from None
     config = load_toml(config_path)
     spec = DemoSpec(
         schools=_demo_option(config, "schools", schools, 3),
@@ -240,7 +274,11 @@ def demo(
         temp_base=resolve_data_dir(None, "sim"),
     )
     setup_logging(log_level)
-    code = run_demo(spec, click.echo)
+    if played is not None:
+        spec = scenario_spec(spec)
+        code = run_demo(spec, click.echo, ScenarioPlay(played, spec))
+    else:
+        code = run_demo(spec, click.echo)
     if code:
         sys.exit(code)  # run_cli would turn click's Exit into 0
 

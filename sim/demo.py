@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sim import netns
 
@@ -68,20 +68,20 @@ _SCHOOL_NAMES = (
 _FAULTS = {1: ("ap-down:2",), 2: ("cabinet-overtemp:1",)}
 
 _AGENT_SECTIONS = """\
-# Written by schulwart-sim demo: short intervals so the dashboard changes within seconds.
+# Written by schulwart-sim demo: intervals (seconds) short enough for the dashboard to change soon.
 [agent]
-snapshot_interval = 30
+snapshot_interval = {snapshot_interval}
 
 [sync]
 central_url = "{central}"
-report_interval = 5
+report_interval = {report_interval}
 
 [incidents]
 open_after = 2
 resolve_after = 2
 
 [host]
-interval = 30
+interval = {host_interval}
 
 [api]
 listen = "{listen}"
@@ -108,6 +108,10 @@ class DemoSpec:
     duration: float | None = None
     data_dir: Path | None = None  # None: a fresh directory under temp_base, removed after a clean stop
     temp_base: Path = Path(tempfile.gettempdir())
+    agent_interval: float = 5.0  # seconds between site monitor rounds (WLAN, cabinets)
+    report_interval: float = 5.0  # seconds between an agent's reports
+    snapshot_interval: float = 30.0
+    host_interval: float = 30.0
 
 
 @dataclass
@@ -123,6 +127,20 @@ class School:
     ns: netns.Netns | None = None
     page_url: str = ""
     tech_token: str = ""
+    control_url: str = ""  # the sim's fault control API, once it is up
+    # What the sim plays; a scenario sets them per site (a Dependance is a site of school_id).
+    devices: int | None = None  # None: DemoSpec.devices
+    aps: int = 2
+    cabinets: int = 2
+    receivers: int = 2
+    printers: int = 1
+    take_home: bool = False
+    school_id: str = ""  # central's school id when it is not ``id`` (a Dependance)
+
+    @property
+    def central_id(self) -> str:
+        """The school at central this site reports for."""
+        return self.school_id or self.id
 
     @property
     def ip(self) -> str:
@@ -275,6 +293,7 @@ class DemoRun:
     """Everything the demo started, so that all of it can be stopped."""
 
     log_dir: Path
+    start_timeout: float = START_TIMEOUT_S  # a scenario's dozens of processes share two cores at start-up
     stop: threading.Event = field(default_factory=threading.Event)
     children: list[Child] = field(default_factory=list)
     namespaces: list[netns.Netns] = field(default_factory=list)
@@ -293,8 +312,9 @@ class DemoRun:
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 raise DemoError(f"{child.label} {how}; last log line: {child.last_log_line()} (log: {child.err_path})")
 
-    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float = START_TIMEOUT_S) -> T:
+    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float | None = None) -> T:
         """Poll ``check`` until it gives a value; StopRequestedError on a signal, DemoError on a timeout or death."""
+        timeout = self.start_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
             if self.stop.is_set():
@@ -307,8 +327,15 @@ class DemoRun:
                 raise DemoError(f"{what} not ready within {timeout:.0f}s (logs: {self.log_dir})")
             time.sleep(0.05)
 
-    def run_all(self, commands: Sequence[Sequence[str]]) -> list[str]:
-        """Run short commands side by side; their stripped stdout, or DemoError naming the first that failed."""
+    def run_all(self, commands: Sequence[Sequence[str]], parallel: int = 8) -> list[str]:
+        """Run short commands side by side, ``parallel`` at a time; their stripped stdout, or DemoError."""
+        outputs: list[str] = []
+        for first in range(0, len(commands), parallel):
+            outputs += self._run_batch(commands[first : first + parallel])
+        return outputs
+
+    def _run_batch(self, commands: Sequence[Sequence[str]]) -> list[str]:
+        """run_all for one batch."""
         procs = [
             subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -359,39 +386,52 @@ class DemoRun:
 # -- start-up steps ----------------------------------------------------------------------------------
 
 
-def _clean_leftovers() -> None:
+@dataclass(frozen=True)
+class NetPlan:
+    """Namespace names, the /16 its school subnets come from, and the lock that guards picking them."""
+
+    prefix: str = NS_PREFIX
+    subnet: str = SUBNET
+    lock: str = NETNS_LOCK
+    if_tag: str = "swd"  # host-side veth names: <if_tag><6 hex><school number>, at most 15 characters
+
+
+DEFAULT_NET = NetPlan()
+
+
+def _clean_leftovers(net: NetPlan) -> None:
     """Delete namespaces of an earlier demo that was killed before it could clean up."""
-    for name in netns.leftovers(NS_PREFIX, STALE_AGE_S):
+    for name in netns.leftovers(net.prefix, STALE_AGE_S):
         log.warning("deleting namespace %s left over from an earlier demo", name)
         netns.delete(name)
 
 
-def _allocate_namespaces(run: DemoRun, schools: list[School]) -> None:
+def _allocate_namespaces(run: DemoRun, schools: list[School], net: NetPlan) -> None:
     """Create one namespace per school on subnets no other interface uses."""
     suffix = secrets.token_hex(3)
-    free = [o for o in range(1, 255) if o not in netns.used_octets(SUBNET)]
+    free = [o for o in range(1, 255) if o not in netns.used_octets(net.subnet)]
     if len(free) < len(schools):
-        raise netns.NetnsError(f"no free {SUBNET}.X.0/24 subnets left for {len(schools)} schools")
+        raise netns.NetnsError(f"no free {net.subnet}.X.0/24 subnets left for {len(schools)} schools")
     for school, octet in zip(schools, free, strict=False):
         school.ns = netns.create(
-            f"{NS_PREFIX}{school.number}-{suffix}", f"swd{suffix}{school.number}", "eth0",
-            f"{SUBNET}.{octet}.1", f"{SUBNET}.{octet}.2",
+            f"{net.prefix}{school.number}-{suffix}", f"{net.if_tag}{suffix}{school.number}", "eth0",
+            f"{net.subnet}.{octet}.1", f"{net.subnet}.{octet}.2",
         )  # fmt: skip
         run.namespaces.append(school.ns)
         log.info("school %s: namespace %s, school at %s, central via %s", school.id, school.ns.name,
                  school.ns.ns_ip, school.ns.host_ip)  # fmt: skip
 
 
-def make_namespaces(run: DemoRun, schools: list[School]) -> str | None:
+def make_namespaces(run: DemoRun, schools: list[School], net: NetPlan = DEFAULT_NET) -> str | None:
     """One namespace per school; None when done, else why the demo falls back to loopback."""
     reason = netns.unavailable_reason()
     if reason:
         return reason
     try:
         # Another demo picking subnets at the same moment would pick the same ones.
-        with _file_lock(Path(NETNS_LOCK), wait=True):
-            _clean_leftovers()
-            _allocate_namespaces(run, schools)
+        with _file_lock(Path(net.lock), wait=True):
+            _clean_leftovers(net)
+            _allocate_namespaces(run, schools, net)
     except (netns.NetnsError, DemoError, OSError) as exc:
         for ns in run.namespaces:
             netns.delete(ns.name)
@@ -417,8 +457,11 @@ def prepare_central(run: DemoRun, central_dir: Path, schools: list[School]) -> s
     """Add the schools (unless a kept data dir has them) and make a read-API token."""
     have = _existing_schools(central_dir)
     d = ["--data-dir", str(central_dir)]
-    adds = [[CENTRAL, "school", "add", "--id", s.id, "--name", s.name, "--carrier", s.carrier, *d]
-            for s in schools if s.id not in have]  # fmt: skip
+    main_sites: dict[str, School] = {}
+    for site in schools:  # a school with a Dependance is added once, under its main site's name
+        main_sites.setdefault(site.central_id, site)
+    adds = [[CENTRAL, "school", "add", "--id", sid, "--name", s.name, "--carrier", s.carrier, *d]
+            for sid, s in main_sites.items() if sid not in have]  # fmt: skip
     if not have and adds:
         run.run_all(adds[:1])  # alone: commands racing to create a fresh database fail with "locked"
         adds = adds[1:]
@@ -446,11 +489,12 @@ def make_login(central_dir: Path) -> tuple[str, str]:
     return DEMO_USER, password
 
 
-def start_central(run: DemoRun, central_dir: Path, port: int, isolated: bool) -> int:
-    """Central in the root namespace; its real port."""
+def start_central(run: DemoRun, central_dir: Path, port: int, isolated: bool, config: Path | None = None) -> int:
+    """Central in the root namespace (with ``config`` as its --config); its real port."""
     # Namespaced agents reach central over their veth (10.231.X.1), hence every address.
     host = "0.0.0.0" if isolated else LOOPBACK  # noqa: S104
     argv = [CENTRAL, "serve", "--data-dir", str(central_dir), "--host", host, "--port", str(port)]
+    argv += ["--config", str(config)] if config else []
     child = run.start("central", argv)
     try:
         real = run.wait_for("central", child.listening_port)
@@ -466,10 +510,13 @@ def start_sim(run: DemoRun, school: School, spec: DemoSpec, central_port: int) -
     """The school's simulated devices, APs, controller and meters."""
     school.dir.mkdir(parents=True, exist_ok=True)
     faults = ["--faults", ",".join(school.faults)] if school.faults else []
+    devices = spec.devices if school.devices is None else school.devices
     argv = [
-        SIM, "school", "--school", school.id, "--devices", str(spec.devices), "--aps", "2", "--cabinets", "2",
-        "--receivers", "2", "--printers", "1", *faults, "--interface", school.ip, "--agent-interface", school.ip,
-        "--central", f"http://{school.central_host}:{central_port}", "--agent-interval", "5", "--missing-after", "1m",
+        SIM, "school", "--school", school.id, "--devices", str(devices), "--aps", str(school.aps),
+        "--cabinets", str(school.cabinets), "--receivers", str(school.receivers), "--printers", str(school.printers),
+        *faults, *(["--take-home"] if school.take_home else []), "--interface", school.ip,
+        "--agent-interface", school.ip, "--central", f"http://{school.central_host}:{central_port}",
+        "--agent-interval", f"{spec.agent_interval:g}", "--missing-after", "1m",
         "--speed", str(spec.speed), "--write-agent-config", str(school.dir / "site.toml"),
         "--data-dir", str(school.dir / "sim"), "--log-level", "WARNING",
     ]  # fmt: skip
@@ -480,7 +527,7 @@ def enroll_agents(run: DemoRun, central_dir: Path, schools: list[School], centra
     """Enroll each school's agent from inside its namespace (unless a kept data dir has it enrolled)."""
     todo = [s for s in schools if not (s.dir / "agent" / "admin-token").exists()]
     d = ["--data-dir", str(central_dir)]
-    codes = run.run_all([[CENTRAL, "enroll-code", "--school", s.id, *d] for s in todo])
+    codes = run.run_all([[CENTRAL, "enroll-code", "--school", s.central_id, *d] for s in todo])
     run.run_all([
         s.wrap([AGENT, "enroll", "--central", f"http://{s.central_host}:{central_port}", "--code", code,
                 "--data-dir", str(s.dir / "agent")])
@@ -498,20 +545,27 @@ def issue_tech_tokens(run: DemoRun, central_dir: Path, schools: list[School]) ->
         school.tech_token = token
 
 
-def agent_config(school: School, site_toml: str, central_port: int, discovery: bool) -> str:
+def agent_config(school: School, site_toml: str, central_port: int, discovery: bool,
+                 spec: DemoSpec = DemoSpec()) -> str:  # fmt: skip
     """The agent sections plus the sim's site config; discovery switched off when it must not run."""
     listen = f"{school.ip}:{AGENT_API_PORT}" if school.ns else f"{LOOPBACK}:0"
-    text = _AGENT_SECTIONS.format(central=f"http://{school.central_host}:{central_port}", listen=listen)
+    text = _AGENT_SECTIONS.format(
+        central=f"http://{school.central_host}:{central_port}", listen=listen,
+        report_interval=f"{spec.report_interval:g}", snapshot_interval=f"{spec.snapshot_interval:g}",
+        host_interval=f"{spec.host_interval:g}",
+    )  # fmt: skip
     if not discovery:
         site_toml = site_toml.replace("[discovery]\n", "[discovery]\nenabled = false\n", 1)
     return text + site_toml
 
 
-def start_agent(run: DemoRun, school: School, sim: Child, central_port: int, *, discovery: bool) -> Child:
+def start_agent(run: DemoRun, school: School, sim: Child, central_port: int, *, discovery: bool,
+                spec: DemoSpec = DemoSpec()) -> Child:  # fmt: skip
     """Write the agent's config once the sim is up, then run the agent."""
-    run.wait_for(f"school {school.id}'s sim", sim.first_json_line)
+    ready = run.wait_for(f"school {school.id}'s sim", sim.first_json_line)
+    school.control_url = str(ready.get("control") or "")
     config = school.dir / "agent.toml"
-    config.write_text(agent_config(school, (school.dir / "site.toml").read_text(), central_port, discovery))
+    config.write_text(agent_config(school, (school.dir / "site.toml").read_text(), central_port, discovery, spec))
     log.info("school %s: sim up on %s, faults: %s", school.id, school.ip, ", ".join(school.faults) or "none")
     argv = [AGENT, "run", "--config", str(config), "--data-dir", str(school.dir / "agent")]
     return run.start(f"{school.id}.agent", school.wrap(argv))
@@ -583,7 +637,7 @@ def _start_everything(run: DemoRun, spec: DemoSpec, data_dir: Path, schools: lis
     enroll_agents(run, central_dir, schools, port)
     issue_tech_tokens(run, central_dir, schools)
     agents = [
-        start_agent(run, school, sim, port, discovery=fallback is None or school.number == 1)
+        start_agent(run, school, sim, port, discovery=fallback is None or school.number == 1, spec=spec)
         for school, sim in zip(schools, sims, strict=True)
     ]
     for school, agent in zip(schools, agents, strict=True):
@@ -593,30 +647,62 @@ def _start_everything(run: DemoRun, spec: DemoSpec, data_dir: Path, schools: lis
     return summary(port, api_token, schools, data_dir, spec.data_dir is None, spec.duration, login)
 
 
-def run_demo(spec: DemoSpec, echo: Callable[[str], None]) -> int:
+class Play(Protocol):
+    """What the demo plays: the default schools, or a scenario (``sim.scenario_run``)."""
+
+    def plan(self, data_dir: Path) -> list[School]:
+        """The sites to run, each with its directory under ``data_dir``."""
+
+    def start(self, run: DemoRun, data_dir: Path, schools: list[School]) -> str:
+        """Bring everything up; the block to print. DemoError or StopRequestedError on failure or a signal."""
+
+    def wait_until_end(self, run: DemoRun, duration: float | None) -> None:
+        """Until a signal, the duration, or a child's death (DemoError)."""
+
+
+@dataclass(frozen=True)
+class DefaultPlay:
+    """The small demo: a few schools in two carriers, static faults."""
+
+    spec: DemoSpec
+
+    def plan(self, data_dir: Path) -> list[School]:
+        """See Play."""
+        return plan_schools(self.spec.schools, data_dir)
+
+    def start(self, run: DemoRun, data_dir: Path, schools: list[School]) -> str:
+        """See Play."""
+        return _start_everything(run, self.spec, data_dir, schools)
+
+    def wait_until_end(self, run: DemoRun, duration: float | None) -> None:
+        """See Play."""
+        run.wait_until_end(duration)
+
+
+def run_demo(spec: DemoSpec, echo: Callable[[str], None], play: Play | None = None) -> int:
     """Run the demo until the duration, a signal, or a failure; everything is torn down. The exit code."""
     data_dir, temporary = _data_dir(spec)
     try:
         with _file_lock(data_dir / "demo.lock", wait=False):  # two demos on one data dir would share agents
-            return _run_in(data_dir, temporary, spec, echo)
+            return _run_in(data_dir, temporary, spec, echo, play or DefaultPlay(spec))
     except DemoError as exc:
         log.error("demo failed: %s", exc)
         return 1
 
 
-def _run_in(data_dir: Path, temporary: bool, spec: DemoSpec, echo: Callable[[str], None]) -> int:
+def _run_in(data_dir: Path, temporary: bool, spec: DemoSpec, echo: Callable[[str], None], play: Play) -> int:
     """run_demo once the data dir is ours."""
     run = DemoRun(data_dir / "logs")
     run.log_dir.mkdir(parents=True, exist_ok=True)
-    schools = plan_schools(spec.schools, data_dir)
+    schools = play.plan(data_dir)
     restore = _install_signal_handlers(run.stop)
     started = time.monotonic()
     code = 1  # anything but the ends below (a bug, an OSError) is a failure too
     try:
-        block = _start_everything(run, spec, data_dir, schools)
+        block = play.start(run, data_dir, schools)
         log.info("demo up in %.1fs", time.monotonic() - started)
         echo(block)
-        run.wait_until_end(spec.duration)
+        play.wait_until_end(run, spec.duration)
         code = 0
     except StopRequestedError:
         log.info("stopping during start-up on a signal")

@@ -137,3 +137,12 @@ def leftovers(prefix: str, min_age_s: float) -> list[str]:
         if empty:
             found.append(name)
     return found
+
+
+def set_blackhole(name: str, address: str, on: bool) -> None:
+    """Inside namespace ``name``, drop (or stop dropping) all traffic to ``address``: a cut uplink.
+
+    A /32 blackhole route beats the veth's connected /24, so connects fail at once with "network
+    unreachable" while multicast on the school LAN goes on. Raises NetnsError when ``ip`` fails.
+    """
+    _ip("-n", name, "route", "add" if on else "del", "blackhole", f"{address}/32")

@@ -17,6 +17,7 @@ from aiohttp import web
 from zeroconf import ServiceInfo
 
 from agent.monitors.cabinets.window import parse_window
+from agent.monitors.discovery.presence import SchoolCalendar
 from sim import agent_config
 from sim.faults import FaultBoard, FaultError, parse_fault
 from sim.mdns import (
@@ -78,6 +79,10 @@ class SchoolSpec:
     session_refusal: str = "401"
     # Macs that announce themselves as AirPlay receivers (macOS 12+): laptops, not fixed receivers.
     macs: int = 0
+    # The tablets go home with the pupils (1:1): announced only in school hours on school days
+    # (sim clock), and the written agent config says so.
+    take_home: bool = False
+    school_hours: str = "07:30-15:00"
 
 
 @dataclass
@@ -119,6 +124,7 @@ class SimSchool:
         self.unifi: UnifiServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
+        self._calendar: SchoolCalendar | None = None
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -205,7 +211,14 @@ class SimSchool:
                 "tablet", i, name, f"mac:{mac}", "tablet",
                 tablet_services(name, f"{pupil}s-iPad-{tag}-{i}", mac, ip),
             ))
-        await self.announcer.register([info for device in self.devices for info in device.services])
+        if s.take_home:
+            self._calendar = SchoolCalendar.parse(s.school_hours, [s.days], [], ZoneInfo(s.timezone))
+            for device in self.devices:
+                device.announced = device.kind != "tablet" or self._calendar.in_school_hours(self.clock.now())
+            task = asyncio.create_task(self._tablets_follow_school_hours())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await self.announcer.register([info for device in self.devices if device.announced for info in device.services])
         app = web.Application(client_max_size=16 * 1024)
         app.router.add_get("/faults", self._get_faults)
         app.router.add_post("/faults", self._post_faults)
@@ -217,6 +230,21 @@ class SimSchool:
             "sim school started school=%s interface=%s devices=%d cabinets=%d aps=%d control=%s",
             tag, ip, len(self.devices), len(self.cabinets), len(self.aps), self.control_url,
         )
+
+    async def _tablets_follow_school_hours(self) -> None:
+        """Take-home tablets arrive when school begins and leave (mDNS goodbye) when it ends."""
+        assert self._calendar is not None
+        while True:
+            # A minute of sim time, but at least 50 ms of real time however fast the clock runs.
+            await asyncio.sleep(max(0.05, 60.0 / max(self.spec.speed, 1e-3)))
+            at_school = self._calendar.in_school_hours(self.clock.now())
+            tablets = [d for d in self.devices if d.kind == "tablet" and d.announced != at_school]
+            if tablets:
+                log.info("sim school=%s take-home tablets %s: %d", self.spec.school,
+                         "arrive" if at_school else "go home", len(tablets))  # fmt: skip
+            async with self._lock:
+                for device in tablets:
+                    await self._set_gone(device, not at_school)
 
     async def _add_receiver(self, index: int, name: str) -> None:
         listener = TcpListener(self.spec.interface)
@@ -361,6 +389,9 @@ class SimSchool:
                 "interval": min(interval, 5.0),
                 "missing_after": s.missing_after,
                 "timezone": s.timezone,
+                "tablets_go_home": s.take_home or None,
+                "school_hours": s.school_hours if s.take_home else None,
+                "school_days": [s.days] if s.take_home else None,
             },
             wlan=wlan,
             controller={

@@ -5,13 +5,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from typing import Any, Literal
 
 import ifaddr
 
 from agent.monitors.discovery.classes import AIRPLAY, DEVICE_CLASSES, METER, PRINTER
 from agent.monitors.discovery.interfaces import ALL
+from agent.monitors.discovery.presence import holiday_dates, hours_of, weekdays
 from base.config import InvalidValueError, check_timezone, duration, parse_section, setting
 
 
@@ -54,6 +55,27 @@ def _check_service_types(types: tuple[str, ...]) -> None:
         raise InvalidValueError(f"must be service types like '_hap._tcp' (got {bad[0]!r})")
 
 
+def _texts(value: Any) -> Any:
+    """'mon-fri' (a string) as a one-element list; TOML dates as ISO text; lists pass through."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v.isoformat() if isinstance(v, date) else v for v in value]
+    return value
+
+
+def _check_days(days: tuple[str, ...]) -> None:
+    weekdays(days)
+
+
+def _check_hours(text: str) -> None:
+    hours_of(text)
+
+
+def _check_holidays(texts: tuple[str, ...]) -> None:
+    holiday_dates(texts)
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoveryConfig:
     """The ``[discovery]`` section.
@@ -61,7 +83,10 @@ class DiscoveryConfig:
     ``interval``, ``resolve_timeout`` and ``probe_timeout`` are float seconds; the other durations
     are timedeltas; ``interfaces`` holds IPv4 addresses (names given in the file are resolved when
     it is read), ``()`` for the default route's interface (the default) or ``("all",)`` for every
-    interface (``agent.monitors.discovery.interfaces``); ``not_seen_report_at`` is local time in ``timezone``.
+    interface (``agent.monitors.discovery.interfaces``); ``not_seen_report_at`` is local time in
+    ``timezone``. ``school_hours`` is 'HH:MM-HH:MM', ``school_days`` like ``["mon-fri"]``,
+    ``school_holidays`` ISO dates or ranges ``"2025-07-24..2025-09-03"``; they matter only with
+    ``tablets_go_home``.
     """
 
     enabled: bool = True
@@ -86,6 +111,12 @@ class DiscoveryConfig:
     not_seen_report_at: time = time(7, 30)
     forget_after: timedelta = duration(timedelta(days=60), zero_ok=True)
     timezone: str = setting("Europe/Berlin", check=check_timezone)
+    # Tablets that go home with the pupils (1:1): absent outside school hours is normal, and
+    # tablet_not_seen_after counts school days (school_days minus school_holidays) only.
+    tablets_go_home: bool = False
+    school_hours: str = setting("07:30-15:00", check=_check_hours)
+    school_days: tuple[str, ...] = setting(("mon-fri",), coerce=_texts, check=_check_days)
+    school_holidays: tuple[str, ...] = setting((), coerce=_texts, check=_check_holidays)
 
 
 def parse_discovery(doc: Mapping[str, Any], *, source: str | None = None) -> DiscoveryConfig:

@@ -10,12 +10,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.monitors.discovery.browser import BrowserSettings, MdnsBrowser
-from agent.monitors.discovery.classes import CLASS_TABLE, METER, ClassRule, browse_types
+from agent.monitors.discovery.classes import CLASS_TABLE, METER, TABLET, ClassRule, browse_types
 from agent.monitors.discovery.config import DiscoveryConfig
 from agent.monitors.discovery.drops import socket_drops
 from agent.monitors.discovery.interfaces import choose_interfaces
 from agent.monitors.discovery.observation import Observation
-from agent.monitors.discovery.presence import NotSeenList, class_counts, due_for_probe, missing_signal, next_state
+from agent.monitors.discovery.presence import (
+    NotSeenList,
+    SchoolCalendar,
+    class_counts,
+    due_for_probe,
+    missing_signal,
+    next_state,
+)
 from agent.monitors.discovery.tracker import ABSENT, MISSING, PRESENT, DeviceTracker
 from agent.monitors.interface import Device, MonitorReport, Signal
 from agent.monitors.wlan.probes import ProbeResult, tcp_probe
@@ -70,9 +77,13 @@ class DiscoveryMonitor:
         self.browser = MdnsBrowser(
             settings, browse_types(table, config.service_types), self._on_observation, self._on_removed
         )
-        self._not_seen = NotSeenList(
-            config.tablet_not_seen_after, config.not_seen_report_at, tz or ZoneInfo(config.timezone)
-        )
+        zone = tz or ZoneInfo(config.timezone)
+        # Tablets that go home: only school hours on school days say whether they should be here.
+        self._calendar = (
+            SchoolCalendar.parse(config.school_hours, config.school_days, config.school_holidays, zone)
+            if config.tablets_go_home else None
+        )  # fmt: skip
+        self._not_seen = NotSeenList(config.tablet_not_seen_after, config.not_seen_report_at, zone, self._calendar)
         self._last_drops: int | None = None
         self.probes_unsent = 0  # probes that could not leave this host (counted, never held against a device)
         self._unsent_logged = False
@@ -176,14 +187,20 @@ class DiscoveryMonitor:
                     self._school, device.name if device else device_id, device.device_class if device else "-",
                 )
 
+    def _absent_since(self, device: Device, now: datetime) -> datetime | None:
+        """When the device's absence started to count (a take-home tablet's: not before school began)."""
+        since = self.tracker.absent_since(device.id)
+        if since is not None and self._calendar is not None and device.device_class == TABLET:
+            return self._calendar.absence_counts_from(since, now)
+        return since
+
     async def _presence(self, now: datetime) -> list[Signal]:
         must = set(self._config.must_stay_present)
+        if self._calendar is not None and not self._calendar.in_school_hours(now):
+            must.discard(TABLET)  # at home with the pupils: neither probed nor judged until school begins
         await self._liveness([d for d in self.tracker.devices() if d.device_class in must], now)
         watched = [d for d in self.tracker.devices() if d.device_class in must]
-        due = [
-            d for d in watched
-            if due_for_probe(d, self.tracker.absent_since(d.id), now, self._config.missing_after)
-        ]
+        due = [d for d in watched if due_for_probe(d, self._absent_since(d, now), now, self._config.missing_after)]
         verdicts = await self._answers(due)
         signals: list[Signal] = []
         for device in watched:
