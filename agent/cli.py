@@ -33,6 +33,7 @@ from base.cli import (
     version_option,
 )
 from base.clock import SystemClock
+from base.errors import ConfigError
 
 log = logging.getLogger("agent.cli")
 
@@ -279,6 +280,9 @@ def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
 
     config = _config(config_path)
     setup_logging("WARNING")
+    if not out.parent.is_dir():
+        # A mistyped USB path must not quietly put the bundle on the server's own disk.
+        raise ConfigError(f"--out: no directory {out.parent} (is the stick mounted?)")
     directory, store = _open_existing(data_dir)
     try:
         identity = load_identity(store)

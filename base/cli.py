@@ -70,7 +70,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
-        text = data.decode("utf-8")
+        # A byte-order mark (Windows editors write one) is not part of the TOML: it is dropped.
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
     try:

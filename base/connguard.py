@@ -65,6 +65,7 @@ class ConnectionLimits:
 class _Conn:
     address: str
     busy: int = 0
+    served: int = 0  # requests answered on this connection (an idle keep-alive has served some)
     timer: asyncio.TimerHandle | None = None
 
 
@@ -131,11 +132,15 @@ class ConnectionGuard:
         if conn is None or conn.busy:
             return
         self.timed_out += 1
-        log.warning(
-            "server=%s connection closed from=%s: no complete request within %g s",
+        # An idle keep-alive (it was answered before) is ordinary client behaviour, not a slow
+        # client holding a slot: closing it is worth a debug line, not a warning per connection.
+        log.log(
+            logging.DEBUG if conn.served else logging.WARNING,
+            "server=%s connection closed from=%s: no complete request within %g s%s",
             self.name,
             conn.address,
             self.limits.header_timeout,
+            f" (idle keep-alive after {conn.served} request(s))" if conn.served else "",
         )
         if isinstance(transport, asyncio.WriteTransport):
             transport.abort()  # connection_lost follows and releases it
@@ -169,6 +174,7 @@ class ConnectionGuard:
             return await handler(request)
         finally:
             conn.busy -= 1
+            conn.served += 1
             if not conn.busy and transport is not None and transport in self._conns:
                 self._arm(transport, conn)  # keep-alive: the next request's headers get the same deadline
 

@@ -9,6 +9,7 @@ with autoescape, so names from agents and staff are text, never markup.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -170,8 +171,16 @@ async def school(request: web.Request) -> web.StreamResponse:
         key=lambda d: d["last_seen_at"] or "",
     )
     count_days, count_table = views.daily_counts(samples)
-    outbox = snapshot.get("outbox") if isinstance(snapshot.get("outbox"), dict) else {}
-    host = snapshot.get("host") if isinstance(snapshot.get("host"), dict) else {}
+    outbox = _facts(snapshot.get("outbox"), oldest_unsent_age_s=("oldest_unsent_age_s",), depth=("depth",))
+    host = _facts(
+        snapshot.get("host"),
+        disk_percent=("root", "percent"),
+        disk_free_bytes=("root", "free_bytes"),
+        memory_percent=("memory_available_percent",),
+        load1=("load", 0),
+        cpu_count=("cpu_count",),
+        uptime_s=("uptime_s",),
+    )
     context.update(
         school=line,
         agents=agents,
@@ -277,3 +286,24 @@ async def incident_action(request: web.Request) -> web.StreamResponse:
     else:
         raise MalformedError(words("bad_input"), reason="bad_form")
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "/incidents"))))
+
+
+def _facts(section: object, **paths: tuple[str | int, ...]) -> dict[str, float | None] | None:
+    """Numbers picked out of an agent's snapshot section by path; a missing or non-number value is None.
+
+    An agent of another version may leave a key out or send another JSON type: the page shows a
+    dash for it instead of failing. None when the section itself is missing.
+    """
+    if not isinstance(section, dict):
+        return None
+    out: dict[str, float | None] = {}
+    for name, path in paths.items():
+        value: object = section
+        for step in path:
+            if isinstance(step, int):
+                value = value[step] if isinstance(value, list) and len(value) > step else None
+            else:
+                value = value.get(step) if isinstance(value, dict) else None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        out[name] = float(value) if ok else None  # type: ignore[arg-type]
+    return out

@@ -8,6 +8,7 @@ titles come from ``protocol.messages``, the catalogue the agent's technician pag
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -293,18 +294,23 @@ class Words:
         """The time of day now in Berlin: "14:05:09"."""
         return self.now.astimezone(BERLIN).strftime("%H:%M:%S")
 
-    def term(self, group: str, value: str | None) -> str:
+    # The values below come from agents' snapshots: a key may be missing (a jinja Undefined) or
+    # hold another JSON type than expected; each shows as DASH then, never as an error page.
+
+    def term(self, group: str, value: object) -> str:
         """A stored term (an AP state, a device class) in the reader's language; unknown ones as they are."""
-        if value is None:
+        if not isinstance(value, str):
             return DASH
         return _TERMS.get(self.lang, {}).get(f"{group}.{value}", value)
 
-    def span(self, seconds: float | None) -> str:
-        """A duration in seconds in human form ("46 Tage", "3 Std.")."""
-        return DASH if seconds is None else duration(timedelta(seconds=seconds), self.lang)
+    def span(self, seconds: object) -> str:
+        """A duration in seconds in human form ("46 Tage", "3 Std."); DASH for anything but a finite number."""
+        value = _finite(seconds)
+        return DASH if value is None else duration(timedelta(seconds=max(0.0, value)), self.lang)
 
-    def number(self, value: float | None, digits: int = 0, unit: str = "") -> str:
+    def number(self, number: object, digits: int = 0, unit: str = "") -> str:
         """A number the reader's way (decimal comma in German), with a unit: "412 W", "0,4 W"."""
+        value = _finite(number)
         if value is None:
             return DASH
         text = f"{value:,.{digits}f}"
@@ -347,8 +353,15 @@ _TERMS: dict[str, dict[str, str]] = {
 }
 
 
-def _parse(stored: str | None) -> datetime | None:
-    if not stored:
+def _finite(value: object) -> float | None:
+    """A real, finite number (a bool, a string or a missing value is not), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _parse(stored: object) -> datetime | None:
+    if not isinstance(stored, str) or not stored:
         return None
     try:
         return from_iso(stored)

@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from central.storage.sqlite import SqliteStore
+from tests.central.conftest import FakeClock, enroll
 from tests.dashboard.conftest import PASSWORD, csrf_of, login
 
 pytestmark = pytest.mark.usefixtures("web")
@@ -143,3 +144,23 @@ async def test_the_live_fragment_is_only_the_table(web: TestClient) -> None:
     await login(web)
     text = await (await web.get("/?fragment=1")).text()
     assert 'id="overview"' in text and "<html" not in text
+
+
+async def test_a_school_page_shows_aps_and_cabinets_as_an_agent_sends_them(
+    web: TestClient, store: SqliteStore, clock: FakeClock
+) -> None:
+    """With names not shared, the snapshot lists APs and cabinets by pseudonym and without names;
+    the page must still render (it answered 500 once an agent's first full snapshot arrived)."""
+    agent = await enroll(web, store, clock)
+    snapshot = {
+        "wlan": {"aps": [{"id": "d-0f3a", "state": "connected", "num_sta": 6}, {"id": "d-77b1", "state": 0}]},
+        "host": {"uptime_s": "soon", "disk": []},
+        "cabinets": {"cabinets": {"d-2a32": {"power_w": 3.0, "in_window": False, "room": "Raum 12"}}},
+    }
+    resp = await web.post("/v1/reports", data=agent.state(0, snapshot=snapshot))
+    assert resp.status == 200, await resp.text()
+    assert (await login(web)).status == 302
+    page = await web.get("/schools/gs-nord")
+    text = await page.text()
+    assert page.status == 200, text[:300]
+    assert "d-0f3a" in text and "d-77b1" in text and "d-2a32" in text
