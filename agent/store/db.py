@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from agent.store.migrations import MIGRATIONS, run_migrations
 from base.errors import DatabaseError
 from base.sqlite import connect, schema_version
@@ -55,7 +53,6 @@ class Store:
         except DatabaseError as exc:
             raise StoreError(exc.message) from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         try:
             version = run_migrations(conn, path) if migrate else schema_version(conn)
         except DatabaseError as exc:

@@ -1,24 +1,6 @@
-"""Charging cabinets: the charging window, the rules, the ``[cabinets]`` config, meters and the monitor."""
+"""Charging cabinets: the charging window (``window``), the rules (``rules``), the ``[cabinets]`` config
+(``config``), what a meter is and reads (``reading``), the meter clients (``meters``) and the monitor.
 
-from agent.monitors.cabinets.config import CabinetEntry, CabinetsConfig, parse_cabinets
-from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading, MeterSpec
-from agent.monitors.cabinets.monitor import CabinetMonitor
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
-from agent.monitors.cabinets.window import ChargingWindow, parse_days, parse_window
-
-__all__ = [
-    "CabinetConfig",
-    "CabinetEntry",
-    "CabinetMonitor",
-    "CabinetState",
-    "CabinetsConfig",
-    "ChargingWindow",
-    "Meter",
-    "MeterError",
-    "MeterReading",
-    "MeterSpec",
-    "evaluate",
-    "parse_cabinets",
-    "parse_days",
-    "parse_window",
-]
+Nothing is imported here: the config is read without the meter clients, which only a configured
+cabinet loads.
+"""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from agent.monitors.cabinets.meters import MeterSpec
+from agent.monitors.cabinets.reading import MeterSpec
 from agent.monitors.cabinets.rules import CabinetConfig
 from agent.monitors.cabinets.window import ChargingWindow, dates_of, days_of, span_of
 from base.config import InvalidValueError, check_timezone, duration, parse_section, setting

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from agent.monitors.cabinets.config import CabinetsConfig
-from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading
+from agent.monitors.cabinets.meters import Meter
+from agent.monitors.cabinets.reading import MeterError, MeterReading
 from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
 from agent.monitors.interface import MonitorReport, Signal
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.reading import MeterError, MeterReading, MeterSpec
 from agent.monitors.cabinets.window import ChargingWindow
 from agent.monitors.interface import Severity, Signal
 
