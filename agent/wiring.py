@@ -27,7 +27,6 @@ from agent.store.outbox import Outbox
 from agent.sync.client import SyncClient
 from agent.sync.transport import AiohttpTransport
 from agent.techapi.auth import Authenticator
-from agent.techapi.metrics import agent_registry
 from agent.techapi.routes import setup_technician_api
 from agent.techapi.server import make_app, tls_context
 from agent.techapi.store_view import AgentView
@@ -111,7 +110,6 @@ def _assemble(
     ]
 
     app = make_app(health)
-    registry, failures = agent_registry(outbox=outbox, engine=engine, store=store, counters=live.counters)
     view = AgentView(
         store=store,
         engine=engine,
@@ -122,10 +120,18 @@ def _assemble(
         config=config,
     )
     limiter = FailureLimiter(clock.monotonic)
-    auth = Authenticator(
-        view, read_admin_token(data_dir), clock.now, limiter, lambda reason: failures.labels(reason).inc()
-    )
-    setup_technician_api(app, view, auth, registry)
+    failures = live.counters.auth_failures
+
+    def count_failure(reason: str) -> None:
+        failures[reason] = failures.get(reason, 0) + 1
+
+    def metrics() -> tuple[bytes, str]:
+        from agent.techapi.metrics import exposition  # at the first scrape: most agents are never scraped
+
+        return exposition(outbox=outbox, engine=engine, store=store, counters=live.counters)
+
+    auth = Authenticator(view, read_admin_token(data_dir), clock.now, limiter, count_failure)
+    setup_technician_api(app, view, auth, metrics)
 
     return Agent(
         config,

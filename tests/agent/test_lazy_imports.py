@@ -25,6 +25,7 @@ OPTIONAL = {
     "cabinets": "agent.monitors.cabinets.monitor",
     "zeroconf": "zeroconf",
     "sqlite_utils": "sqlite_utils",  # only migrations use it
+    "prometheus_client": "prometheus_client",  # only a scrape of /metrics
 }
 
 _PROBE = textwrap.dedent(
