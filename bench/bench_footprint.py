@@ -313,8 +313,11 @@ def run() -> list[dict[str, Any]]:
             _start_school(run_, school, spec, port, school.id == "fp-default")
             agent = run_.children[-1]
             started = time.monotonic()
-            run_.wait_for(f"{school.id}'s first report at central",
-                          functools.partial(_reported, central, token, school.central_id), SYNC_TIMEOUT_S)
+            run_.wait_for(
+                f"{school.id}'s first report at central",
+                functools.partial(_reported, central, token, school.central_id),
+                SYNC_TIMEOUT_S,
+            )
             first_sync[labels[school.id]] = time.monotonic() - started
             subjects.append(Subject(f"schulwart-agent ({labels[school.id]})", agent.popen.pid))
         for school in schools:
