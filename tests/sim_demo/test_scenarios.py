@@ -135,7 +135,7 @@ def test_zweckverband_end_to_end(tmp_path: Path) -> None:
     children: list[psutil.Process] = []
     namespaces: set[str] = set()
     try:
-        block = parse_block(read_block(proc, timeout=480))
+        block = parse_block(read_block(proc, timeout=600))
         text = block.text
         children = _descendants(proc.pid)
         namespaces = {n for n in _namespaces() if n.startswith("swsc-")}
