@@ -21,7 +21,7 @@ from central import aggregate
 from central.metrics import Metrics
 from central.storage.interface import AgentRow, EventRow, Storage
 from central.timestamps import from_iso, iso
-from protocol.encoding import dumps, loads_strict
+from protocol.encoding import loads_strict
 from protocol.envelope import DEFAULT_MAX_ENVELOPE_BYTES, Verified, verify
 from protocol.errors import (
     ConflictError,
@@ -41,7 +41,7 @@ from protocol.schema import (
     STATE_TYPE,
     Report,
     StatePayload,
-    event_digest,
+    canonical_event,
     parse_bundle,
     parse_report,
     parse_state,
@@ -177,7 +177,8 @@ class Ingestor:
         now = iso(received)
         skew = (from_iso(report.sent_at) - received).total_seconds()
         version = _sender_version(report.extra)
-        digests = [event_digest(event.to_json()) for event in report.events]
+        # One serialisation per event: the sorted-key text is both what is stored and what is digested.
+        canonical = [canonical_event(event.to_json()) for event in report.events]
         try:
             async with self.store.transaction() as tx:
                 current = await tx.get_agent(agent.agent_id)
@@ -188,20 +189,15 @@ class Ingestor:
                     raise GapError(f"batch starts at {report.seq_from}, expected {ack + 1}", expected_seq=ack + 1)
                 if report.seq_from <= ack:
                     held = await tx.event_digests(agent.agent_id, report.seq_from, min(report.seq_to, ack))
-                    for event, digest in zip(report.events, digests, strict=True):
+                    for event, (_, digest) in zip(report.events, canonical, strict=True):
                         if event.seq > ack:
                             break
                         if held.get(event.seq) != digest:
                             raise ConflictError(f"seq {event.seq} is held with other content", expected_seq=ack + 1)
-                fresh = [(e, d) for e, d in zip(report.events, digests, strict=True) if e.seq > ack]
+                fresh = [(e, c) for e, c in zip(report.events, canonical, strict=True) if e.seq > ack]
                 if fresh:
                     await tx.insert_events(
-                        [
-                            EventRow(
-                                agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, dumps(e.to_json()).decode()
-                            )
-                            for e, d in fresh
-                        ],
+                        [EventRow(agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, t) for e, (t, d) in fresh],
                         now,
                     )
                     await aggregate.apply_events(tx, current, [e for e, _ in fresh], now)

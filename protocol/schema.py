@@ -12,6 +12,7 @@ unknown major version is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ __all__ = [
     "build_config_payload",
     "build_report",
     "build_state",
+    "canonical_event",
     "event_digest",
     "format_time",
     "make_event",
@@ -139,7 +141,9 @@ class Event:
     """One numbered event of an agent's history.
 
     ``data`` is the data object exactly as received (it is what gets stored and digested);
-    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``).
+    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``);
+    ``moment`` is ``at`` parsed (aware, in the offset the agent wrote), so that readers need not
+    parse it again.
     """
 
     seq: int
@@ -148,6 +152,7 @@ class Event:
     data: Mapping[str, Any]
     extra: Mapping[str, Any] = field(default_factory=dict)
     payload: EventPayload = field(kw_only=True)
+    moment: datetime = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The event as it appears on the wire, extras included."""
@@ -165,12 +170,21 @@ def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any])
     return doc
 
 
+def canonical_event(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The event's JSON with sorted keys (compact, UTF-8 text) and the SHA-256 hex digest of it.
+
+    Equal content gives equal text and digest whatever the key order or spacing on the wire:
+    central stores the text and compares the digest, so one serialisation serves both.
+    ValueError for NaN or infinity; UnicodeEncodeError for a lone surrogate (the strict reader
+    refuses both before an event gets here).
+    """
+    text = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def event_digest(event: Mapping[str, Any]) -> str:
     """SHA-256 over the event's JSON with sorted keys: equal content, equal digest."""
-    import json
-
-    text = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return canonical_event(event)[1]
 
 
 def _parse_event(doc: Any, where: str) -> Event:
@@ -178,7 +192,7 @@ def _parse_event(doc: Any, where: str) -> Event:
     seq = int_field(obj, "seq", low=1, where=where)
     at = str_field(obj, "at", max_len=40, where=where)
     assert at is not None
-    parse_time(at, field_name=f"{where}at")
+    moment = parse_time(at, field_name=f"{where}at")
     kind = obj.get("kind")
     payload = parse_event_data(kind, obj.get("data"), where=where)
     return Event(
@@ -188,6 +202,7 @@ def _parse_event(doc: Any, where: str) -> Event:
         data=obj["data"],
         extra=extra_fields(obj, ("seq", "at", "kind", "data")),
         payload=payload,
+        moment=moment,
     )
 
 
