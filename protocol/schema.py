@@ -91,6 +91,8 @@ BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 MAX_EVENTS = 2000
 MAX_STATE_ITEMS = 5000
 
+# Built once: json.dumps() with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -107,12 +109,14 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str, *, field_name: str = "time") -> datetime:
     """Parse an RFC 3339 timestamp with an offset; a bare local time is refused."""
-    if not isinstance(text, str) or len(text) > 40 or not _TIME_RE.fullmatch(text):
+    match = _TIME_RE.fullmatch(text) if isinstance(text, str) and len(text) <= 40 else None
+    if match is None:
         raise MalformedError(f"{field_name}: not an RFC 3339 timestamp", reason="bad_time")
-    fixed = text[:-1] + "+00:00" if text.endswith("Z") else text
-    match = re.match(r"(.*\.)(\d+)(.*)", fixed)
-    if match:  # Python 3.11 takes at most 6 fractional digits
-        fixed = match.group(1) + match.group(2)[:6].ljust(6, "0") + match.group(3)
+    fraction, offset = match.group(1), match.group(2)
+    # Python 3.11 takes at most 6 fractional digits; "Z" is spelled as the offset it means.
+    fixed = text[:19] + ("." + fraction[1:7].ljust(6, "0") if fraction else "") + (
+        "+00:00" if offset == "Z" else offset
+    )
     try:
         return datetime.fromisoformat(fixed)
     except ValueError:
@@ -178,7 +182,7 @@ def canonical_event(event: Mapping[str, Any]) -> tuple[str, str]:
     ValueError for NaN or infinity; UnicodeEncodeError for a lone surrogate (the strict reader
     refuses both before an event gets here).
     """
-    text = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _CANONICAL.encode(event)
     return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

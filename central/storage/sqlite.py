@@ -140,8 +140,12 @@ def _device(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
+# Built once: json.dumps() with options builds a new encoder on every call (a row per device).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(value)
 
 
 def _device_values(row: dict[str, Any]) -> list[Any]:
