@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from central.storage.interface import AgentRow, IncidentStep, Sample, SchoolSummary, Transaction
-from central.timestamps import from_iso, iso, normalize
+from central.timestamps import from_iso, normalize, stored
 from protocol.errors import MalformedError
 from protocol.events import (
     DeviceLost,
@@ -140,7 +140,7 @@ async def _apply_incident_events(
             if event.seq <= agent.state_seq:
                 # A newer state payload did not list it as open, so it is not open now.
                 row["status"], row["status_seq"] = "resolved", agent.state_seq
-        at = iso(event.moment)
+        at = stored(event.at, event.moment)
         _fold_incident(row, event, payload, at)
         row["updated_at"] = now
         changed[payload.id] = row
@@ -174,7 +174,7 @@ async def _apply_device_events(
             "state": state[:32],
             "data": dict(event.data),  # as received, unknown fields included
             "seq": event.seq,
-            "last_seen_at": (row or {}).get("last_seen_at") if lost else iso(event.moment),
+            "last_seen_at": (row or {}).get("last_seen_at") if lost else stored(event.at, event.moment),
             "updated_at": now,
         }
     if changed:
@@ -195,7 +195,7 @@ async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event]
         payload = event.payload
         if isinstance(payload, HealthSnapshot):
             last_snapshot = event  # only the newest snapshot of a batch is the current one
-            power.extend(cabinet_samples(payload.sections, iso(event.moment)))
+            power.extend(cabinet_samples(payload.sections, stored(event.at, event.moment)))
         elif isinstance(payload, DevicePayload):
             devices.append((event, payload))
         else:
@@ -205,7 +205,7 @@ async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event]
     if incidents:
         await _apply_incident_events(tx, agent, incidents, now)
     if last_snapshot is not None:
-        at = iso(last_snapshot.moment)
+        at = stored(last_snapshot.at, last_snapshot.moment)
         if last_snapshot.seq > agent.snapshot_seq:
             await tx.set_snapshot(agent.agent_id, _dump(dict(last_snapshot.data)), last_snapshot.seq, at)
         power.extend(await _count_samples(tx, agent.school_id, at))

@@ -53,6 +53,7 @@ REPORT_TYPES = frozenset({REPORT_TYPE, STATE_TYPE})
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 SILENT_INCIDENT = "central-silent"
 FORKED_INCIDENT = "central-forked-"
+_KEYS_CACHED = 100_000  # loaded public keys kept (about 100 bytes each); the cache starts over past it
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ class Ingestor:
         self.max_envelope_bytes = max_envelope_bytes
         self.max_events = max_events
         self.metrics = metrics
+        self._keys: dict[bytes, Ed25519PublicKey] = {}
 
     async def verify(
         self, body: bytes, allowed_types: Collection[str], *, max_bytes: int | None = None
@@ -140,12 +142,21 @@ class Ingestor:
                 return None
             if agent.revoked:
                 raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
-            return load_public_key(agent.public_key)
+            return self._public_key(agent.public_key)
 
         verified = verify(doc, lookup, allowed_types)
         if agent is None:  # pragma: no cover - verify() raised UnknownKeyError already
             raise UnknownKeyError("no enrolled key")
         return agent, verified
+
+    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
+        """The loaded key: its small-order check (pure Python) runs once per key, not per batch."""
+        key = self._keys.get(raw)
+        if key is None:
+            if len(self._keys) >= _KEYS_CACHED:
+                self._keys.clear()
+            key = self._keys[raw] = load_public_key(raw)
+        return key
 
     async def ingest(self, body: bytes, *, expected_agent: str | None = None) -> IngestResult:
         """Verify and apply one report or state envelope; raises a ProtocolError when refused."""

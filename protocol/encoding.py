@@ -114,18 +114,17 @@ def _check(value: Any, limit: int, text: str) -> None:
     # A lone surrogate gets into the decoded value only from the text itself or from a \uD800..
     # \uDFFF escape: without either (two scans in C), the per-string look is skipped.
     strings = _SURROGATE.search(text) is not None or _SURROGATE_ESCAPE.search(text) is not None
-    # Iterative, so that a hostile document cannot exhaust the Python stack here either.
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if level > limit:
+    # Level by level, so that a hostile document cannot exhaust the Python stack here either.
+    level, depth = [value], 1
+    while level:
+        if depth > limit:
             raise MalformedError(f"JSON nested deeper than {limit}", reason="bad_json")
-        children = item.values() if isinstance(item, dict) else item
+        children = [child for item in level for child in (item.values() if type(item) is dict else item)]
         if strings:
-            for child in [*item, *children] if isinstance(item, dict) else children:
-                if isinstance(child, str) and has_lone_surrogate(child):
-                    raise MalformedError("JSON string holds a lone surrogate escape", reason="bad_json")
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+            keys = [key for item in level if type(item) is dict for key in item]
+            if any(type(text) is str and has_lone_surrogate(text) for text in (*keys, *children)):
+                raise MalformedError("JSON string holds a lone surrogate escape", reason="bad_json")
+        level, depth = [child for child in children if type(child) is dict or type(child) is list], depth + 1
 
 
 def _keep_last(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

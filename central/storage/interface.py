@@ -355,7 +355,11 @@ class Transaction(Protocol):
     async def get_devices(
         self, school_id: str, agent_id: str, device_ids: Collection[str]
     ) -> dict[str, dict[str, Any]]:
-        """The device rows among ``device_ids`` that exist, by device_id (any number)."""
+        """The device rows among ``device_ids`` that exist, by device_id (any number).
+
+        Each row has every ``DEVICE_FIELDS`` key but ``data`` (folding a batch never reads it, and
+        decoding it for every device of a batch cost more than the lookup itself).
+        """
 
     async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement."""

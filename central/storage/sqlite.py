@@ -61,6 +61,8 @@ _AGENTS_OF = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ? IS NULL OR school_id=
 _INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(INCIDENT_FIELDS))
 _DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
 _PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
+_DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what folding a batch reads
+_DEVICE_MARK_COLS = ", ".join(_DEVICE_MARK_FIELDS)
 _PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
 
 
@@ -284,16 +286,16 @@ class SqliteTransaction:
     async def get_devices(
         self, school_id: str, agent_id: str, device_ids: Collection[str]
     ) -> dict[str, dict[str, Any]]:
-        """The device rows among ``device_ids`` that exist, by device_id."""
+        """The device rows among ``device_ids`` that exist, by device_id; without ``data``."""
         out: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(device_ids):
             rows = self._conn.execute(
-                "SELECT * FROM devices WHERE school_id=? AND agent_id=?"  # noqa: S608 - only ?s
+                f"SELECT {_DEVICE_MARK_COLS} FROM devices WHERE school_id=? AND agent_id=?"  # noqa: S608 - only ?s
                 f" AND device_id IN ({', '.join('?' * len(chunk))})",
                 (school_id, agent_id, *chunk),
             )
             for row in rows:
-                out[row["device_id"]] = _device(row)
+                out[row["device_id"]] = dict(zip(_DEVICE_MARK_FIELDS, row, strict=True))
         return out
 
     async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
