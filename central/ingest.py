@@ -41,7 +41,6 @@ from protocol.schema import (
     STATE_TYPE,
     Report,
     StatePayload,
-    canonical_event,
     parse_bundle,
     parse_report,
     parse_state,
@@ -189,7 +188,7 @@ class Ingestor:
         skew = (from_iso(report.sent_at) - received).total_seconds()
         version = _sender_version(report.extra)
         # One serialisation per event: the sorted-key text is both what is stored and what is digested.
-        canonical = [canonical_event(event.to_json()) for event in report.events]
+        canonical = [event.canonical() for event in report.events]
         try:
             async with self.store.transaction() as tx:
                 current = await tx.get_agent(agent.agent_id)

@@ -162,6 +162,11 @@ class Event:
         """The event as it appears on the wire, extras included."""
         return {**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": dict(self.data)}
 
+    def canonical(self) -> tuple[str, str]:
+        """``canonical_event`` of the event as it appeared on the wire: (sorted-key JSON, SHA-256 hex)."""
+        # No copy of ``data``: the encoder only reads it.
+        return canonical_event({**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data})
+
 
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A wire event dict, validated, ready for an outbox row.
