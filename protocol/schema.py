@@ -12,6 +12,7 @@ unknown major version is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ __all__ = [
     "build_config_payload",
     "build_report",
     "build_state",
+    "canonical_event",
     "event_digest",
     "format_time",
     "make_event",
@@ -89,6 +91,8 @@ BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 MAX_EVENTS = 2000
 MAX_STATE_ITEMS = 5000
 
+# Built once: json.dumps() with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -105,12 +109,14 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str, *, field_name: str = "time") -> datetime:
     """Parse an RFC 3339 timestamp with an offset; a bare local time is refused."""
-    if not isinstance(text, str) or len(text) > 40 or not _TIME_RE.fullmatch(text):
+    match = _TIME_RE.fullmatch(text) if isinstance(text, str) and len(text) <= 40 else None
+    if match is None:
         raise MalformedError(f"{field_name}: not an RFC 3339 timestamp", reason="bad_time")
-    fixed = text[:-1] + "+00:00" if text.endswith("Z") else text
-    match = re.match(r"(.*\.)(\d+)(.*)", fixed)
-    if match:  # Python 3.11 takes at most 6 fractional digits
-        fixed = match.group(1) + match.group(2)[:6].ljust(6, "0") + match.group(3)
+    fraction, offset = match.group(1), match.group(2)
+    # Python 3.11 takes at most 6 fractional digits; "Z" is spelled as the offset it means.
+    fixed = text[:19] + ("." + fraction[1:7].ljust(6, "0") if fraction else "") + (
+        "+00:00" if offset == "Z" else offset
+    )
     try:
         return datetime.fromisoformat(fixed)
     except ValueError:
@@ -139,7 +145,9 @@ class Event:
     """One numbered event of an agent's history.
 
     ``data`` is the data object exactly as received (it is what gets stored and digested);
-    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``).
+    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``);
+    ``moment`` is ``at`` parsed (aware, in the offset the agent wrote), so that readers need not
+    parse it again.
     """
 
     seq: int
@@ -148,10 +156,16 @@ class Event:
     data: Mapping[str, Any]
     extra: Mapping[str, Any] = field(default_factory=dict)
     payload: EventPayload = field(kw_only=True)
+    moment: datetime = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The event as it appears on the wire, extras included."""
         return {**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": dict(self.data)}
+
+    def canonical(self) -> tuple[str, str]:
+        """``canonical_event`` of the event as it appeared on the wire: (sorted-key JSON, SHA-256 hex)."""
+        # No copy of ``data``: the encoder only reads it.
+        return canonical_event({**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data})
 
 
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,12 +179,21 @@ def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any])
     return doc
 
 
+def canonical_event(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The event's JSON with sorted keys (compact, UTF-8 text) and the SHA-256 hex digest of it.
+
+    Equal content gives equal text and digest whatever the key order or spacing on the wire:
+    central stores the text and compares the digest, so one serialisation serves both.
+    ValueError for NaN or infinity; UnicodeEncodeError for a lone surrogate (the strict reader
+    refuses both before an event gets here).
+    """
+    text = _CANONICAL.encode(event)
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def event_digest(event: Mapping[str, Any]) -> str:
     """SHA-256 over the event's JSON with sorted keys: equal content, equal digest."""
-    import json
-
-    text = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return canonical_event(event)[1]
 
 
 def _parse_event(doc: Any, where: str) -> Event:
@@ -178,7 +201,7 @@ def _parse_event(doc: Any, where: str) -> Event:
     seq = int_field(obj, "seq", low=1, where=where)
     at = str_field(obj, "at", max_len=40, where=where)
     assert at is not None
-    parse_time(at, field_name=f"{where}at")
+    moment = parse_time(at, field_name=f"{where}at")
     kind = obj.get("kind")
     payload = parse_event_data(kind, obj.get("data"), where=where)
     return Event(
@@ -188,6 +211,7 @@ def _parse_event(doc: Any, where: str) -> Event:
         data=obj["data"],
         extra=extra_fields(obj, ("seq", "at", "kind", "data")),
         payload=payload,
+        moment=moment,
     )
 
 

@@ -9,7 +9,7 @@ keys are the column names listed in ``INCIDENT_FIELDS`` and ``DEVICE_FIELDS``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -236,6 +236,32 @@ class EventRow:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentStep:
+    """One step of an incident's timeline: the incident's identity, ``at`` (a stored time), the
+    ``action`` (opened, updated, resolved, acknowledged, note, staff-ack, staff-note), who and what
+    (``by``, ``text``, or None), and the incident's severity and title as they were after the step."""
+
+    school_id: str
+    origin: str
+    agent_id: str
+    incident_id: str
+    at: str
+    action: str
+    by: str | None
+    text: str | None
+    severity: str
+    title: str
+
+    @classmethod
+    def of(cls, incident: Mapping[str, Any], at: str, action: str, by: str | None, text: str | None) -> IncidentStep:
+        """The step ``action`` on an incident row (``INCIDENT_FIELDS``) as the row is now."""
+        return cls(
+            incident["school_id"], incident["origin"], incident["agent_id"], incident["incident_id"], at, action, by,
+            text, incident["severity"], incident["title"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class AlertThread:
     """What one channel was told about one incident episode (or one digest); the key deduplicates.
 
@@ -318,11 +344,25 @@ class Transaction(Protocol):
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
 
-    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
-        """One device row, or None."""
+    async def get_incidents(
+        self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The incident rows among ``incident_ids`` that exist, by incident_id (one batch's worth: any number)."""
 
-    async def put_device(self, row: dict[str, Any]) -> None:
-        """Insert or replace one device row."""
+    async def put_incidents(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace incident rows (``INCIDENT_FIELDS`` each; at most one per key), in one statement."""
+
+    async def get_devices(
+        self, school_id: str, agent_id: str, device_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The device rows among ``device_ids`` that exist, by device_id (any number).
+
+        Each row has every ``DEVICE_FIELDS`` key but ``data`` (folding a batch never reads it, and
+        decoding it for every device of a batch cost more than the lookup itself).
+        """
+
+    async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement."""
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
@@ -384,6 +424,9 @@ class Transaction(Protocol):
     ) -> None:
         """Append one step (opened, updated, resolved, acknowledged, note) to an incident's timeline;
         ``incident`` is the row (its identity, severity and title are recorded), ``at`` a stored time."""
+
+    async def log_incidents(self, steps: Sequence[IncidentStep]) -> None:
+        """Append timeline steps in the given order, in one statement."""
 
     async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
         """Keep time-series points (a point already held at the same time is replaced)."""

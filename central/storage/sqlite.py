@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +32,7 @@ from central.storage.interface import (
     CodeRow,
     EventRow,
     IncidentQuery,
+    IncidentStep,
     IssuedToken,
     OverviewRow,
     Revocation,
@@ -45,6 +46,8 @@ from central.storage.migrations import run_migrations
 from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
+# Keys per "IN (...)" lookup: far below SQLite's limit on bound parameters (32766 since 3.32).
+_KEYS_PER_QUERY = 500
 SAMPLES_KEPT = timedelta(days=8)  # the school detail charts seven days
 
 _AGENT_COLUMNS = (
@@ -58,6 +61,8 @@ _AGENTS_OF = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ? IS NULL OR school_id=
 _INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(INCIDENT_FIELDS))
 _DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
 _PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
+_DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what folding a batch reads
+_DEVICE_MARK_COLS = ", ".join(_DEVICE_MARK_FIELDS)
 _PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
 
 
@@ -137,8 +142,36 @@ def _device(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
+# Built once: json.dumps() with options builds a new encoder on every call (a row per device).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(value)
+
+
+def _device_values(row: dict[str, Any]) -> list[Any]:
+    return [_dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
+
+
+def _chunks(keys: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), _KEYS_PER_QUERY):
+        yield ordered[start : start + _KEYS_PER_QUERY]
+
+
+_LOG_STEP = (
+    "INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, by, text, source,"
+    " severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _step_values(step: IncidentStep) -> tuple[Any, ...]:
+    source = "central" if step.action.startswith("staff-") else step.origin
+    return (
+        step.school_id, step.origin, step.agent_id, step.incident_id, step.at, step.action, step.by, step.text,
+        source, step.severity, step.title,
+    )  # fmt: skip
 
 
 def open_migrated(path: Path) -> sqlite3.Connection:
@@ -224,6 +257,25 @@ class SqliteTransaction:
         """Insert or replace one incident row."""
         self._conn.execute(_PUT_INCIDENT, [_incident_value(row, key) for key in INCIDENT_FIELDS])
 
+    async def get_incidents(
+        self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The incident rows among ``incident_ids`` that exist, by incident_id."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(incident_ids):
+            rows = self._conn.execute(
+                "SELECT * FROM incidents WHERE school_id=? AND origin=? AND agent_id=?"  # noqa: S608 - only ?s
+                f" AND incident_id IN ({', '.join('?' * len(chunk))})",
+                (school_id, origin, agent_id, *chunk),
+            )
+            for row in rows:
+                out[row["incident_id"]] = _incident(row)
+        return out
+
+    async def put_incidents(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace incident rows in one statement."""
+        self._conn.executemany(_PUT_INCIDENT, [[_incident_value(row, key) for key in INCIDENT_FIELDS] for row in rows])
+
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
         rows = self._conn.execute(
@@ -231,20 +283,24 @@ class SqliteTransaction:
         )
         return [_incident(r) for r in rows]
 
-    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
-        """One device row, or None."""
-        row = self._conn.execute(
-            "SELECT * FROM devices WHERE school_id=? AND agent_id=? AND device_id=?", (school_id, agent_id, device_id)
-        ).fetchone()
-        return None if row is None else _device(row)
+    async def get_devices(
+        self, school_id: str, agent_id: str, device_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The device rows among ``device_ids`` that exist, by device_id; without ``data``."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(device_ids):
+            rows = self._conn.execute(
+                f"SELECT {_DEVICE_MARK_COLS} FROM devices WHERE school_id=? AND agent_id=?"  # noqa: S608 - only ?s
+                f" AND device_id IN ({', '.join('?' * len(chunk))})",
+                (school_id, agent_id, *chunk),
+            )
+            for row in rows:
+                out[row["device_id"]] = dict(zip(_DEVICE_MARK_FIELDS, row, strict=True))
+        return out
 
-    async def put_device(self, row: dict[str, Any]) -> None:
-        """Insert or replace one device row."""
-        values = [_dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
-        self._conn.execute(
-            _PUT_DEVICE,
-            values,
-        )
+    async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace device rows in one statement."""
+        self._conn.executemany(_PUT_DEVICE, [_device_values(row) for row in rows])
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
@@ -267,15 +323,11 @@ class SqliteTransaction:
         self, incident: dict[str, Any], at: str, action: str, by: str | None, text: str | None
     ) -> None:
         """Append one step to an incident's timeline."""
-        self._conn.execute(
-            "INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, by, text, source,"
-            " severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                incident["school_id"], incident["origin"], incident["agent_id"], incident["incident_id"], at, action,
-                by, text, "central" if action.startswith("staff-") else incident["origin"],
-                incident["severity"], incident["title"],
-            ),
-        )  # fmt: skip
+        await self.log_incidents([IncidentStep.of(incident, at, action, by, text)])
+
+    async def log_incidents(self, steps: Sequence[IncidentStep]) -> None:
+        """Append timeline steps in the given order, in one statement."""
+        self._conn.executemany(_LOG_STEP, [_step_values(step) for step in steps])
 
     async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
         """Keep time-series points; points older than eight days are dropped at the same time."""
