@@ -30,6 +30,7 @@ from central.storage.interface import (
     ApiTokenInfo,
     ApiTokenRow,
     CodeRow,
+    ConfigLayer,
     EventRow,
     IncidentQuery,
     IssuedToken,
@@ -49,8 +50,10 @@ SAMPLES_KEPT = timedelta(days=8)  # the school detail charts seven days
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
-    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by"
+    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by,"
+    " config_version, config_overrides"
 )
+_LAYER_COLUMNS = "version, scope, toml, settings, created_at, created_by"
 # Built once from literal column lists, never from input.
 _AGENT_BY_ID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id=?"  # noqa: S608
 _AGENT_BY_KEYID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE keyid=?"  # noqa: S608
@@ -86,7 +89,13 @@ def _delivery(row: sqlite3.Row | None) -> AlertDelivery | None:
 def _agent(row: sqlite3.Row | None) -> AgentRow | None:
     if row is None:
         return None
-    return AgentRow(**{key: row[key] for key in row.keys()})
+    values = {key: row[key] for key in row.keys()}
+    values["config_overrides"] = tuple(json.loads(values["config_overrides"] or "[]"))
+    return AgentRow(**values)
+
+
+def _layer(row: sqlite3.Row) -> ConfigLayer:
+    return ConfigLayer(*(row[key] for key in ("version", "scope", "toml", "settings", "created_at", "created_by")))
 
 
 def _incident(row: sqlite3.Row) -> dict[str, Any]:
@@ -204,6 +213,13 @@ class SqliteTransaction:
     async def set_devices_seq(self, agent_id: str, seq: int) -> None:
         """Remember the sequence of the newest state that listed devices."""
         self._conn.execute("UPDATE agents SET devices_seq=? WHERE agent_id=?", (seq, agent_id))
+
+    async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
+        """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
+        self._conn.execute(
+            "UPDATE agents SET config_version=?, config_overrides=? WHERE agent_id=?",
+            (version, json.dumps(list(overrides)), agent_id),
+        )
 
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
@@ -665,6 +681,38 @@ class SqliteStore:
             "SELECT jti FROM issued_tokens WHERE revoked_at IS NOT NULL AND expires_at > ? ORDER BY jti", (now,)
         )
         return [str(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ agent configuration
+
+    async def add_config_layer(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+        """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO config_layers (scope, toml, settings, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                (scope, toml, settings, at, by),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def config_layers(self, scopes: Sequence[str]) -> list[ConfigLayer]:
+        """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
+        found: list[ConfigLayer] = []
+        for scope in scopes:
+            row = self._conn.execute(
+                f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE scope=? ORDER BY version DESC LIMIT 1",  # noqa: S608
+                (scope,),
+            ).fetchone()
+            if row is not None:
+                found.append(_layer(row))
+        return found
+
+    async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
+        """Versions of one scope's layer (None: of every scope), newest first."""
+        rows = self._conn.execute(
+            f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE ? IS NULL OR scope=?"  # noqa: S608
+            " ORDER BY version DESC LIMIT ?",
+            (scope, scope, limit),
+        )
+        return [_layer(r) for r in rows]
 
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""

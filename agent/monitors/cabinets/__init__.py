@@ -1,10 +1,10 @@
 """Charging cabinets: the charging window, the rules, the ``[cabinets]`` config, meters and the monitor."""
 
-from agent.monitors.cabinets.config import CabinetEntry, CabinetsConfig, parse_cabinets
-from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading
 from agent.monitors.cabinets.monitor import CabinetMonitor
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
-from agent.monitors.cabinets.window import ChargingWindow, parse_days, parse_window
+from agent.monitors.cabinets.rules import CabinetState, evaluate
+from base.agentconfig.cabinets import CabinetConfig, CabinetEntry, CabinetsConfig, MeterSpec, parse_cabinets
+from base.agentconfig.window import ChargingWindow, parse_days, parse_window
 
 __all__ = [
     "CabinetConfig",

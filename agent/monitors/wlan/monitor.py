@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 
 from agent.monitors.interface import MonitorReport, Severity, Signal
-from agent.monitors.wlan.config import ProbeTarget, WlanConfig
 from agent.monitors.wlan.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
 from agent.monitors.wlan.unifi import ApStatus, ControllerError, WlanController, build_controller
+from base.agentconfig.wlan import ProbeTarget, WlanConfig
 
 log = logging.getLogger(__name__)
 
