@@ -25,6 +25,7 @@ from base.cli import (
     empty_message,
     format_moment,
     format_table,
+    load_toml,
     report_checks,
     require_database,
     resolve_data_dir,
@@ -134,7 +135,10 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
     directory = _existing_dir(data_dir)
 
     async def main() -> bool:
-        agent = build_agent(config, directory, SystemClock(), listen=listen)
+        # The file's own keys, so central's configuration can be laid under them (they win).
+        local_doc = load_toml(config_path)
+        source = str(config_path) if config_path is not None else None
+        agent = build_agent(config, directory, SystemClock(), listen=listen, local_doc=local_doc, source=source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,13 +12,14 @@ packages and checked the same way, when the file is read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from agent.monitors.discovery.config import DiscoveryConfig
-from base.agentconfig import AgentSection, HostSection, IncidentSection, PrivacySection
+from base.agentconfig import AgentSection, CentralSettings, HostSection, IncidentSection, PrivacySection
 from base.agentconfig.cabinets import CabinetsConfig
+from base.agentconfig.layers import json_document, merge_layers, overridden_keys
 from base.agentconfig.wlan import WlanConfig
 from base.config import duration, load_document, parse_document, setting
 from base.errors import ConfigError
@@ -94,3 +95,32 @@ def parse_config(doc: Mapping[str, Any], *, source: str | None = None) -> AgentC
 def load_config(path: Path | None) -> AgentConfig:
     """Read and check a config file; None gives the defaults. ConfigError names the file, section and key."""
     return load_document(AgentConfig, path)
+
+
+# The sections central's signed configuration may set (the others are the school's own).
+CENTRAL_SECTIONS = frozenset(f.name for f in fields(CentralSettings))
+
+
+@dataclass(frozen=True, slots=True)
+class Layered:
+    """The configuration in force: central's sections with the school's file over them.
+
+    ``overrides`` are the dotted keys (``cabinets.window``) the file sets to another value than
+    central does; the agent reports them, so central shows which schools deviate.
+    """
+
+    config: AgentConfig
+    overrides: tuple[str, ...] = ()
+
+
+def layer_config(
+    local_doc: Mapping[str, Any], central_sections: Mapping[str, Any], *, source: str | None = None
+) -> Layered:
+    """Central's sections (only those in ``CENTRAL_SECTIONS``) under the school's parsed file.
+
+    Raises ConfigError (one line naming the key) when the combination is refused; ``source``
+    names the file in that line.
+    """
+    central = {k: v for k, v in central_sections.items() if k in CENTRAL_SECTIONS}
+    config = parse_config(merge_layers(central, local_doc), source=source)
+    return Layered(config, tuple(overridden_keys(json_document(local_doc), central)))

@@ -35,11 +35,10 @@ from central.storage.interface import ConfigLayer, SchoolRow, Storage
 from central.timestamps import iso
 from protocol.encoding import dumps
 from protocol.envelope import sign_envelope
-from protocol.schema import CONFIG_TYPE, build_config_payload
+from protocol.schema import CONFIG_SECTIONS, CONFIG_TYPE, build_config_payload
 
 ISSUED_STEP = timedelta(minutes=15)
 MAX_LAYER_BYTES = 256 * 1024
-SECTIONS_KEY = "sections"  # where the layered TOML sections sit in the payload's settings
 
 
 def scope_of(school: str | None, carrier: str | None) -> str:
@@ -126,7 +125,7 @@ async def config_for_agent(
         "silent_window_s": int(config.silent_window.total_seconds()),
         # Technician tokens revoked with `token revoke` (and not expired): the agent refuses them.
         "revoked_tokens": await store.revoked_token_ids(iso(now)),
-        SECTIONS_KEY: effective.sections,
+        CONFIG_SECTIONS: effective.sections,
     }
     payload = build_config_payload(agent_id, effective.version, issued_at(now), settings)
     return SignedConfig(f'"{hashlib.sha256(payload).hexdigest()}"', effective.version, payload)

@@ -47,6 +47,7 @@ from .fields import (
 __all__ = [
     "BUNDLE_TYPE",
     "CATEGORIES",
+    "CONFIG_SECTIONS",
     "CONFIG_TYPE",
     "DEVICE_KINDS",
     "EVENT_KINDS",
@@ -85,6 +86,9 @@ SCHEMA_VERSION = 1
 REPORT_TYPE = "application/vnd.schulwart.report+json;v=1"
 STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
 CONFIG_TYPE = "application/vnd.schulwart.config+json;v=1"
+# The member of a config payload's ``settings`` that holds the agent config sections central sets
+# (``{"cabinets": {...}, "wlan": {...}}``, the TOML tables as JSON).
+CONFIG_SECTIONS = "sections"
 BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 
 MAX_EVENTS = 2000

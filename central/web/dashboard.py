@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from central.agent_config import effective_for
 from central.errors import NotFoundError
 from central.storage.interface import IncidentQuery, SessionRow
 from central.timestamps import iso
@@ -181,9 +182,12 @@ async def school(request: web.Request) -> web.StreamResponse:
         cpu_count=("cpu_count",),
         uptime_s=("uptime_s",),
     )
+    school_row = await store.get_school(school_id)
+    config_version = (await effective_for(store, config, school_row)).version if school_row else None
     context.update(
         school=line,
         agents=agents,
+        config_version=config_version,
         snapshot_at=snapshot_at,
         incidents=incidents,
         cabinets=cabinets,

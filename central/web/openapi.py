@@ -162,10 +162,21 @@ SPEC: dict[str, Any] = {
         "/v1/agents/{agent_id}/config": {
             "get": {
                 "summary": "The agent's settings as an envelope signed with central's config key.",
-                "parameters": [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "description": "Only for the agent itself: an HTTP message signature (RFC 9421 profile, see "
+                "docs/protocol.md) over method and path, made with the agent's enrolled key within ±300 s "
+                "of central's time. If-None-Match with the current ETag gets 304.",
+                "parameters": [
+                    {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "Signature-Input", "in": "header", "required": True, "schema": {"type": "string"}},
+                    {"name": "Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+                ],
                 "responses": {
                     "200": _ok("config envelope", {"$ref": "#/components/schemas/Envelope"}),
-                    "403": _refusal("revoked_key"),
+                    "304": {"description": "the configuration named by If-None-Match is current"},
+                    "400": _refusal("bad_request_signature: the signature headers do not follow the profile"),
+                    "401": _refusal("unsigned_request, unknown_key, bad_signature or stale_signature"),
+                    "403": _refusal("revoked_key or identity_mismatch (signed by another agent)"),
                     "404": _refusal("not_found"),
                 },
             }
