@@ -49,6 +49,7 @@ SIGNATURE_HEADER = "Signature"
 DEFAULT_MAX_AGE_S = 300
 _LABEL = "sw"
 _MAX_HEADER = 512
+_SIGNATURE_BYTES = 64  # Ed25519
 _INPUT = re.compile(
     r'sw=\("@method" "@path"\);created=(?P<created>[0-9]{1,12});keyid="(?P<keyid>[0-9a-f]{64})";alg="ed25519"'
 )
@@ -102,6 +103,8 @@ def parse_request_signature(headers: Mapping[str, str]) -> RequestSignature:
     if found_input is None or found_sig is None:
         raise MalformedError("request signature headers do not follow the profile", reason="bad_request_signature")
     signature = b64decode_strict(found_sig["sig"], field="Signature")
+    if len(signature) != _SIGNATURE_BYTES:
+        raise MalformedError(f"the signature must be {_SIGNATURE_BYTES} bytes", reason="bad_request_signature")
     return RequestSignature(keyid=found_input["keyid"], created=int(found_input["created"]), signature=signature)
 
 
