@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from agent.config import layer_config, parse_config
 from agent.enroll import enroll
 from agent.identity import load_agent_key, load_identity
+from agent.status import status_info
 from agent.store import Store
 from agent.store.outbox import Outbox
 from agent.sync.client import Reconfiguration, StateParts, SyncClient
@@ -279,6 +280,8 @@ async def test_older_replayed_and_foreign_configs_are_refused_with_a_logged_reas
 
         assert applied == ["17:00-06:00"], "nothing refused was applied"
         assert store.get_setting("central_config") == held, "nothing refused was stored"
+        shown = status_info(data_dir, store)["central_config"]
+        assert shown == {"version": held["version"], "issued_at": held["issued_at"], "sections": ["cabinets"]}
     finally:
         await client._transport.aclose()
         await server.close()
