@@ -4,7 +4,8 @@ Staff set a layer with ``schulwart-central config set --carrier NAME|--school ID
 with the agent's own section types from ``base.agentconfig``). A school's agents get the carrier
 layer with the school layer over it (later layers win key by key, ``base.agentconfig.layers``),
 plus central's sync policy and the revoked technician tokens, as one config payload signed with
-central's configuration key.
+central's configuration key, together with central staff's acks and notes on the agent's
+incidents (so the technician on site sees what the hotline did).
 
 The payload's ``version`` is ``[central] config_version`` plus the newest layer version that
 applies, so it only grows while staff change things; raising ``config_version`` moves every
@@ -35,9 +36,10 @@ from central.storage.interface import ConfigLayer, SchoolRow, Storage
 from central.timestamps import iso
 from protocol.encoding import dumps
 from protocol.envelope import sign_envelope
-from protocol.schema import CONFIG_SECTIONS, CONFIG_TYPE, build_config_payload
+from protocol.schema import CONFIG_CENTRAL_STEPS, CONFIG_SECTIONS, CONFIG_TYPE, build_config_payload
 
 ISSUED_STEP = timedelta(minutes=15)
+STEPS_KEPT = timedelta(days=7)  # staff steps on incidents resolved longer ago no longer travel
 MAX_LAYER_BYTES = 256 * 1024
 
 
@@ -126,9 +128,19 @@ async def config_for_agent(
         # Technician tokens revoked with `token revoke` (and not expired): the agent refuses them.
         "revoked_tokens": await store.revoked_token_ids(iso(now)),
         CONFIG_SECTIONS: effective.sections,
+        # Staff acks and notes at central, so the technician on site sees what the hotline did.
+        CONFIG_CENTRAL_STEPS: [_step(row) for row in await store.staff_steps(
+            school.id, agent_id, iso(now - STEPS_KEPT))],
     }
     payload = build_config_payload(agent_id, effective.version, issued_at(now), settings)
     return SignedConfig(f'"{hashlib.sha256(payload).hexdigest()}"', effective.version, payload)
+
+
+def _step(row: Mapping[str, Any]) -> dict[str, Any]:
+    step = {"incident": row["incident_id"], "by": row["by"], "at": row["at"]}
+    if row["action"] == "staff-ack":
+        return {**step, "action": "acknowledged"}
+    return {**step, "action": "note", "text": row["text"]}
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

@@ -47,6 +47,7 @@ from .fields import (
 __all__ = [
     "BUNDLE_TYPE",
     "CATEGORIES",
+    "CONFIG_CENTRAL_STEPS",
     "CONFIG_SECTIONS",
     "CONFIG_TYPE",
     "DEVICE_KINDS",
@@ -89,6 +90,9 @@ CONFIG_TYPE = "application/vnd.schulwart.config+json;v=1"
 # The member of a config payload's ``settings`` that holds the agent config sections central sets
 # (``{"cabinets": {...}, "wlan": {...}}``, the TOML tables as JSON).
 CONFIG_SECTIONS = "sections"
+# The member that carries central staff's acks and notes on the agent's incidents, oldest first:
+# ``[{"incident": id, "action": "acknowledged" | "note", "by", "at", "text" (notes only)}]``.
+CONFIG_CENTRAL_STEPS = "central_steps"
 BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 
 MAX_EVENTS = 2000

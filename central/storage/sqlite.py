@@ -918,6 +918,20 @@ class SqliteStore:
         )
         return [Sample(*r) for r in rows]
 
+    async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``."""
+        rows = self._conn.execute(
+            "SELECT l.incident_id, l.action, l.by, l.text, l.at FROM incident_log l JOIN incidents i"
+            " ON i.school_id=l.school_id AND i.origin=l.origin AND i.agent_id=l.agent_id"
+            " AND i.incident_id=l.incident_id"
+            " WHERE l.school_id=? AND l.origin='agent' AND l.agent_id=? AND l.source='central'"
+            " AND l.action IN ('staff-ack', 'staff-note') AND (i.status='open' OR i.resolved_at >= ?)"
+            " ORDER BY l.at DESC LIMIT ?",
+            (school_id, agent_id, since, limit),
+        ).fetchall()
+        keys = ("incident_id", "action", "by", "text", "at")
+        return [dict(zip(keys, tuple(r), strict=True)) for r in reversed(rows)]
+
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
         async with self.transaction() as tx:
