@@ -162,6 +162,8 @@ def create_app(
     app.router.add_get("/schools/{school_id}", dashboard.school)
     app.router.add_get("/incidents", dashboard.incidents)
     app.router.add_post("/incidents/action", dashboard.incident_action)
+    app.router.add_get("/alerts", dashboard.dead_letters)
+    app.router.add_post("/alerts/retry", dashboard.dead_letter_retry)
     app.router.add_get("/login", auth.login_form)
     app.router.add_post("/login", auth.login)
     app.router.add_post("/logout", auth.logout)
