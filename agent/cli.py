@@ -306,6 +306,41 @@ def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
     click.echo(f"exported {events} ({span}) in {counted(result.envelopes, 'report', 'reports')} to {out}", err=True)
 
 
+
+@cli.command("rotate-key")
+@common_options("agent")
+@cli_errors
+def rotate_key(data_dir: Path | None, config_path: Path | None) -> None:
+    """Replace this agent's signing key: a new key pair, announced to central in a report signed by the old key.
+
+    Central then accepts only the new key (the old one is retired for good). Safe to run while
+    the agent runs (it takes the new key at central's first refusal of the old) and safe to run
+    again after an interruption (the waiting new key is announced again).
+
+    Example:
+
+        sudo -u schulwart schulwart-agent rotate-key --data-dir /var/lib/schulwart --config /etc/schulwart/agent.toml
+    """
+    from agent.rotation import rotate_key as do_rotate
+    from agent.status import effective_central_url
+
+    config = _config(config_path)
+    setup_logging("WARNING")
+    directory = _existing_dir(data_dir)
+    store = Store.open(directory)
+    try:
+        identity = load_identity(store)
+        if identity is None:
+            raise click.UsageError(_ENROLL_HINT)
+        url, _source = effective_central_url(config, identity)
+        new_keyid = asyncio.run(
+            do_rotate(directory, store, SystemClock(), central_url=url, timeout=config.sync.request_timeout)
+        )
+    finally:
+        store.close()
+    click.echo(f"key rotated: {new_keyid[:16]}… is in force at central; the old key is retired", err=True)
+
+
 @cli.command()
 @common_options("agent")
 @cli_errors

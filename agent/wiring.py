@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from agent.config import AgentConfig, Layered, layer_config, parse_listen
-from agent.identity import agent_version, load_agent_key, load_identity, read_admin_token
+from agent.identity import Identity, agent_version, load_agent_key, load_identity, read_admin_token
 from agent.incidents.engine import IncidentEngine
 from agent.live import LiveState
 from agent.monitors.host import HostMonitor
@@ -77,6 +79,17 @@ def build_agent(
     except BaseException:
         store.close()
         raise
+
+
+def _fresh_key(store: Store, data_dir: Path) -> tuple[Identity, Ed25519PrivateKey] | None:
+    """The identity and key as the store and the data dir hold them now (after `rotate-key`), or None."""
+    identity = load_identity(store)
+    if identity is None:
+        return None
+    try:
+        return identity, load_agent_key(data_dir, identity)
+    except ConfigError:
+        return None
 
 
 def _held_layers(store: Store, local_doc: Mapping[str, Any], source: str | None, school: str) -> tuple[Layered, int]:
@@ -146,6 +159,7 @@ def _assemble(
             dropped_events=lambda: live.counters.dropped_events,
             configure=None if local_doc is None else lambda sections: configure(local_doc, sections),
             config_report=report,
+            reload_key=lambda: _fresh_key(store, data_dir),
         )
 
     def clock_offset() -> float | None:

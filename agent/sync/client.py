@@ -189,6 +189,7 @@ class SyncClient:
         dropped_events: Callable[[], int] = lambda: 0,
         configure: Callable[[Mapping[str, Any]], Reconfiguration] | None = None,
         config_report: ConfigReport | None = None,
+        reload_key: Callable[[], tuple[Identity, Ed25519PrivateKey] | None] | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -206,12 +207,23 @@ class SyncClient:
         self._wake = wake if wake is not None else asyncio.Event()
         self._last_config: float | None = None
         self._configure = configure
+        self._reload_key = reload_key
         self.config_report = config_report
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
         self.batch_events = settings.max_batch_events
         self.batch_bytes = settings.max_batch_bytes
         self.school = identity.school_id
         self.consecutive_failures = 0
+
+    def _took_new_key(self) -> bool:
+        """Whether the key on disk is another than the one in use (a key rotation); if so, use it from now on."""
+        fresh = self._reload_key() if self._reload_key is not None else None
+        if fresh is None or keyid(fresh[1]) == keyid(self.key):
+            return False
+        self.identity, self.key = fresh
+        log.warning("school=%s central refused the old key; signing with the rotated key %s… from now on",
+                    self.school, keyid(self.key)[:16])  # fmt: skip
+        return True
 
     def _central_settings(self) -> Mapping[str, Any]:
         stored = self.store.get_setting("central_config") or {}
@@ -232,6 +244,8 @@ class SyncClient:
                 try:
                     await self.cycle_with_retries()
                 except RevokedError as exc:
+                    if self._took_new_key():
+                        continue  # `rotate-key` ran meanwhile: go again at once, signing with the new key
                     self._refused(REVOKED_KEY, "Agent revoked / key rejected by central", str(exc))
                     wait = self.settings.revoked_retry
                 except StoreError as exc:  # e.g. a full disk while recording an ack: try again later

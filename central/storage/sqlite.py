@@ -453,8 +453,30 @@ class SqliteTransaction:
         self._conn.execute("UPDATE enroll_codes SET used_at=?, used_by=? WHERE code_hash=?", (at, agent_id, code_hash))
 
     async def keyid_enrolled(self, keyid: str) -> bool:
-        """Whether any agent (revoked or not) has this key."""
-        return self._conn.execute("SELECT 1 FROM agents WHERE keyid=?", (keyid,)).fetchone() is not None
+        """Whether any agent (revoked or not) has this key, or had it before a key rotation."""
+        found = self._conn.execute(
+            "SELECT 1 FROM agents WHERE keyid=? UNION ALL SELECT 1 FROM retired_keys WHERE keyid=?", (keyid, keyid)
+        ).fetchone()
+        return found is not None
+
+    async def retired_keys(self, agent_id: str) -> list[tuple[str, bytes, str]]:
+        """The keys an agent rotated away from: (keyid, raw public key, successor keyid), oldest first."""
+        rows = self._conn.execute(
+            "SELECT keyid, public_key, successor_keyid FROM retired_keys WHERE agent_id=? ORDER BY retired_at",
+            (agent_id,),
+        )
+        return [(str(r[0]), bytes(r[1]), str(r[2])) for r in rows]
+
+    async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
+        """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
+        self._conn.execute(
+            "INSERT INTO retired_keys (keyid, agent_id, public_key, successor_keyid, retired_at)"
+            " SELECT keyid, agent_id, public_key, ?, ? FROM agents WHERE agent_id=?",
+            (new_keyid, at, agent_id),
+        )
+        self._conn.execute(
+            "UPDATE agents SET keyid=?, public_key=? WHERE agent_id=?", (new_keyid, new_public_key, agent_id)
+        )
 
     async def add_agent(
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str

@@ -1,4 +1,4 @@
-"""The routes agents call: enroll, send reports and state, fetch their signed configuration."""
+"""The routes agents call: enroll, send reports and state, fetch their signed configuration, rotate their key."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from aiohttp import web
 from central.agent_config import config_for_agent, etag_matches
 from central.enrollment import MAX_ENROLL_BODY
 from central.errors import NotFoundError
+from central.rotation import MAX_ROTATION_BODY, rotate_key
 from central.web.appkeys import CLOCK, CONFIG, ENROLLER, INGESTOR, KEYS, METRICS, STORE
 from central.web.body import check_encoding, decode_content, read_capped
 from protocol.encoding import dumps
@@ -38,6 +39,15 @@ async def reports(request: web.Request) -> web.Response:
     with request.app[METRICS].ingest_seconds.time():
         result = await request.app[INGESTOR].ingest(body)
     return _json(result.answer())
+
+
+async def agent_key(request: web.Request) -> web.Response:
+    """POST /v1/agents/{agent_id}/key: the agent's new key, announced in an envelope signed by the old one."""
+    check_encoding(request.headers.get("Content-Encoding"))
+    raw = await read_capped(request, MAX_ROTATION_BODY)
+    body = decode_content(raw, request.headers.get("Content-Encoding"), MAX_ROTATION_BODY)
+    answer = await rotate_key(request.app[STORE], request.match_info["agent_id"], body, request.app[CLOCK].now())
+    return _json(answer)
 
 
 async def agent_config(request: web.Request) -> web.Response:

@@ -145,6 +145,7 @@ def create_app(
     app.router.add_post("/v1/enroll", agent_routes.enroll)
     app.router.add_post("/v1/reports", agent_routes.reports)
     app.router.add_get("/v1/agents/{agent_id}/config", agent_routes.agent_config)
+    app.router.add_post("/v1/agents/{agent_id}/key", agent_routes.agent_key)
     app.router.add_get("/v1/schools", read_api.list_schools)
     app.router.add_get("/v1/schools/{school_id}", read_api.school_detail)
     app.router.add_get("/v1/incidents", read_api.list_incidents)

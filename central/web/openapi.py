@@ -181,6 +181,27 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/agents/{agent_id}/key": {
+            "post": {
+                "summary": "The agent's new key, announced in an envelope signed by its current key (key rotation).",
+                "parameters": [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+                },
+                "responses": {
+                    "200": _ok("the key now in force", {
+                        "type": "object", "required": ["agent_id", "keyid"],
+                        "properties": {"agent_id": {"type": "string"}, "keyid": {"type": "string"}},
+                    }),
+                    "400": _refusal("malformed, bad_payload, weak_key or unsupported_type"),
+                    "401": _refusal("unknown_key, bad_signature or bad_proof"),
+                    "403": _refusal("revoked_key or identity_mismatch"),
+                    "409": _refusal("key_enrolled: the new key is or was enrolled"),
+                    "413": _refusal("too_large"),
+                },
+            }
+        },
         "/v1/schools": {
             "get": {
                 "summary": "Health summary per school (a carrier-bound token sees its carrier only).",
