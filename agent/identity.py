@@ -15,6 +15,7 @@ from base.secretfile import read_secret_file
 from base.version import version
 from protocol.errors import ProtocolError
 from protocol.keys import keyid, load_public_key_b64, private_key_from_pem
+from protocol.schema import CONFIG_CENTRAL_KEYS
 
 KEY_FILE = "agent-key.pem"
 NEXT_KEY_FILE = "agent-key.next.pem"  # a rotation under way (schulwart-agent rotate-key)
@@ -93,6 +94,25 @@ def read_admin_token(data_dir: Path) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return token or None
+
+
+def trusted_central_keys(store: Store, role: str) -> list[Ed25519PublicKey]:
+    """Central's keys of ``role`` (``config`` or ``token``) its newest signed config told us to trust.
+
+    Empty before a config that names them (an older central): then the keys enrollment gave are
+    the ones. Entries that are not usable keys are skipped.
+    """
+    held = store.get_setting("central_config")
+    settings = held.get("settings") if isinstance(held, dict) else None
+    announced = settings.get(CONFIG_CENTRAL_KEYS) if isinstance(settings, dict) else None
+    listed = announced.get(role) if isinstance(announced, dict) else None
+    keys = []
+    for text in listed if isinstance(listed, list) else []:
+        try:
+            keys.append(load_public_key_b64(text) if isinstance(text, str) else None)
+        except ProtocolError:
+            continue
+    return [k for k in keys if k is not None]
 
 
 _FLOOR = "time_floor"

@@ -32,11 +32,18 @@ from base.agentconfig.layers import json_document, merge_layers
 from base.errors import ConfigError
 from central.config import CentralConfig
 from central.errors import NotFoundError
+from central.keystore import Keystore
 from central.storage.interface import ConfigLayer, SchoolRow, Storage
 from central.timestamps import iso
 from protocol.encoding import dumps
 from protocol.envelope import sign_envelope
-from protocol.schema import CONFIG_CENTRAL_STEPS, CONFIG_SECTIONS, CONFIG_TYPE, build_config_payload
+from protocol.schema import (
+    CONFIG_CENTRAL_KEYS,
+    CONFIG_CENTRAL_STEPS,
+    CONFIG_SECTIONS,
+    CONFIG_TYPE,
+    build_config_payload,
+)
 
 ISSUED_STEP = timedelta(minutes=15)
 STEPS_KEPT = timedelta(days=7)  # staff steps on incidents resolved longer ago no longer travel
@@ -118,9 +125,10 @@ class SignedConfig:
 
 
 async def config_for_agent(
-    store: Storage, config: CentralConfig, agent_id: str, school: SchoolRow, now: datetime
+    store: Storage, config: CentralConfig, keys: Keystore, agent_id: str, school: SchoolRow, now: datetime
 ) -> SignedConfig:
-    """The payload for one agent: sync policy, silent window, revoked tokens and the layered sections."""
+    """The payload for one agent: sync policy, silent window, revoked tokens, staff steps, central's keys to
+    trust and the layered sections. Sign it with ``keys.at(now).config_key``."""
     effective = await effective_for(store, config, school)
     settings: dict[str, Any] = {
         **config.sync.to_json(),
@@ -128,6 +136,8 @@ async def config_for_agent(
         # Technician tokens revoked with `token revoke` (and not expired): the agent refuses them.
         "revoked_tokens": await store.revoked_token_ids(iso(now)),
         CONFIG_SECTIONS: effective.sections,
+        # During a key rotation's grace period agents learn the next key here, signed by the current one.
+        CONFIG_CENTRAL_KEYS: keys.announced(now),
         # Staff acks and notes at central, so the technician on site sees what the hotline did.
         CONFIG_CENTRAL_STEPS: [_step(row) for row in await store.staff_steps(
             school.id, agent_id, iso(now - STEPS_KEPT))],

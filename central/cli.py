@@ -55,12 +55,13 @@ from central.config import CentralConfig, load_config
 from central.enrollment import create_code, hash_secret, valid_id
 from central.errors import AlreadyExistsError, NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
-from central.keystore import load_keystore
+from central.keystore import load_keystore, start_rotation
 from central.storage import open_store
 from central.storage.interface import AlertDelivery, IssuedToken, Storage
 from central.timestamps import iso
 from central.users import check_password, hash_password, parse_role
 from central.web.app import create_app, start
+from protocol.keys import keyid
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
 
 log = logging.getLogger("central")
@@ -564,6 +565,57 @@ def agent_list(data_dir: Path | None, config_path: Path | None, school_id: str |
 # --------------------------------------------------------------------------- alerts
 
 _ALERT_STATES = ("dead", "pending", "sent", "cancelled", "all")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Central's own keys: the configuration key and the technician-token issuer, and their rotation."""
+
+
+@keys_group.command("rotate")
+@common_options("central")
+@click.argument("role", type=click.Choice(["config", "token"]))
+@click.option("--grace", default="7d", show_default=True,
+              help="How long agents learn the next key before it is used (longer than any school is offline).")
+@cli_errors
+def keys_rotate(data_dir: Path | None, config_path: Path | None, role: str, grace: str) -> None:
+    """Make the next configuration key or token issuer key, in force after a grace period.
+
+    Restart `serve` afterwards: until the switch it keeps signing with the current key and tells
+    every agent the next one in its signed configuration; from the switch on it signs with the next key, which agents
+    trust by then. After a token issuer switch the old key stays trusted for 12 h, so tokens
+    issued just before keep working. Enrollment codes made before a switch stop working at it.
+
+    Example: schulwart-central keys rotate config --grace 14d
+    """
+    period = parse_duration(grace)
+    if period < timedelta(0) or period > timedelta(days=365):
+        raise click.BadParameter("--grace must be 0s..365d")
+    config = _quiet(_config(data_dir, config_path))
+    pending = start_rotation(config.data_dir, role, period, SystemClock().now())
+    when = format_moment(iso(pending.switch_at))
+    click.echo(f"next {role} key {keyid(pending.key)[:16]}… made; in force from {when}; restart `serve` so that"
+               " agents learn it from their next configuration", err=True)  # fmt: skip
+
+
+@keys_group.command("list")
+@common_options("central")
+@cli_errors
+def keys_list(data_dir: Path | None, config_path: Path | None) -> None:
+    """List central's keys: role, keyid, state (in force, next from a time, retired until a time).
+
+    Example: schulwart-central keys list
+    """
+    config = _quiet(_config(data_dir, config_path))
+    keys = load_keystore(config.data_dir)
+    rows = [["config", keyid(keys.config_key), "in force"], ["token", keyid(keys.token_key), "in force"]]
+    for role, pending in (("config", keys.config_next), ("token", keys.token_next)):
+        if pending is not None:
+            rows.append([role, keyid(pending.key), f"next, from {format_moment(iso(pending.switch_at))}"])
+    retired = keys.token_retired
+    if retired is not None:
+        rows.append(["token", keyid(retired.key), f"retired, trusted until {format_moment(iso(retired.until))}"])
+    click.echo(format_table(rows, ["ROLE", "KEYID", "STATE"]))
 
 
 @cli.group("config")

@@ -47,6 +47,7 @@ from .fields import (
 __all__ = [
     "BUNDLE_TYPE",
     "CATEGORIES",
+    "CONFIG_CENTRAL_KEYS",
     "CONFIG_CENTRAL_STEPS",
     "CONFIG_SECTIONS",
     "CONFIG_TYPE",
@@ -93,6 +94,10 @@ CONFIG_SECTIONS = "sections"
 # The member that carries central staff's acks and notes on the agent's incidents, oldest first:
 # ``[{"incident": id, "action": "acknowledged" | "note", "by", "at", "text" (notes only)}]``.
 CONFIG_CENTRAL_STEPS = "central_steps"
+# The member that names the central keys an agent is to trust from now on (raw base64 public keys):
+# ``{"config": [...], "token": [...]}``, the keys in force first, then a next key during a
+# rotation's grace period, then (tokens) a retired issuer key while its tokens may still live.
+CONFIG_CENTRAL_KEYS = "central_keys"
 BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 
 MAX_EVENTS = 2000

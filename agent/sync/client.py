@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
 
 from agent.config import SyncSection
-from agent.identity import Identity, agent_version, raise_time_floor
+from agent.identity import Identity, agent_version, raise_time_floor, trusted_central_keys
 from agent.monitors.interface import Signal
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox, QueuedEvent
@@ -456,8 +456,9 @@ class SyncClient:
                 log.warning("school=%s central refuses the config request (%d %s)", self.school, status, error)
                 return
         try:
-            central_key = self.identity.central_key()
-            verified = verify(answer.body, {keyid(central_key): central_key}, [CONFIG_TYPE])
+            # Central's own config keys as its newest config named them (two during a key rotation).
+            trusted = trusted_central_keys(self.store, "config") or [self.identity.central_key()]
+            verified = verify(answer.body, {keyid(k): k for k in trusted}, [CONFIG_TYPE])
             config = parse_config_payload(verified.payload)
         except ProtocolError as exc:
             log.error("school=%s config refused (%s): %s", self.school, exc.reason, exc.message)

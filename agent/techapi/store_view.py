@@ -7,8 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from agent.config import AgentConfig
-from agent.identity import Identity, time_floor
+from agent.identity import Identity, time_floor, trusted_central_keys
 from agent.incidents.engine import IncidentEngine, UnknownIncidentError, list_incidents, notes_for
 from agent.status import status_info
 from agent.store import Store
@@ -74,6 +76,10 @@ class AgentView:
                 token_public_key=load_public_key_b64(ident.token_public_key),
             )
         return self._identity
+
+    def token_keys(self) -> list[Ed25519PublicKey]:
+        """The token issuer keys central's newest signed config says to trust; empty before one names them."""
+        return trusted_central_keys(self._store, "token")
 
     def time_floor(self) -> datetime | None:
         """The newest central-signed time the agent has seen."""

@@ -73,10 +73,10 @@ async def agent_config(request: web.Request) -> web.Response:
     school = await app[STORE].get_school(agent.school_id)
     if school is None:  # the agents table references schools: only a hand-edited database gets here
         raise NotFoundError(f"no school {agent.school_id!r}")
-    current = await config_for_agent(app[STORE], app[CONFIG], agent_id, school, now)
+    current = await config_for_agent(app[STORE], app[CONFIG], app[KEYS], agent_id, school, now)
     headers = {"ETag": current.etag, "Cache-Control": "no-store"}
     if etag_matches(request.headers.get("If-None-Match"), current.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(
-        body=current.envelope(app[KEYS].config_key), content_type="application/json", headers=headers
+        body=current.envelope(app[KEYS].at(now).config_key), content_type="application/json", headers=headers
     )
