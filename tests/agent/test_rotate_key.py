@@ -15,11 +15,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import parse_config
 from agent.enroll import enroll
-from agent.identity import KEY_FILE, NEXT_KEY_FILE, load_agent_key
-from agent.store import Store
+from agent.identity import KEY_FILE, NEXT_KEY_FILE, Identity, load_agent_key
 from agent.wiring import build_agent
 from base.clock import SystemClock
 from central.enrollment import create_code
@@ -46,14 +46,17 @@ def _report(agent_id: str, school_id: str, seq: int, key: object) -> bytes:
     return sign(build_report(agent_id, school_id, [event], datetime.now(UTC)), REPORT_TYPE, key)  # type: ignore[arg-type]
 
 
+async def _enrolled(central: Central, data_dir: Path) -> tuple[Identity, Ed25519PrivateKey]:  # noqa: F811
+    """A freshly enrolled agent of gs-nord: its identity and its key."""
+    code = await create_code(central.store, "gs-nord", timedelta(hours=1), datetime.now(UTC),
+                             load_keystore(central.data_dir))  # fmt: skip
+    identity = await enroll(central.url, code, data_dir, SystemClock())
+    return identity, load_agent_key(data_dir, identity)
+
+
 async def test_rotate_key_while_the_agent_runs(central: Central, tmp_path: Path) -> None:  # noqa: F811
     data_dir = tmp_path / "agent"
-    keys = load_keystore(central.data_dir)
-    code = await create_code(central.store, "gs-nord", timedelta(hours=1), datetime.now(UTC), keys)
-    identity = await enroll(central.url, code, data_dir, SystemClock())
-    store = Store.open(data_dir)
-    old = load_agent_key(data_dir, identity)
-    store.close()
+    identity, old = await _enrolled(central, data_dir)
     config = parse_config({
         "discovery": {"enabled": False}, "agent": {"snapshot_interval": 0.3},
         "sync": {"report_interval": 0.2, "max_bytes_per_s": 0}, "host": {"interval": 0.3},
@@ -99,6 +102,7 @@ async def test_rotate_key_while_the_agent_runs(central: Central, tmp_path: Path)
     assert await _post(f"{central.url}/v1/agents/{identity.agent_id}/key", again) == (
         401, {"error": "unknown_key"})  # fmt: skip
     # An old key can never be enrolled again.
+    keys = load_keystore(central.data_dir)
     code = await create_code(central.store, "gs-nord", timedelta(hours=1), datetime.now(UTC), keys)
     body = {"code": code, "public_key": public_key_b64(old), "hostname": "srv", "agent_version": "0.1.0"}
     async with aiohttp.ClientSession() as session, session.post(f"{central.url}/v1/enroll", json=body) as resp:
@@ -109,12 +113,7 @@ async def test_an_announcement_heard_twice_is_answered_the_same_and_refusals_cha
     central: Central, tmp_path: Path  # noqa: F811
 ) -> None:
     data_dir = tmp_path / "agent"
-    keys = load_keystore(central.data_dir)
-    code = await create_code(central.store, "gs-nord", timedelta(hours=1), datetime.now(UTC), keys)
-    identity = await enroll(central.url, code, data_dir, SystemClock())
-    store = Store.open(data_dir)
-    old = load_agent_key(data_dir, identity)
-    store.close()
+    identity, old = await _enrolled(central, data_dir)
     url = f"{central.url}/v1/agents/{identity.agent_id}/key"
     new = generate_private_key()
 
