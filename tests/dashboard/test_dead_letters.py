@@ -49,3 +49,4 @@ async def test_a_carrier_user_has_no_dead_letter_list(web: TestClient, store: Sq
     refused = await web.post("/alerts/retry", data={"id": str(dead), "csrf": csrf_of(html)}, allow_redirects=False)
     assert refused.status == 404
     assert [d.id for d in await store.list_alert_deliveries("dead")] == [dead]
+
