@@ -191,6 +191,7 @@ def _status_text(info: dict[str, Any]) -> str:
         f"outbox     last_seq {box['last_seq']}, acked {box['acked_seq']}, depth {box['depth']},"
         f" oldest unsent {_age(box['oldest_unsent_age_s'])}, {box['unsent_bytes']} bytes",
         f"last sync  {format_moment(info['last_sync_at']) if info['last_sync_at'] else 'never'}",
+        f"config     {_held_config_text(info.get('central_config'))}",
         f"incidents  {info['open_incidents']} open",
         f"devices    {info['devices']}",
     ]
@@ -207,6 +208,14 @@ def _status_text(info: dict[str, Any]) -> str:
         if discovery.get("note"):
             lines.append(f"           {discovery['note']}")
     return "\n".join(_clean_line(line) for line in lines)
+
+
+def _held_config_text(held: dict[str, Any] | None) -> str:
+    if not held:
+        return "none from central yet"
+    sections = ", ".join(held["sections"]) or "no sections"
+    issued = format_moment(held["issued_at"]) if held.get("issued_at") else "?"
+    return f"central's version {held['version']} (issued {issued}; sets {sections}; this file's keys win)"
 
 
 def _clean_line(line: str) -> str:
