@@ -15,6 +15,9 @@ central's answer                           outcome
 ``5xx``, timeouts, network errors          :class:`RetryLater`
 =========================================  ==============================================
 
+``GET /v1/agents/{id}/config`` answers become :class:`Fetched` (200, with its ETag),
+:class:`NotModified` (304), :class:`Refused` (4xx) or :class:`RetryLater` (5xx, network).
+
 :class:`AiohttpTransport` is the real one: gzip, the byte-rate cap on the wire, the
 User-Agent, the request timeout, a cap on the answer's size and the clock offset read from
 the answer's ``Date`` header. Tests hand the client their own :class:`Transport`.
