@@ -277,6 +277,8 @@ SPEC: dict[str, Any] = {
         "/schools/{school_id}": {"get": _page("Staff dashboard: one school (?days= for tablets not seen).")},
         "/incidents": {"get": _page("Staff dashboard: incidents across schools (?state=&severity=&category=…).")},
         "/incidents/action": {"post": _page("Acknowledge or annotate an incident (form with the session's CSRF).")},
+        "/alerts": {"get": _page("Staff dashboard: the alert dead-letter list (admins and staff).")},
+        "/alerts/retry": {"post": _page("Put a dead alert message back in the queue (form: csrf, id).")},
         "/login": {
             "get": _page("The login form.", login=False),
             "post": _page("Log in (form: csrf, name, password, next); 429 after too many failures.", login=False),
