@@ -948,7 +948,7 @@ class SqliteStore:
             " AND i.incident_id=l.incident_id"
             " WHERE l.school_id=? AND l.origin='agent' AND l.agent_id=? AND l.source='central'"
             " AND l.action IN ('staff-ack', 'staff-note') AND (i.status='open' OR i.resolved_at >= ?)"
-            " ORDER BY l.at DESC LIMIT ?",
+            " ORDER BY l.at DESC, l.rowid DESC LIMIT ?",  # the same minute: the order they were made in
             (school_id, agent_id, since, limit),
         ).fetchall()
         keys = ("incident_id", "action", "by", "text", "at")
