@@ -581,7 +581,8 @@ class Storage(Protocol):
     async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
         """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``.
 
-        Oldest first (steps of the same moment in the order they were made), at most the newest ``limit``; each ``{"incident_id", "action" ("staff-ack" or
+        Oldest first (steps of the same moment in the order they were made), at most the newest
+        ``limit``; each ``{"incident_id", "action" ("staff-ack" or
         "staff-note"), "by", "text" (None for an ack), "at"}`` (a stored time).
         """
 
