@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from central.ingest import Ingestor
 from central.storage.sqlite import SqliteStore
 from protocol.encoding import b64encode, dumps
 from protocol.envelope import sign, sign_envelope
+from protocol.errors import RevokedKeyError
 from protocol.keys import generate_private_key
-from protocol.schema import BUNDLE_TYPE, CONFIG_TYPE, REPORT_TYPE, build_report, make_event
+from protocol.schema import BUNDLE_TYPE, CONFIG_TYPE, REPORT_TYPE, STATE_TYPE, build_bundle, build_report, make_event
 
 from .conftest import T0, FakeAgent, FakeClock, enroll
 
@@ -266,3 +270,26 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
     assert config.settings["max_batch_events"] == 500
     resp = await client.get("/v1/agents/ag-nobody/config")
     assert resp.status == 404 and (await resp.json()) == {"error": "not_found"}
+
+
+async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
+    store: SqliteStore, agent: FakeAgent, clock: FakeClock
+) -> None:
+    """The key step refuses a revoked key for every payload type, before the signature is looked at.
+
+    Reports and states check revocation again in their transaction; a bundle with no envelopes
+    in it has nothing else to stop it, so only the key step refuses it.
+    """
+    ingestor = Ingestor(store, clock)
+    assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
+    empty = sign(build_bundle(agent.agent_id, agent.school_id, T0, []), BUNDLE_TYPE, agent.key)
+    envelopes = [empty, agent.report(1, 3), agent.state(0)]
+    bad_signature = json.loads(agent.report(1, 3))
+    bad_signature["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    envelopes.append(json.dumps(bad_signature).encode())
+    for body in envelopes:
+        with pytest.raises(RevokedKeyError):
+            await ingestor.verify(body, {REPORT_TYPE, STATE_TYPE, BUNDLE_TYPE})
+    with pytest.raises(RevokedKeyError):
+        await ingestor.import_bundle(empty)
+    assert await held(store, agent) == []
