@@ -13,7 +13,6 @@ from agent.config import SyncSection
 from agent.enroll import EnrollError, enroll
 from agent.identity import ADMIN_TOKEN_FILE, KEY_FILE, Identity, load_agent_key, load_identity, time_floor
 from agent.incidents.engine import IncidentEngine
-from agent.monitors.interface import Signal
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox

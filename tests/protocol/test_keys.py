@@ -92,6 +92,7 @@ def test_a_forged_envelope_under_the_identity_key_is_refused_by_our_verification
     Our key loader must refuse that key, so an envelope forged that way never verifies: the
     lookup loads keys as central and the agent do (``load_public_key_b64``).
     """
+    report = schema.REPORT_TYPE
     forged_sig = IDENTITY + bytes(32)
     body = b'{"v": 1, "seq": 1}'
     Ed25519PublicKey.from_public_bytes(IDENTITY).verify(forged_sig, envelope.pae(schema.REPORT_TYPE, body))
@@ -102,7 +103,7 @@ def test_a_forged_envelope_under_the_identity_key_is_refused_by_our_verification
         "signatures": [{"keyid": kid, "sig": base64.b64encode(forged_sig).decode()}],
     }
     with pytest.raises(errors.WeakKeyError):
-        envelope.verify(forged, lambda _kid: load_public_key_b64(base64.b64encode(IDENTITY).decode()), [schema.REPORT_TYPE])
+        envelope.verify(forged, lambda _kid: load_public_key_b64(base64.b64encode(IDENTITY).decode()), [report])
 
 
 def test_random_keys_are_not_flagged() -> None:

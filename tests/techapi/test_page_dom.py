@@ -60,7 +60,8 @@ async def _serve(data_dir: Path) -> tuple[web.AppRunner, Store, int]:
         store=store, engine=engine, data_dir=data_dir, identity=None, sections=lambda: sections, wake=lambda: None
     )
     app = web.Application()
-    setup_technician_api(app, view, Authenticator(view, ADMIN, clock.now, FailureLimiter(lambda: 0.0)), CollectorRegistry())
+    auth = Authenticator(view, ADMIN, clock.now, FailureLimiter(lambda: 0.0))
+    setup_technician_api(app, view, auth, CollectorRegistry())
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
