@@ -48,7 +48,8 @@ class Harness:
         self.outbox = Outbox(self.store, clock)
         self.engine = IncidentEngine(self.store, self.outbox, Privacy(b"k" * 32), clock, school=identity.school_id)
         local = local or SyncSection(max_bytes_per_s=0, backoff_max=0.05)
-        self.transport = AiohttpTransport.for_agent(identity, dataclasses.replace(local, request_timeout=5), clock)
+        quick = dataclasses.replace(local, request_timeout=min(local.request_timeout, 5))
+        self.transport = AiohttpTransport.for_agent(identity, quick, clock)
         self.client = SyncClient(
             self.store,
             self.outbox,
