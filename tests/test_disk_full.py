@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -55,7 +56,7 @@ interval = 0.1
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "small"
     mount.mkdir()
-    command = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]
+    command = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)]
     done = subprocess.run(command, capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
@@ -68,14 +69,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _fill(disk: Path) -> Path:
     """Take every free byte of the disk with one file; returns it (remove it to give the space back)."""
     filler = disk / "filler"
-    with filler.open("wb") as fh:
-        chunk = b"\0" * 4096
-        try:
+    try:
+        with filler.open("wb") as fh:
             while True:
-                fh.write(chunk)
+                fh.write(b"\0" * 4096)
                 fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
     return filler
 
 
@@ -89,7 +89,7 @@ def _integrity(db: Path) -> str:
 
 def test_central_on_a_full_disk_answers_507_and_recovers(tmp_path: Path, small_disk: Path) -> None:
     central = Central(tmp_path)
-    central.dir.rename(small_disk / "central")
+    shutil.copytree(central.dir, small_disk / "central")  # made by `school add` on the big disk
     central.dir = small_disk / "central"
     central.start()
     try:
