@@ -293,3 +293,26 @@ async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
     with pytest.raises(RevokedKeyError):
         await ingestor.import_bundle(empty)
     assert await held(store, agent) == []
+
+
+async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_and_heals(
+    client: TestClient, store: SqliteStore, agent: FakeAgent
+) -> None:
+    """All or nothing: SQLite's own SQLITE_FULL part-way through a batch rolls the whole batch back.
+
+    The database is capped at its size (``max_page_count`` on central's own connection: what a
+    full disk gives it, without filling one); a batch of large events cannot fit whole.
+    """
+    assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
+    big = [make_event(seq, T0, "health.snapshot", {"host": {"pad": "x" * 3000}}) for seq in range(4, 40)]
+    conn = store._conn  # central's one connection: the page cap is per connection
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 8}")  # room for a few events, not for 36
+    status, body = await post(client, agent.sign_events(big))
+    assert (status, body["error"]) == (507, "store_full")
+    assert await held(store, agent) == [1, 2, 3]
+    assert (await store.get_agent(agent.agent_id)).acked_seq == 3  # type: ignore[union-attr]
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space returns: the agent's resend goes through
+    assert await post(client, agent.sign_events(big)) == (200, {"acked_through": 39})
+    assert await held(store, agent) == list(range(1, 40))
