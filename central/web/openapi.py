@@ -167,6 +167,7 @@ SPEC: dict[str, Any] = {
                     "403": _refusal("invalid_code: unknown, used or expired"),
                     "409": _refusal("key_enrolled: this public key is enrolled already"),
                     "429": _refusal("rate_limited: too many wrong codes from this address"),
+                    "507": _refusal("store_full: the disk under central's database is full (nothing stored)"),
                 },
             }
         },
@@ -194,6 +195,7 @@ SPEC: dict[str, Any] = {
                     "409": _refusal("sequence_gap or sequence_conflict, with expected_seq"),
                     "413": _refusal("too_large: body, decompressed body, event count or field"),
                     "415": _refusal("unsupported_encoding"),
+                    "507": _refusal("store_full: the disk under central's database is full (nothing stored; retry)"),
                 },
             }
         },
