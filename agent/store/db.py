@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.store.migrations import MIGRATIONS, run_migrations
 from base.errors import DatabaseError
-from base.sqlite import connect, schema_version
+from base.sqlite import connect, is_disk_full, schema_version
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ class StoreFullError(StoreError):
     """The disk (or the database) is full: the write was rolled back, nothing half-stored."""
 
     reason = "store_full"
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 class Store:
@@ -91,7 +87,7 @@ class Store:
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            if _is_full(exc):
+            if is_disk_full(exc):
                 raise StoreFullError(f"disk full writing {self.path}: write rolled back") from None
             raise
         except BaseException:

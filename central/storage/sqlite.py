@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import DatabaseError
-from base.sqlite import connect
-from central.errors import AlreadyExistsError
+from base.sqlite import connect, is_disk_full
+from central.errors import AlreadyExistsError, StorageFullError
 from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
@@ -561,10 +561,18 @@ class SqliteStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield SqliteTransaction(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                # SQLite may already have rolled back on SQLITE_FULL: roll back only what is open.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if is_disk_full(exc):
+                    raise StorageFullError(f"disk full writing {self.path}: write rolled back") from None
                 raise
-            self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     async def close(self) -> None:
         """Release the connection."""

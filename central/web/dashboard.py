@@ -26,7 +26,7 @@ from central.web import charts, views
 from central.web.appkeys import CLOCK, CONFIG, STORE
 from central.web.auth import csrf_ok, require_session, safe_next, viewer
 from central.web.i18n import BERLIN
-from central.web.pages import error_page, page, page_context, render
+from central.web.pages import error_page, page, page_context, read_form, render
 from protocol.errors import MalformedError
 from protocol.events import CATEGORIES, SEVERITIES
 
@@ -269,7 +269,7 @@ async def incidents(request: web.Request) -> web.StreamResponse:
 async def incident_action(request: web.Request) -> web.StreamResponse:
     """POST /incidents/action: acknowledge or add a note from central (CSRF-checked), then go back."""
     session = require_session(request)
-    form = await request.post()
+    form = await read_form(request)
     words = page_context(request, session)["w"]
     if not csrf_ok(session.csrf, form.get("csrf")):
         return error_page(request, session, 403, words("csrf_failed"))
