@@ -9,10 +9,10 @@ which refuses the points of small order (and non-canonical encodings of them).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .encoding import b64decode_strict, b64encode
@@ -44,15 +44,44 @@ def generate_private_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
+# An unencrypted Ed25519 private key in PKCS#8 (RFC 8410 §7) is these 16 DER bytes, then the
+# 32-byte seed: what cryptography and `openssl genpkey -algorithm ed25519` write. Reading and
+# writing that one form here spares a running agent cryptography's serialization package
+# (its PEM, SSH and cipher modules: about 2 MiB RSS, bench/bench_footprint.py).
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN = b"-----BEGIN PRIVATE KEY-----"
+_PEM_END = b"-----END PRIVATE KEY-----"
+
+
 def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
-    """PKCS#8 PEM, unencrypted: the file that holds it is mode 0600."""
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    """PKCS#8 PEM (RFC 8410 §7, RFC 7468 §10), unencrypted: the file that holds it is mode 0600.
+
+    Byte for byte what cryptography's ``private_bytes(PEM, PKCS8, NoEncryption())`` writes.
+    """
+    der = _PKCS8_ED25519_PREFIX + key.private_bytes_raw()
+    return _PEM_BEGIN + b"\n" + base64.b64encode(der) + b"\n" + _PEM_END + b"\n"
 
 
 def private_key_from_pem(data: bytes) -> Ed25519PrivateKey:
-    """Load a PEM private key; anything but an unencrypted Ed25519 key is refused."""
+    """Load a PEM private key; anything but an unencrypted Ed25519 key is refused (MalformedError).
+
+    The RFC 8410 form (a 48-byte PKCS#8 body) is read here; any other PEM goes to
+    cryptography's full parser, which also reads the form with the public key attached.
+    """
+    lines = data.strip().splitlines()
+    if len(lines) >= 3 and lines[0].strip() == _PEM_BEGIN and lines[-1].strip() == _PEM_END:
+        try:
+            der = base64.b64decode(b"".join(line.strip() for line in lines[1:-1]), validate=True)
+        except binascii.Error:
+            der = b""
+        if len(der) == len(_PKCS8_ED25519_PREFIX) + 32 and der.startswith(_PKCS8_ED25519_PREFIX):
+            return Ed25519PrivateKey.from_private_bytes(der[len(_PKCS8_ED25519_PREFIX) :])
+    return _private_key_from_other_pem(data)
+
+
+def _private_key_from_other_pem(data: bytes) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization  # rare: see _PKCS8_ED25519_PREFIX
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -66,7 +95,7 @@ def public_key_raw(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
     """The raw 32-byte public key."""
     if isinstance(key, Ed25519PrivateKey):
         key = key.public_key()
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key.public_bytes_raw()
 
 
 def public_key_b64(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:

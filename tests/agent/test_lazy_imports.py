@@ -1,9 +1,10 @@
 """A running agent loads only what its configuration uses (what that saves: bench/bench_footprint.py).
 
-Each case starts a fresh interpreter, builds the agent from a config file exactly as
-``schulwart-agent run`` does, runs it until the first monitor round is in, and lists which of
-the optional modules ended up in ``sys.modules``. The database is migrated beforehand, as on
-every start but the first, so the migration tool (sqlite-utils) is not needed either.
+Each case starts a fresh interpreter, imports the command line and builds the enrolled agent
+from a config file exactly as ``schulwart-agent run`` does, runs it until the first monitor
+round is in, and lists which of the optional modules ended up in ``sys.modules``. The database
+is migrated beforehand, as on every start but the first, so the migration tool (sqlite-utils)
+is not needed either. Some modules no configuration needs on the run path (``NEVER``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.identity import KEY_FILE, Identity, save_identity
 from agent.store import Store
+from base.secretfile import write_secret_file
+from protocol.keys import generate_private_key, keyid, private_key_to_pem, public_key_b64
 
 OPTIONAL = {
     "unifi": "agent.monitors.wlan.unifi",  # the WLAN controller adapter
@@ -27,11 +31,17 @@ OPTIONAL = {
     "sqlite_utils": "sqlite_utils",  # only migrations use it
     "prometheus_client": "prometheus_client",  # only a scrape of /metrics
 }
+# Loaded by no configuration's run: what other commands, rare inputs or other tools need.
+NEVER = {
+    "cryptography.hazmat.primitives.serialization",  # PEM other than RFC 8410's Ed25519 form
+    "importlib.metadata",  # the version is a constant of base.version
+}
 
 _PROBE = textwrap.dedent(
     """
     import asyncio, json, sys
     from pathlib import Path
+    import agent.cli  # the console script's module: `run` is one of its commands
     from agent.config import load_config
     from agent.wiring import build_agent
     from base.clock import SystemClock
@@ -61,17 +71,31 @@ _EVERYTHING = (
 )
 
 
+def _enrolled_store(data_dir: Path) -> None:
+    """Migrated and enrolled, as on every start but the first; central is not there (the sync backs off)."""
+    data_dir.mkdir(mode=0o700)
+    key = generate_private_key()
+    write_secret_file(data_dir / KEY_FILE, private_key_to_pem(key))
+    identity = Identity("agent-1", "gs-nord", None, None, "http://127.0.0.1:9", public_key_b64(key),
+                        public_key_b64(key), keyid(key), "2026-01-01T00:00:00Z")  # fmt: skip
+    store = Store.open(data_dir)
+    try:
+        with store.transaction() as conn:
+            save_identity(store, conn, identity)
+    finally:
+        store.close()
+
+
 def _loaded(tmp_path: Path, config: str) -> set[str]:
     data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o700)
-    Store.open(data_dir).close()  # migrated now, as on every later start
+    _enrolled_store(data_dir)
     path = tmp_path / "agent.toml"
     path.write_text(config)
     done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(data_dir)], capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     modules = set(json.loads(done.stdout.splitlines()[-1]))
-    return {name for name, module in OPTIONAL.items() if module in modules}
+    return {name for name, module in OPTIONAL.items() if module in modules} | (NEVER & modules)
 
 
 @pytest.mark.parametrize(

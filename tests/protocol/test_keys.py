@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -158,6 +162,70 @@ def test_pem_of_another_key_type_is_refused() -> None:
 
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(errors.MalformedError):
+        private_key_from_pem(pem)
+
+
+def _cryptography_pem(key: object) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_pem_is_what_cryptography_writes_and_reads_back_as_the_same_key() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    for _ in range(50):  # every seed, including ones whose base64 ends in '+', '/' or a padding-free run
+        key = generate_private_key()
+        pem = private_key_to_pem(key)
+        assert pem == _cryptography_pem(key)
+        assert private_key_from_pem(pem).private_bytes_raw() == key.private_bytes_raw()
+        loaded = serialization.load_pem_private_key(pem, password=None)
+        assert loaded.private_bytes_raw() == key.private_bytes_raw()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "reformat",
+    [
+        lambda pem: pem.replace(b"\n", b"\r\n"),  # written on Windows
+        lambda pem: pem.rstrip(b"\n"),  # no final newline
+        lambda pem: b"\n" + pem + b"\n\n",  # blank lines around it
+        lambda pem: pem.replace(b"\n-----END", b"  \n-----END"),  # trailing blanks in the body
+    ],
+    ids=["crlf", "no-final-newline", "blank-lines", "trailing-blanks"],
+)
+def test_pem_with_other_line_endings_and_blanks_reads_as_the_same_key(reformat: Any) -> None:
+    key = generate_private_key()
+    assert private_key_from_pem(reformat(private_key_to_pem(key))).private_bytes_raw() == key.private_bytes_raw()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_pem_that_openssl_writes_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(path)], check=True, timeout=30)
+    raw = subprocess.run(["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"],
+                         check=True, timeout=30, capture_output=True).stdout[-32:]  # fmt: skip
+    assert public_key_raw(private_key_from_pem(path.read_bytes())) == raw
+
+
+def test_pem_of_an_x25519_key_is_refused() -> None:
+    """Same length and layout as an Ed25519 key, another algorithm identifier (RFC 8410 §3: 1.3.101.110)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    pem = _cryptography_pem(X25519PrivateKey.generate())
+    assert len(pem) == len(private_key_to_pem(generate_private_key()))
+    with pytest.raises(errors.MalformedError):
+        private_key_from_pem(pem)
+
+
+def test_encrypted_pem_is_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = generate_private_key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")
     )
     with pytest.raises(errors.MalformedError):
         private_key_from_pem(pem)
