@@ -315,9 +315,11 @@ async def test_config_answers(rig: Callable[..., Rig], clock: FakeClock) -> None
     # A newer config version signed at an older time (central's clock was reset) is applied,
     # but the floor stays where it was: it never moves down.
     older = build_config_payload("a-1", 5, datetime(2029, 6, 1, tzinfo=UTC), {"max_batch_events": 8})
-    r.transport.config = sign(older, CONFIG_TYPE, CENTRAL_KEY)
+    r.transport.config = Fetched(sign(older, CONFIG_TYPE, CENTRAL_KEY), '"tag-5"')
     await r.client.fetch_config()
-    assert r.store.get_setting("central_config") == {"version": 5, "settings": {"max_batch_events": 8}}
+    assert r.store.get_setting("central_config") == {
+        "version": 5, "issued_at": "2029-06-01T00:00:00Z", "settings": {"max_batch_events": 8}, "etag": '"tag-5"'
+    }
     assert time_floor(r.store) == "2030-01-01T00:00:00Z"
 
 

@@ -148,6 +148,7 @@ def test_pem_round_trip_and_keyid() -> None:
     [
         b"garbage",
         b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        b"-----BEGIN PRIVATE KEY-----\n!!not base64!!\n-----END PRIVATE KEY-----\n",
     ],
 )
 def test_unreadable_pem_is_a_malformed_error(pem: bytes) -> None:
@@ -209,6 +210,13 @@ def test_pem_that_openssl_writes_is_read(tmp_path: Path) -> None:
     raw = subprocess.run(["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"],
                          check=True, timeout=30, capture_output=True).stdout[-32:]  # fmt: skip
     assert public_key_raw(private_key_from_pem(path.read_bytes())) == raw
+
+
+def test_pem_with_explanatory_text_before_it_is_read() -> None:
+    """RFC 7468 §2 lets text precede the PEM block (openssl's 'Bag Attributes', an operator's note)."""
+    key = generate_private_key()
+    pem = b"# the school server's agent key\n" + private_key_to_pem(key)
+    assert private_key_from_pem(pem).private_bytes_raw() == key.private_bytes_raw()
 
 
 def test_pem_of_an_x25519_key_is_refused() -> None:
