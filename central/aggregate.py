@@ -339,6 +339,8 @@ async def apply_state(tx: Transaction, agent: AgentRow, state: StatePayload, now
             }
         ),
     )
+    if state.config is not None:
+        await tx.set_agent_config_report(agent.agent_id, state.config.version, state.config.overrides)
     if state.dropped_events:
         log.warning(
             "school=%s agent=%s dropped %d event(s) its outbox could not hold (full disk)",

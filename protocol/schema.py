@@ -48,6 +48,9 @@ from .fields import (
 __all__ = [
     "BUNDLE_TYPE",
     "CATEGORIES",
+    "CONFIG_CENTRAL_KEYS",
+    "CONFIG_CENTRAL_STEPS",
+    "CONFIG_SECTIONS",
     "CONFIG_TYPE",
     "DEVICE_KINDS",
     "EVENT_KINDS",
@@ -64,6 +67,7 @@ __all__ = [
     "STATE_TYPE",
     "BundlePayload",
     "ConfigPayload",
+    "ConfigReport",
     "Event",
     "Report",
     "StatePayload",
@@ -86,6 +90,16 @@ SCHEMA_VERSION = 1
 REPORT_TYPE = "application/vnd.schulwart.report+json;v=1"
 STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
 CONFIG_TYPE = "application/vnd.schulwart.config+json;v=1"
+# The member of a config payload's ``settings`` that holds the agent config sections central sets
+# (``{"cabinets": {...}, "wlan": {...}}``, the TOML tables as JSON).
+CONFIG_SECTIONS = "sections"
+# The member that carries central staff's acks and notes on the agent's incidents, oldest first:
+# ``[{"incident": id, "action": "acknowledged" | "note", "by", "at", "text" (notes only)}]``.
+CONFIG_CENTRAL_STEPS = "central_steps"
+# The member that names the central keys an agent is to trust from now on (raw base64 public keys):
+# ``{"config": [...], "token": [...]}``, the keys in force first, then a next key during a
+# rotation's grace period, then (tokens) a retired issuer key while its tokens may still live.
+CONFIG_CENTRAL_KEYS = "central_keys"
 BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 
 MAX_EVENTS = 2000
@@ -340,18 +354,25 @@ class StatePayload:
     incidents: tuple[IncidentOpened, ...] = field(kw_only=True)
     device_payloads: tuple[DeviceSeen, ...] = field(kw_only=True)
     dropped_events: int = field(default=0, kw_only=True)
+    config: ConfigReport | None = field(default=None, kw_only=True)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """Which central configuration an agent runs: its ``version`` and the dotted keys its own file overrides."""
+
+    version: int
+    overrides: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As the state payload carries it: ``{"version": N, "overrides": ["cabinets.window", ...]}``."""
+        return {"version": self.version, "overrides": list(self.overrides)}
+
+
+MAX_OVERRIDES = 200
 _STATE_FIELDS = (
-    "v",
-    "agent_id",
-    "school_id",
-    "last_seq",
-    "made_at",
-    "open_incidents",
-    "snapshot",
-    "devices",
-    "dropped_events",
+    "v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices", "dropped_events",
+    "config",
 )
 
 
@@ -366,11 +387,13 @@ def build_state(
     *,
     agent_version: str | None = None,
     dropped_events: int = 0,
+    config: ConfigReport | None = None,
 ) -> bytes:
     """The payload bytes of a state report; ``agent_version`` as in :func:`build_report`.
 
     ``dropped_events`` counts what the agent's outbox could not hold (a full disk): it travels
     here because the state is built in memory, while the outbox is the thing that is full.
+    ``config`` says which central configuration version runs and what the school's file overrides.
     """
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -386,6 +409,8 @@ def build_state(
         doc["agent_version"] = agent_version
     if dropped_events:  # only when there is something to say: a state without drops keeps its old bytes
         doc["dropped_events"] = dropped_events
+    if config is not None:
+        doc["config"] = config.to_json()
     return dumps(doc)
 
 
@@ -421,6 +446,7 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
     # Added in 0.2; an older agent does not send it (then: nothing known to be dropped).
     dropped = int_field(doc, "dropped_events", low=0) if "dropped_events" in doc else 0
     return StatePayload(
+        config=_config_report(doc["config"]) if "config" in doc else None,
         agent_id=agent_id,
         school_id=school_id,
         last_seq=last_seq,
@@ -433,6 +459,16 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
         device_payloads=tuple(parsed_devices),
         dropped_events=dropped,
     )
+
+
+def _config_report(raw: Any) -> ConfigReport:
+    doc = require_obj(raw, "config")
+    overrides = doc.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(k, str) and 0 < len(k) <= 200 for k in overrides):
+        raise MalformedError("config.overrides must be a list of dotted keys", reason="bad_payload")
+    if len(overrides) > MAX_OVERRIDES:
+        raise TooLargeError(f"config.overrides is capped at {MAX_OVERRIDES} keys")
+    return ConfigReport(version=int_field(doc, "version", low=0, where="config."), overrides=tuple(overrides))
 
 
 # --------------------------------------------------------------------------- config

@@ -79,11 +79,30 @@ class AgentRow:
     devices_seq: int
     snapshot_seq: int
     revoked_by: str | None = None
+    config_version: int | None = None  # the central configuration version its newest state says it runs
+    config_overrides: tuple[str, ...] = ()  # dotted keys its school's own file sets otherwise
 
     @property
     def revoked(self) -> bool:
         """Whether reports from this agent are refused."""
         return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLayer:
+    """One version of one configuration layer that central's staff set (``config set``).
+
+    ``version`` is the layer's number, unique and increasing across every layer; ``scope`` is
+    ``carrier:NAME`` or ``school:ID``; ``toml`` is the text as given, ``settings`` the same as a
+    JSON object text (dates and times as ISO text); ``created_at`` a stored time.
+    """
+
+    version: int
+    scope: str
+    toml: str
+    settings: str
+    created_at: str
+    created_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +351,9 @@ class Transaction(Protocol):
     async def set_devices_seq(self, agent_id: str, seq: int) -> None:
         """Remember the sequence of the newest state that listed devices."""
 
+    async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
+        """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
+
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
 
@@ -412,7 +434,13 @@ class Transaction(Protocol):
         """Mark a code used."""
 
     async def keyid_enrolled(self, keyid: str) -> bool:
-        """Whether any agent (revoked or not) has this key."""
+        """Whether any agent (revoked or not) has this key, or had it before a key rotation."""
+
+    async def retired_keys(self, agent_id: str) -> list[tuple[str, bytes, str]]:
+        """The keys an agent rotated away from: (keyid, raw public key, successor keyid), oldest first."""
+
+    async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
+        """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
 
     async def add_agent(
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
@@ -504,6 +532,17 @@ class Storage(Protocol):
     async def revoked_token_ids(self, now: str) -> list[str]:
         """The jtis of revoked technician tokens that have not expired yet."""
 
+    # ------------------------------------------------------------------ agent configuration
+
+    async def add_config_layer(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+        """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
+
+    async def config_layers(self, scopes: Sequence[str]) -> list[ConfigLayer]:
+        """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
+
+    async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
+        """Versions of one scope's layer (None: of every scope), newest first."""
+
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""
 
@@ -581,6 +620,14 @@ class Storage(Protocol):
 
     async def samples(self, school_id: str, since: str) -> list[Sample]:
         """A school's time-series points since ``since``, by series and time."""
+
+    async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``.
+
+        Oldest first (steps of the same moment in the order they were made), at most the newest
+        ``limit``; each ``{"incident_id", "action" ("staff-ack" or
+        "staff-note"), "by", "text" (None for an ack), "at"}`` (a stored time).
+        """
 
     # ------------------------------------------------------------------ alert routing
 

@@ -30,6 +30,7 @@ from central.storage.interface import (
     ApiTokenInfo,
     ApiTokenRow,
     CodeRow,
+    ConfigLayer,
     EventRow,
     IncidentQuery,
     IncidentStep,
@@ -52,8 +53,10 @@ SAMPLES_KEPT = timedelta(days=8)  # the school detail charts seven days
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
-    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by"
+    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by,"
+    " config_version, config_overrides"
 )
+_LAYER_COLUMNS = "version, scope, toml, settings, created_at, created_by"
 # Built once from literal column lists, never from input.
 _AGENT_BY_ID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id=?"  # noqa: S608
 _AGENT_BY_KEYID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE keyid=?"  # noqa: S608
@@ -91,7 +94,13 @@ def _delivery(row: sqlite3.Row | None) -> AlertDelivery | None:
 def _agent(row: sqlite3.Row | None) -> AgentRow | None:
     if row is None:
         return None
-    return AgentRow(**{key: row[key] for key in row.keys()})
+    values = {key: row[key] for key in row.keys()}
+    values["config_overrides"] = tuple(json.loads(values["config_overrides"] or "[]"))
+    return AgentRow(**values)
+
+
+def _layer(row: sqlite3.Row) -> ConfigLayer:
+    return ConfigLayer(*(row[key] for key in ("version", "scope", "toml", "settings", "created_at", "created_by")))
 
 
 def _incident(row: sqlite3.Row) -> dict[str, Any]:
@@ -237,6 +246,13 @@ class SqliteTransaction:
     async def set_devices_seq(self, agent_id: str, seq: int) -> None:
         """Remember the sequence of the newest state that listed devices."""
         self._conn.execute("UPDATE agents SET devices_seq=? WHERE agent_id=?", (seq, agent_id))
+
+    async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
+        """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
+        self._conn.execute(
+            "UPDATE agents SET config_version=?, config_overrides=? WHERE agent_id=?",
+            (version, json.dumps(list(overrides)), agent_id),
+        )
 
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
@@ -489,8 +505,30 @@ class SqliteTransaction:
         self._conn.execute("UPDATE enroll_codes SET used_at=?, used_by=? WHERE code_hash=?", (at, agent_id, code_hash))
 
     async def keyid_enrolled(self, keyid: str) -> bool:
-        """Whether any agent (revoked or not) has this key."""
-        return self._conn.execute("SELECT 1 FROM agents WHERE keyid=?", (keyid,)).fetchone() is not None
+        """Whether any agent (revoked or not) has this key, or had it before a key rotation."""
+        found = self._conn.execute(
+            "SELECT 1 FROM agents WHERE keyid=? UNION ALL SELECT 1 FROM retired_keys WHERE keyid=?", (keyid, keyid)
+        ).fetchone()
+        return found is not None
+
+    async def retired_keys(self, agent_id: str) -> list[tuple[str, bytes, str]]:
+        """The keys an agent rotated away from: (keyid, raw public key, successor keyid), oldest first."""
+        rows = self._conn.execute(
+            "SELECT keyid, public_key, successor_keyid FROM retired_keys WHERE agent_id=? ORDER BY retired_at",
+            (agent_id,),
+        )
+        return [(str(r[0]), bytes(r[1]), str(r[2])) for r in rows]
+
+    async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
+        """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
+        self._conn.execute(
+            "INSERT INTO retired_keys (keyid, agent_id, public_key, successor_keyid, retired_at)"
+            " SELECT keyid, agent_id, public_key, ?, ? FROM agents WHERE agent_id=?",
+            (new_keyid, at, agent_id),
+        )
+        self._conn.execute(
+            "UPDATE agents SET keyid=?, public_key=? WHERE agent_id=?", (new_keyid, new_public_key, agent_id)
+        )
 
     async def add_agent(
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
@@ -718,6 +756,38 @@ class SqliteStore:
         )
         return [str(r[0]) for r in rows]
 
+    # ------------------------------------------------------------------ agent configuration
+
+    async def add_config_layer(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+        """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO config_layers (scope, toml, settings, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                (scope, toml, settings, at, by),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def config_layers(self, scopes: Sequence[str]) -> list[ConfigLayer]:
+        """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
+        found: list[ConfigLayer] = []
+        for scope in scopes:
+            row = self._conn.execute(
+                f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE scope=? ORDER BY version DESC LIMIT 1",  # noqa: S608
+                (scope,),
+            ).fetchone()
+            if row is not None:
+                found.append(_layer(row))
+        return found
+
+    async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
+        """Versions of one scope's layer (None: of every scope), newest first."""
+        rows = self._conn.execute(
+            f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE ? IS NULL OR scope=?"  # noqa: S608
+            " ORDER BY version DESC LIMIT ?",
+            (scope, scope, limit),
+        )
+        return [_layer(r) for r in rows]
+
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""
         clauses, params = [], []
@@ -921,6 +991,20 @@ class SqliteStore:
             (school_id, since),
         )
         return [Sample(*r) for r in rows]
+
+    async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``."""
+        rows = self._conn.execute(
+            "SELECT l.incident_id, l.action, l.by, l.text, l.at FROM incident_log l JOIN incidents i"
+            " ON i.school_id=l.school_id AND i.origin=l.origin AND i.agent_id=l.agent_id"
+            " AND i.incident_id=l.incident_id"
+            " WHERE l.school_id=? AND l.origin='agent' AND l.agent_id=? AND l.source='central'"
+            " AND l.action IN ('staff-ack', 'staff-note') AND (i.status='open' OR i.resolved_at >= ?)"
+            " ORDER BY l.at DESC, l.rowid DESC LIMIT ?",  # the same minute: the order they were made in
+            (school_id, agent_id, since, limit),
+        ).fetchall()
+        keys = ("incident_id", "action", "by", "text", "at")
+        return [dict(zip(keys, tuple(r), strict=True)) for r in reversed(rows)]
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""

@@ -162,11 +162,43 @@ SPEC: dict[str, Any] = {
         "/v1/agents/{agent_id}/config": {
             "get": {
                 "summary": "The agent's settings as an envelope signed with central's config key.",
-                "parameters": [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "description": "Only for the agent itself: an HTTP message signature (RFC 9421 profile, see "
+                "docs/protocol.md) over method and path, made with the agent's enrolled key within ±300 s "
+                "of central's time. If-None-Match with the current ETag gets 304.",
+                "parameters": [
+                    {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "Signature-Input", "in": "header", "required": True, "schema": {"type": "string"}},
+                    {"name": "Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+                ],
                 "responses": {
                     "200": _ok("config envelope", {"$ref": "#/components/schemas/Envelope"}),
-                    "403": _refusal("revoked_key"),
+                    "304": {"description": "the configuration named by If-None-Match is current"},
+                    "400": _refusal("bad_request_signature: the signature headers do not follow the profile"),
+                    "401": _refusal("unsigned_request, unknown_key, bad_signature or stale_signature"),
+                    "403": _refusal("revoked_key or identity_mismatch (signed by another agent)"),
                     "404": _refusal("not_found"),
+                },
+            }
+        },
+        "/v1/agents/{agent_id}/key": {
+            "post": {
+                "summary": "The agent's new key, announced in an envelope signed by its current key (key rotation).",
+                "parameters": [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+                },
+                "responses": {
+                    "200": _ok("the key now in force", {
+                        "type": "object", "required": ["agent_id", "keyid"],
+                        "properties": {"agent_id": {"type": "string"}, "keyid": {"type": "string"}},
+                    }),
+                    "400": _refusal("malformed, bad_payload, weak_key or unsupported_type"),
+                    "401": _refusal("unknown_key, bad_signature or bad_proof"),
+                    "403": _refusal("revoked_key or identity_mismatch"),
+                    "409": _refusal("key_enrolled: the new key is or was enrolled"),
+                    "413": _refusal("too_large"),
                 },
             }
         },
@@ -245,6 +277,8 @@ SPEC: dict[str, Any] = {
         "/schools/{school_id}": {"get": _page("Staff dashboard: one school (?days= for tablets not seen).")},
         "/incidents": {"get": _page("Staff dashboard: incidents across schools (?state=&severity=&category=…).")},
         "/incidents/action": {"post": _page("Acknowledge or annotate an incident (form with the session's CSRF).")},
+        "/alerts": {"get": _page("Staff dashboard: the alert dead-letter list (admins and staff).")},
+        "/alerts/retry": {"post": _page("Put a dead alert message back in the queue (form: csrf, id).")},
         "/login": {
             "get": _page("The login form.", login=False),
             "post": _page("Log in (form: csrf, name, password, next); 429 after too many failures.", login=False),

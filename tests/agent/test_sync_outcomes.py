@@ -6,7 +6,7 @@ No HTTP here: the transport is a script. The outbox, acks and alerts are real (S
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,7 +27,7 @@ from agent.sync.client import (
     SyncClient,
     TransientError,
 )
-from agent.sync.transport import Accepted, Conflict, Gap, Outcome, Refused, RetryLater
+from agent.sync.transport import Accepted, ConfigAnswer, Conflict, Fetched, Gap, Outcome, Refused, RetryLater
 from base.clock import FakeClock
 from protocol.envelope import sign, verify
 from protocol.keys import generate_private_key, keyid, public_key_b64
@@ -52,7 +52,8 @@ class ScriptedTransport:
 
     script: list[Outcome] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
-    config: bytes | Refused | RetryLater = field(default_factory=lambda: Refused(404, "unknown_agent"))
+    config: ConfigAnswer = field(default_factory=lambda: Refused(404, "unknown_agent"))
+    config_requests: list[dict[str, str]] = field(default_factory=list)
     clock_offset: float | None = None
     closed: int = 0
     acked: int = 0
@@ -70,7 +71,8 @@ class ScriptedTransport:
             self.acked = max(self.acked, self.sent[-1].seq_to)
         return Accepted(self.acked)
 
-    async def fetch_config(self, agent_id: str) -> bytes | Refused | RetryLater:
+    async def fetch_config(self, agent_id: str, headers: Mapping[str, str]) -> ConfigAnswer:
+        self.config_requests.append(dict(headers))
         return self.config
 
     async def aclose(self) -> None:
@@ -303,8 +305,10 @@ async def test_config_answers(rig: Callable[..., Rig], clock: FakeClock) -> None
         assert r.store.get_setting("central_config") is None
     issued = datetime(2030, 1, 1, tzinfo=UTC)
     payload = build_config_payload("a-1", 4, issued, {"max_batch_events": 7})
-    r.transport.config = sign(payload, CONFIG_TYPE, CENTRAL_KEY)
+    r.transport.config = Fetched(sign(payload, CONFIG_TYPE, CENTRAL_KEY), '"tag-4"')
     await r.client.fetch_config()
-    assert r.store.get_setting("central_config") == {"version": 4, "settings": {"max_batch_events": 7}}
+    assert r.store.get_setting("central_config") == {
+        "version": 4, "issued_at": "2030-01-01T00:00:00Z", "settings": {"max_batch_events": 7}, "etag": '"tag-4"'
+    }
     assert r.client.batch_events == 10  # the config file's [sync] max_batch_events wins over central's
     assert time_floor(r.store) == "2030-01-01T00:00:00Z"

@@ -120,12 +120,12 @@ async def test_envelope_for_another_school(client: TestClient, store: SqliteStor
     assert await held(store, agent) == []
 
 
-async def test_revoked_agent(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_revoked_agent(client: TestClient, store: SqliteStore, agent: FakeAgent, clock: FakeClock) -> None:
     assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
     assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
     assert await post(client, agent.report(4, 6)) == (403, {"error": "revoked_key"})
     assert await post(client, agent.state(6)) == (403, {"error": "revoked_key"})
-    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config", headers=agent.config_headers(clock.now()))
     assert resp.status == 403 and (await resp.json()) == {"error": "revoked_key"}
     assert await held(store, agent) == [1, 2, 3]
 
@@ -256,7 +256,7 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
     from protocol.keys import keyid, load_public_key_b64
     from protocol.schema import parse_config_payload
 
-    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config", headers=agent.config_headers(clock.now()))
     assert resp.status == 200
     central_key = load_public_key_b64(agent.enrollment["central_public_key"])
     verified = verify(await resp.read(), {keyid(central_key): central_key}, {CONFIG_TYPE})
@@ -264,5 +264,8 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
     assert config.agent_id == agent.agent_id
     assert config.issued_at == "2024-05-06T08:00:00Z"
     assert config.settings["max_batch_events"] == 500
-    resp = await client.get("/v1/agents/ag-nobody/config")
-    assert resp.status == 404 and (await resp.json()) == {"error": "not_found"}
+    # Only the agent itself gets an answer: unsigned, signed for another agent id, unknown key.
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    assert resp.status == 401 and (await resp.json()) == {"error": "unsigned_request"}
+    resp = await client.get("/v1/agents/ag-nobody/config", headers=agent.config_headers(clock.now(), "ag-nobody"))
+    assert resp.status == 403 and (await resp.json()) == {"error": "identity_mismatch"}

@@ -57,7 +57,7 @@ def test_dumps_is_compact_utf8_and_refuses_nan() -> None:
     [
         '{"x":1e400}',
         '{"x":-1e400}',
-        "[1.5e999]",
+        '[1.5e999]',
         '"\\ud800"',
         '{"name":"AP \\ud800 evil"}',
         '{"\\udfff":1}',

@@ -50,6 +50,9 @@ class ListView:
     def time_floor(self) -> datetime | None:
         return self.floor
 
+    def token_keys(self) -> list[object]:
+        return []
+
     def revoked_tokens(self) -> frozenset[str]:
         return self.revoked
 

@@ -1,6 +1,7 @@
-"""Charging cabinets: the charging window (``window``), the rules (``rules``), the ``[cabinets]`` config
-(``config``), what a meter is and reads (``reading``), the meter clients (``meters``) and the monitor.
+"""Charging cabinets: the rules (``rules``), what a meter reading is (``reading``), the meter clients
+(``meters``) and the monitor (``monitor``).
 
-Nothing is imported here: the config is read without the meter clients, which only a configured
-cabinet loads.
+The ``[cabinets]`` config and the charging window live in ``base.agentconfig`` (central checks a
+layer with the same types). Nothing is imported here: the meter clients load only with a configured
+cabinet.
 """

@@ -28,14 +28,13 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from agent.monitors.cabinets.reading import DEFAULT_USER, KINDS, MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.reading import MeterError, MeterReading
 from agent.monitors.wlan.probes import FetchError, fetch_json, finite_number
+from base.agentconfig.cabinets import DEFAULT_USER, ENERGY_UNITS, KINDS, MeterSpec
 
 MAX_REPLY_BYTES = 64 * 1024
 MAX_PLAUSIBLE_W = 50_000.0  # a 3-phase 32 A cabinet feed is ~22 kW; beyond this the meter is wrong
 NEGATIVE_TOLERANCE_W = 1.0  # meters report a few tenths below zero at idle
-
-ENERGY_UNITS = {"wh": 1.0, "kwh": 1000.0, "wmin": 1.0 / 60.0, "mwh": 0.001}
 # What a Shelly Gen2+ device must have on the configured channel to be read, for the messages.
 SHELLY_GEN2_METERING = "switch:N with apower, pm1:N, em1:N or em:N"
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from agent.monitors.interface import MonitorReport, Severity, Signal
-from agent.monitors.wlan.config import ProbeTarget, WlanConfig
 from agent.monitors.wlan.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
+from base.agentconfig.wlan import ProbeTarget, WlanConfig
 
 if TYPE_CHECKING:
     from agent.monitors.wlan.unifi import ApStatus, WlanController
