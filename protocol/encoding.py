@@ -89,11 +89,14 @@ def b64url_decode_nopad(text: str, *, field: str = "base64url") -> bytes:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise MalformedError(f"duplicate JSON key {key[:40]!r}", reason="bad_json")
-        out[key] = value
+    # dict() in C; a duplicate shows as fewer keys than pairs, and only then is the key looked for.
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:  # pragma: no branch - a duplicate is found before the end
+            if key in seen:
+                raise MalformedError(f"duplicate JSON key {key[:40]!r}", reason="bad_json")
+            seen.add(key)
     return out
 
 

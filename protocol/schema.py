@@ -107,6 +107,8 @@ MAX_STATE_ITEMS = 5000
 
 # Built once: json.dumps() with options builds a new encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_EVENT_FIELDS = ("seq", "at", "kind", "data")
+_quote = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept: what _CANONICAL writes
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -126,11 +128,16 @@ def parse_time(text: str, *, field_name: str = "time") -> datetime:
     match = _TIME_RE.fullmatch(text) if isinstance(text, str) and len(text) <= 40 else None
     if match is None:
         raise MalformedError(f"{field_name}: not an RFC 3339 timestamp", reason="bad_time")
-    fraction, offset = match.group(1), match.group(2)
-    # Python 3.11 takes at most 6 fractional digits; "Z" is spelled as the offset it means.
-    fixed = text[:19] + ("." + fraction[1:7].ljust(6, "0") if fraction else "") + (
-        "+00:00" if offset == "Z" else offset
-    )
+    fraction, offset = match.group(1, 2)
+    if fraction is not None and len(fraction) == 7:
+        fixed = text  # microseconds, the form agents send: fromisoformat() (3.11) reads it as it is, Z included
+    else:
+        # Python 3.11 takes at most 6 fractional digits; "Z" is spelled as the offset it means.
+        fixed = (
+            text[:19]
+            + ("." + fraction[1:7].ljust(6, "0") if fraction else "")
+            + ("+00:00" if offset == "Z" else offset)
+        )
     try:
         return datetime.fromisoformat(fixed)
     except ValueError:
@@ -178,8 +185,14 @@ class Event:
 
     def canonical(self) -> tuple[str, str]:
         """``canonical_event`` of the event as it appeared on the wire: (sorted-key JSON, SHA-256 hex)."""
-        # No copy of ``data``: the encoder only reads it.
-        return canonical_event({**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data})
+        if self.extra or type(self.seq) is not int or type(self.at) is not str or type(self.kind) is not str:
+            # No copy of ``data``: the encoder only reads it.
+            return canonical_event({**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data})
+        # Without extras the members sort as at, data, kind, seq: the same text as canonical_event()
+        # gives, written around the data's own without building and sorting the outer object.
+        data = _CANONICAL.encode(self.data)
+        text = f'{{"at":{_quote(self.at)},"data":{data},"kind":{_quote(self.kind)},"seq":{self.seq}}}'
+        return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,19 +224,22 @@ def event_digest(event: Mapping[str, Any]) -> str:
 
 
 def _parse_event(doc: Any, where: str) -> Event:
-    obj = require_obj(doc, where.rstrip(": ") or "event")
+    obj = doc if type(doc) is dict else require_obj(doc, where.rstrip(": ") or "event")
     seq = int_field(obj, "seq", low=1, where=where)
     at = str_field(obj, "at", max_len=40, where=where)
     assert at is not None
-    moment = parse_time(at, field_name=f"{where}at")
-    kind = obj.get("kind")
-    payload = parse_event_data(kind, obj.get("data"), where=where)
+    try:
+        moment = parse_time(at)
+    except MalformedError:  # again, to name the field: the name is built only for a refusal
+        moment = parse_time(at, field_name=f"{where}at")
+    payload = parse_event_data(obj.get("kind"), obj.get("data"), where=where)
     return Event(
         seq=seq,
         at=at,
-        kind=payload.kind.value,
+        kind=str(obj["kind"]),  # a known kind by now; str() of a plain string is itself, unlike EventKind.value
         data=obj["data"],
-        extra=extra_fields(obj, ("seq", "at", "kind", "data")),
+        # seq, at, kind and data are all there by now: four members leave no extras.
+        extra=extra_fields(obj, _EVENT_FIELDS) if len(obj) > len(_EVENT_FIELDS) else {},
         payload=payload,
         moment=moment,
     )

@@ -277,9 +277,7 @@ def test_a_report_carries_the_parsed_payloads() -> None:
 
 
 def test_the_state_carries_parsed_incidents_and_devices() -> None:
-    state = schema.parse_state(
-        schema.build_state("a", "s", 3, AT, [OPENED], {"host": {}}, [AGENT_DATA["device.seen"]])
-    )
+    state = schema.parse_state(schema.build_state("a", "s", 3, AT, [OPENED], {"host": {}}, [AGENT_DATA["device.seen"]]))
     assert state.incidents == (IncidentOpened.from_data(OPENED),)
     assert state.device_payloads == (DeviceSeen.from_data(AGENT_DATA["device.seen"]),)
     with pytest.raises(errors.MalformedError) as info:
@@ -307,3 +305,44 @@ def test_whatever_is_accepted_is_written_back_unchanged(kind: str, drop: list[st
     except errors.MalformedError:
         return
     assert payload.to_data() == data
+
+
+_DEVICE_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.sampled_from(["d-1", "ipad", "", " x", "x" * 33, "x" * 129, "x" * 4097, "ü", "a/b"]),
+    st.text(max_size=12),
+)
+_DEVICE_KEYS = st.sampled_from(["id", "class", "model", "state", "name", "local_id", "addresses", "x-new"])
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(_DEVICE_KEYS, _DEVICE_VALUES, max_size=8), st.sampled_from([DeviceSeen, DeviceChanged]))
+def test_device_data_parses_as_the_general_reader_parses_it(data: dict[str, Any], cls: type[DeviceSeen]) -> None:
+    # The one-pass check for plain device data must agree with the general reader on every input:
+    # the same payload (extras and omissions included), or the same refusal.
+    try:
+        expected: object = cls._read(data, "e.")
+    except errors.ProtocolError as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: object = cls.from_data(data, where="e.")
+    except errors.ProtocolError as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
+def test_plain_device_data_takes_the_one_pass_check() -> None:
+    assert events._plain_device({"id": "d-1", "class": "ipad", "model": None, "state": "present"})
+    assert events._plain_device({"id": "d-1", "class": "ipad"})
+    for data in (
+        {"id": "d-1", "class": "ipad", "state": None},  # a null state is kept in extra
+        {"id": "d-1", "class": "ipad", "addresses": ["10.0.0.1"]},
+        {"id": "d-1", "class": "c" * 33},
+        {"id": "-d", "class": "ipad"},
+        {"id": "d-1", "class": "ipad", "name": "n" * 4097},
+        ["d-1"],
+    ):
+        assert not events._plain_device(data)

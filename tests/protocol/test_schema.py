@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -224,13 +224,63 @@ def test_state_carries_the_dropped_events_count() -> None:
 def test_canonical_event_is_the_text_whose_hash_is_the_digest() -> None:
     # Central stores the text and compares the digest: one serialisation must give both, and the
     # digest must stay what event_digest always was (digests stored before are compared with it).
-    wire = '{"x-extra":[1,{"b":2,"a":"ü"}],"kind":"device.seen","seq":1,"at":"2024-05-06T08:00:00Z",' \
+    wire = (
+        '{"x-extra":[1,{"b":2,"a":"ü"}],"kind":"device.seen","seq":1,"at":"2024-05-06T08:00:00Z",'
         '"data":{"model":null,"class":"ipad","id":"d-1","t":1.5e-07}}'
-    payload = b'{"v":1,"agent_id":"a1","school_id":"s1","seq_from":1,"seq_to":1,"sent_at":"2024-05-06T08:00:00Z",' \
+    )
+    payload = (
+        b'{"v":1,"agent_id":"a1","school_id":"s1","seq_from":1,"seq_to":1,"sent_at":"2024-05-06T08:00:00Z",'
         b'"events":[' + wire.encode() + b"]}"
+    )
     event = schema.parse_report(payload).events[0]
     text, digest = event.canonical()
     assert (text, digest) == schema.canonical_event(json.loads(wire))
     assert digest == schema.event_digest(event.to_json()) == hashlib.sha256(text.encode()).hexdigest()
     assert text == json.dumps(json.loads(wire), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert event.moment == datetime(2024, 5, 6, 8, 0, tzinfo=UTC)
+
+
+_JSON_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), _JSON_TEXT),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_JSON_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(1, 2**63 - 1),
+    st.sampled_from(["2024-05-06T08:00:00.000000Z", "2024-05-06T10:00:00+02:00", "2024-05-06T08:00:00Z"]),
+    st.dictionaries(_JSON_TEXT, _JSON_VALUES, max_size=4),
+    st.dictionaries(st.sampled_from(["x-extra", "a", "zz", "b\u00e4"]), _JSON_VALUES, max_size=2),
+)
+def test_an_events_canonical_text_is_that_of_the_whole_event_sorted(
+    seq: int, at: str, sections: dict, extra: dict
+) -> None:
+    # With or without extras, any data: the stored text and digest must be byte for byte what
+    # canonical_event() of the received event gives (replays compare against stored digests).
+    wire = {**extra, "seq": seq, "at": at, "kind": "health.snapshot", "data": sections}
+    payload = json.dumps(
+        {"v": 1, "agent_id": "a1", "school_id": "s1", "seq_from": seq, "seq_to": seq, "sent_at": at, "events": [wire]}
+    )
+    event = schema.parse_report(payload.encode()).events[0]
+    text, digest = event.canonical()
+    assert text == json.dumps(wire, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert (text, digest) == schema.canonical_event(wire)
+    assert event.kind == "health.snapshot" and type(event.kind) is str
+
+
+@settings(max_examples=300)
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9998, 12, 31)),
+    st.integers(0, 9),
+    st.sampled_from(["Z", "+00:00", "+02:00", "-05:30"]),
+)
+def test_parse_time_reads_every_fraction_length_and_offset(moment: datetime, digits: int, offset: str) -> None:
+    fraction = f"{moment.microsecond:06d}{moment.microsecond % 1000:03d}"[:digits]
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "") + offset
+    sign, hours, minutes = (1, 0, 0) if offset == "Z" else (int(offset[0] + "1"), int(offset[1:3]), int(offset[4:]))
+    zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    micro = int(fraction[:6].ljust(6, "0")) if digits else 0
+    assert schema.parse_time(text) == moment.replace(microsecond=micro, tzinfo=zone)
