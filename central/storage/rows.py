@@ -1,0 +1,80 @@
+"""Rows as both backends read and write them: the stored JSON columns and the dataclass rows.
+
+A row here is any mapping from column name to value (``sqlite3.Row`` and psycopg's
+``dict_row`` both are). JSON columns (incident ``notes`` and ``params``, device ``data``)
+are stored as compact UTF-8 JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from central.storage.interface import DEVICE_FIELDS, INCIDENT_FIELDS, AgentRow, AlertDelivery, AlertThread
+
+THREAD_FIELDS = tuple(AlertThread.__dataclass_fields__)
+DELIVERY_FIELDS = tuple(AlertDelivery.__dataclass_fields__)
+AGENT_FIELDS = tuple(AgentRow.__dataclass_fields__)
+
+
+def dump(value: Any) -> str:
+    """Compact JSON text as stored; ValueError for NaN or infinity."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def thread_of(row: Mapping[str, Any] | None) -> AlertThread | None:
+    """An alert thread from its row, or None."""
+    if row is None:
+        return None
+    values = {key: row[key] for key in THREAD_FIELDS}
+    values["acked"] = bool(values["acked"])
+    return AlertThread(**values)
+
+
+def delivery_of(row: Mapping[str, Any] | None) -> AlertDelivery | None:
+    """An outbox message from its row, or None."""
+    return None if row is None else AlertDelivery(*(row[key] for key in DELIVERY_FIELDS))
+
+
+def agent_of(row: Mapping[str, Any] | None) -> AgentRow | None:
+    """An agent from its row, or None."""
+    if row is None:
+        return None
+    values = {key: row[key] for key in AGENT_FIELDS}
+    values["public_key"] = bytes(values["public_key"])
+    return AgentRow(**values)
+
+
+def incident_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An incident dict (keys ``INCIDENT_FIELDS``, JSON columns decoded) from its row."""
+    out = {key: row[key] for key in INCIDENT_FIELDS}
+    out["notes"] = json.loads(row["notes"])
+    out["params"] = json.loads(row["params"]) if row["params"] else None
+    return out
+
+
+def incident_values(row: Mapping[str, Any]) -> list[Any]:
+    """An incident dict's column values in ``INCIDENT_FIELDS`` order, JSON columns encoded."""
+    values: list[Any] = []
+    for key in INCIDENT_FIELDS:
+        if key == "notes":
+            values.append(dump(row["notes"]))
+        elif key in ("code", "params"):  # rows built before codes existed may lack them
+            value = row.get(key)
+            values.append(dump(value) if key == "params" and value is not None else value)
+        else:
+            values.append(row[key])
+    return values
+
+
+def device_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A device dict (keys ``DEVICE_FIELDS``, ``data`` decoded) from its row."""
+    out = {key: row[key] for key in DEVICE_FIELDS}
+    out["data"] = json.loads(row["data"])
+    return out
+
+
+def device_values(row: Mapping[str, Any]) -> list[Any]:
+    """A device dict's column values in ``DEVICE_FIELDS`` order, ``data`` encoded."""
+    return [dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
