@@ -134,6 +134,11 @@ ORDER BY s.id
 """  # noqa: S608 - built from literals only
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def describe(url: str) -> str:
     """A PostgreSQL URL as logs and errors may show it: host, port and database, never a password."""
     try:
@@ -510,16 +515,29 @@ class PostgresStore:
     async def open(cls, url: str) -> PostgresStore:
         """Connect, migrate, and keep a pool; DatabaseError with one line (no password) when impossible."""
         where = describe(url)
+        try:
+            given = conninfo_to_dict(url).get("options") or ""
+        except psycopg.ProgrammingError as exc:
+            raise DatabaseError(f"cannot use database {where}: {exc}") from None
+        settings: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            # The URL's own options (a search_path, say) stay; the timeout is added to them.
+            "options": f"{given} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip(),
+            "application_name": "schulwart-central",
+        }
+        try:
+            # One plain connection first: an unreachable server is named at once (the pool would
+            # retry until its timeout), and the schema is migrated before any request is served.
+            async with await AsyncConnection.connect(url, **settings) as conn:
+                await run_migrations(conn, where)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot use database {where}: {_first_line(exc)}") from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             connection_class=AsyncConnection[DictRow],
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                "application_name": "schulwart-central",
-            },
+            kwargs=settings,
             min_size=POOL_MIN,
             max_size=POOL_MAX,
             timeout=POOL_TIMEOUT_S,
@@ -528,15 +546,9 @@ class PostgresStore:
         )
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 5)
-            async with pool.connection() as conn:
-                await run_migrations(conn, where)
-        except (PoolTimeout, psycopg.Error) as exc:
+        except PoolTimeout as exc:
             await pool.close()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"cannot use database {where}: {first}") from None
-        except BaseException:
-            await pool.close()
-            raise
+            raise DatabaseError(f"cannot use database {where}: {_first_line(exc)}") from None
         return cls(pool, where)
 
     @asynccontextmanager
