@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -29,7 +29,7 @@ REQUIRED = os.environ.get("SCHULWART_REQUIRE_POSTGRES") == "1"
 def database_url(dbname: str, options: str | None = None) -> str:
     """The server's URL (a postgresql:// URI) with another database name, and libpq ``options`` if given."""
     parts = urlsplit(SERVER)
-    query = urlencode({"options": options}) if options else ""
+    query = urlencode({"options": options}, quote_via=quote) if options else ""
     return urlunsplit((parts.scheme, parts.netloc, f"/{dbname}", query, ""))
 
 
