@@ -563,3 +563,11 @@ class Storage(Protocol):
 
     async def requeue_alert_delivery(self, delivery_id: int, at: str) -> AlertDelivery | None:
         """A dead message back to pending with no attempts, due at ``at``; None when it is not dead."""
+
+    # ------------------------------------------------------------------ shared failure limits
+
+    async def count_failures(self, scope: str, source: str, since: str) -> int:
+        """Failed attempts of one source in one scope at or after ``since`` (stored-format UTC)."""
+
+    async def add_failure(self, scope: str, source: str, at: str, forget_before: str) -> None:
+        """Record a failed attempt; the scope's attempts before ``forget_before`` are deleted."""

@@ -1033,3 +1033,18 @@ class PostgresStore:
             (at, delivery_id),
         )
         return delivery_of(row)
+
+    # ------------------------------------------------------------------ shared failure limits
+
+    async def count_failures(self, scope: str, source: str, since: str) -> int:
+        """Failed attempts of one source in one scope at or after ``since``."""
+        row = await self._fetch_one(
+            "SELECT count(*) AS n FROM failures WHERE scope=%s AND source=%s AND at>=%s", (scope, source, since)
+        )
+        return 0 if row is None else int(row["n"])
+
+    async def add_failure(self, scope: str, source: str, at: str, forget_before: str) -> None:
+        """Record a failed attempt; the scope's attempts before ``forget_before`` are deleted."""
+        async with self._tx() as conn:
+            await _run(conn, "DELETE FROM failures WHERE scope=%s AND at<%s", (scope, forget_before))
+            await _run(conn, "INSERT INTO failures (scope, source, at) VALUES (%s, %s, %s)", (scope, source, at))

@@ -139,6 +139,15 @@ MIGRATIONS: tuple[PgMigration, ...] = (
             "CREATE INDEX alert_deliveries_due ON alert_deliveries(status, next_attempt_at)",
         ),
     ),
+    PgMigration(
+        5,
+        "failure limits shared by every central node",
+        (
+            "CREATE TABLE failures (scope text NOT NULL, source text NOT NULL, at text NOT NULL)",
+            "CREATE INDEX failures_source ON failures(scope, source, at)",
+            "CREATE INDEX failures_at ON failures(scope, at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -952,3 +952,18 @@ class SqliteStore:
                     f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE id=?", (delivery_id,)  # noqa: S608
                 ).fetchone()
             )
+
+    # ------------------------------------------------------------------ shared failure limits
+
+    async def count_failures(self, scope: str, source: str, since: str) -> int:
+        """Failed attempts of one source in one scope at or after ``since``."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM failures WHERE scope=? AND source=? AND at>=?", (scope, source, since)
+        ).fetchone()
+        return int(row[0])
+
+    async def add_failure(self, scope: str, source: str, at: str, forget_before: str) -> None:
+        """Record a failed attempt; the scope's attempts before ``forget_before`` are deleted."""
+        async with self.transaction():
+            self._conn.execute("DELETE FROM failures WHERE scope=? AND at<?", (scope, forget_before))
+            self._conn.execute("INSERT INTO failures (scope, source, at) VALUES (?, ?, ?)", (scope, source, at))

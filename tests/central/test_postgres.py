@@ -21,6 +21,7 @@ from central.storage.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from central.storage.postgres import PostgresStore
 from central.storage.postgres_migrations import LATEST, MIGRATIONS
 from central.web.app import create_app
+from protocol.keys import generate_private_key, public_key_b64
 from tests.pg import Server
 
 from .conftest import CentralTestServer, FakeAgent, FakeClock, enroll
@@ -108,3 +109,15 @@ async def test_two_senders_never_lease_the_same_message(nodes: tuple[list[TestCl
     claims = await asyncio.gather(*(s.claim_alert_deliveries(now, until, 7) for s in (store, other) * 4))
     ids = [d.id for claimed in claims for d in claimed]
     assert len(ids) == len(set(ids)) == 40
+
+
+async def test_wrong_codes_spread_over_two_nodes_meet_one_limit(
+    nodes: tuple[list[TestClient], list[PostgresStore]], config: CentralConfig
+) -> None:
+    (one, two), _ = nodes
+    statuses = []
+    for n in range(config.enroll_max_failures + 1):
+        body = {"code": f"wrong-code-{n}", "public_key": public_key_b64(generate_private_key()), "hostname": "srv",
+                "agent_version": "0.1.0"}  # fmt: skip
+        statuses.append((await (one, two)[n % 2].post("/v1/enroll", json=body)).status)
+    assert statuses[-1] == 429 and 429 not in statuses[:-1], statuses

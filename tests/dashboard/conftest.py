@@ -15,6 +15,7 @@ from tests.central.conftest import (  # noqa: F401 - fixtures re-used here
     clock,
     config,
     keys,
+    database,
     pg_server,
     store,
 )
