@@ -14,8 +14,8 @@ from tests.central.conftest import (  # noqa: F401 - fixtures re-used here
     FakeClock,
     clock,
     config,
-    keys,
     database,
+    keys,
     pg_server,
     store,
 )
