@@ -58,6 +58,7 @@ class SimAgent:
     produced: int = 0  # events numbered so far (1..produced exist)
     latencies: list[float] = field(default_factory=list)  # seconds per acknowledged batch
     errors: int = 0  # answers other than 200 and 409, and network errors
+    last_error: str | None = None  # the last of them: an HTTP status and reason, or the exception
 
     @classmethod
     def new(cls, school_id: str) -> SimAgent:
@@ -98,8 +99,8 @@ class SimAgent:
                 ) as resp:  # fmt: skip
                     answer = await resp.json(content_type=None)
                     status = resp.status
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                status, answer = 0, {}
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                status, answer = 0, {"error": f"{type(exc).__name__}: {exc}"[:200]}
             if status == 200:
                 self.acked = max(self.acked, int(answer["acked_through"]))
                 self.latencies.append(time.perf_counter() - started)
@@ -109,6 +110,7 @@ class SimAgent:
                 self.acked = max(self.acked, answer["expected_seq"] - 1)
                 continue
             self.errors += 1
+            self.last_error = f"{status} {answer.get('error', '')}" if isinstance(answer, dict) else str(status)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, RETRY_CAP_S)
         return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 INCIDENT_FIELDS = (
@@ -35,6 +36,9 @@ INCIDENT_FIELDS = (
     "code",  # the title's code in protocol.messages, or None
     "params",  # the title's params (an object), or None
 )
+
+# Time-series points older than this are dropped as new ones arrive (the school detail charts seven days).
+SAMPLES_KEPT = timedelta(days=8)
 
 DEVICE_FIELDS = (
     "school_id",

@@ -36,6 +36,7 @@ from central.errors import AlreadyExistsError
 from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
+    SAMPLES_KEPT,
     AgentRow,
     AlertDelivery,
     AlertThread,
@@ -66,7 +67,6 @@ from central.storage.rows import (
     incident_values,
     thread_of,
 )
-from central.storage.sqlite import SAMPLES_KEPT
 from central.timestamps import from_iso, iso
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,9 @@ every commit durable before central acknowledges it.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from central.errors import AlreadyExistsError
 from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
+    SAMPLES_KEPT,
     AgentRow,
     AlertDelivery,
     AlertThread,
@@ -42,10 +41,20 @@ from central.storage.interface import (
     UserRow,
 )
 from central.storage.migrations import run_migrations
+from central.storage.rows import (
+    DELIVERY_FIELDS,
+    THREAD_FIELDS,
+    agent_of,
+    delivery_of,
+    device_of,
+    device_values,
+    incident_of,
+    incident_values,
+    thread_of,
+)
 from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
-SAMPLES_KEPT = timedelta(days=8)  # the school detail charts seven days
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
@@ -61,48 +70,12 @@ _PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_
 _PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
 
 
-_THREAD_FIELDS = tuple(AlertThread.__dataclass_fields__)
-_DELIVERY_FIELDS = tuple(AlertDelivery.__dataclass_fields__)
-_DELIVERY_COLS = ", ".join(_DELIVERY_FIELDS)
-_DELIVERY_COLS_D = ", ".join(f"d.{name}" for name in _DELIVERY_FIELDS)
+_DELIVERY_COLS = ", ".join(DELIVERY_FIELDS)
+_DELIVERY_COLS_D = ", ".join(f"d.{name}" for name in DELIVERY_FIELDS)
 _PUT_THREAD = (
-    f"INSERT OR REPLACE INTO alert_threads ({', '.join(_THREAD_FIELDS)})"  # noqa: S608 - literal column list
-    f" VALUES ({', '.join('?' * len(_THREAD_FIELDS))})"
+    f"INSERT OR REPLACE INTO alert_threads ({', '.join(THREAD_FIELDS)})"  # noqa: S608 - literal column list
+    f" VALUES ({', '.join('?' * len(THREAD_FIELDS))})"
 )
-
-
-def _thread(row: sqlite3.Row | None) -> AlertThread | None:
-    if row is None:
-        return None
-    values = {key: row[key] for key in _THREAD_FIELDS}
-    values["acked"] = bool(values["acked"])
-    return AlertThread(**values)
-
-
-def _delivery(row: sqlite3.Row | None) -> AlertDelivery | None:
-    return None if row is None else AlertDelivery(*(row[key] for key in _DELIVERY_FIELDS))
-
-
-def _agent(row: sqlite3.Row | None) -> AgentRow | None:
-    if row is None:
-        return None
-    return AgentRow(**{key: row[key] for key in row.keys()})
-
-
-def _incident(row: sqlite3.Row) -> dict[str, Any]:
-    out = {key: row[key] for key in INCIDENT_FIELDS}
-    out["notes"] = json.loads(row["notes"])
-    out["params"] = json.loads(row["params"]) if row["params"] else None
-    return out
-
-
-def _incident_value(row: dict[str, Any], key: str) -> Any:
-    if key == "notes":
-        return _dump(row["notes"])
-    if key in ("code", "params"):  # rows built before codes existed may lack them
-        value = row.get(key)
-        return _dump(value) if key == "params" and value is not None else value
-    return row[key]
 
 
 _USER_COLUMNS = "name, role, carrier, password_hash, created_at"
@@ -131,16 +104,6 @@ ORDER BY s.id
 """  # noqa: S608 - built from literals only
 
 
-def _device(row: sqlite3.Row) -> dict[str, Any]:
-    out = {key: row[key] for key in DEVICE_FIELDS}
-    out["data"] = json.loads(row["data"])
-    return out
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 def open_migrated(path: Path) -> sqlite3.Connection:
     """Open (creating) the database file in autocommit mode with our pragmas, migrated.
 
@@ -167,7 +130,7 @@ class SqliteTransaction:
 
     async def get_agent(self, agent_id: str) -> AgentRow | None:
         """The agent as of now, inside the lock."""
-        return _agent(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+        return agent_of(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
 
     async def event_digests(self, agent_id: str, seq_from: int, seq_to: int) -> dict[int, str]:
         """Digests of the held events of that range."""
@@ -218,37 +181,33 @@ class SqliteTransaction:
             "SELECT * FROM incidents WHERE school_id=? AND origin=? AND agent_id=? AND incident_id=?",
             (school_id, origin, agent_id, incident_id),
         ).fetchone()
-        return None if row is None else _incident(row)
+        return None if row is None else incident_of(row)
 
     async def put_incident(self, row: dict[str, Any]) -> None:
         """Insert or replace one incident row."""
-        self._conn.execute(_PUT_INCIDENT, [_incident_value(row, key) for key in INCIDENT_FIELDS])
+        self._conn.execute(_PUT_INCIDENT, incident_values(row))
 
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
         rows = self._conn.execute(
             "SELECT * FROM incidents WHERE agent_id=? AND origin='agent' AND status='open'", (agent_id,)
         )
-        return [_incident(r) for r in rows]
+        return [incident_of(r) for r in rows]
 
     async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
         """One device row, or None."""
         row = self._conn.execute(
             "SELECT * FROM devices WHERE school_id=? AND agent_id=? AND device_id=?", (school_id, agent_id, device_id)
         ).fetchone()
-        return None if row is None else _device(row)
+        return None if row is None else device_of(row)
 
     async def put_device(self, row: dict[str, Any]) -> None:
         """Insert or replace one device row."""
-        values = [_dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
-        self._conn.execute(
-            _PUT_DEVICE,
-            values,
-        )
+        self._conn.execute(_PUT_DEVICE, device_values(row))
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
-        return [_device(r) for r in self._conn.execute("SELECT * FROM devices WHERE agent_id=?", (agent_id,))]
+        return [device_of(r) for r in self._conn.execute("SELECT * FROM devices WHERE agent_id=?", (agent_id,))]
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
@@ -349,20 +308,20 @@ class SqliteTransaction:
         )
         out = []
         for row in rows:
-            item = _incident(row)
+            item = incident_of(row)
             item["carrier"], item["school_name"] = row["carrier"], row["school_name"]
             out.append(item)
         return out
 
     async def get_alert_thread(self, channel: str, thread: str) -> AlertThread | None:
         """One alert thread, or None."""
-        return _thread(
+        return thread_of(
             self._conn.execute("SELECT * FROM alert_threads WHERE channel=? AND thread=?", (channel, thread)).fetchone()
         )
 
     async def put_alert_thread(self, row: AlertThread) -> None:
         """Insert or replace one alert thread."""
-        self._conn.execute(_PUT_THREAD, [getattr(row, key) for key in _THREAD_FIELDS])
+        self._conn.execute(_PUT_THREAD, [getattr(row, key) for key in THREAD_FIELDS])
 
     async def open_alert_channels(self, thread: str) -> list[str]:
         """The channels on which this thread is still open."""
@@ -384,7 +343,7 @@ class SqliteTransaction:
 
     async def get_alert_delivery_of(self, channel: str, thread: str, kind: str) -> AlertDelivery | None:
         """The message of that kind in that thread, or None."""
-        return _delivery(
+        return delivery_of(
             self._conn.execute(
                 f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE channel=? AND thread=? AND kind=?",  # noqa: S608
                 (channel, thread, kind),
@@ -411,7 +370,7 @@ class SqliteTransaction:
 
     async def gathering_digest(self, channel: str, cause: str) -> AlertDelivery | None:
         """A digest of this cause on this channel not yet attempted (more members may join), or None."""
-        return _delivery(
+        return delivery_of(
             self._conn.execute(
                 f"SELECT {_DELIVERY_COLS_D} FROM alert_deliveries d JOIN alert_threads t"  # noqa: S608
                 " ON t.channel=d.channel AND t.thread=d.thread"
@@ -564,11 +523,11 @@ class SqliteStore:
 
     async def agent_by_keyid(self, keyid: str) -> AgentRow | None:
         """The agent enrolled with this key (revoked ones too)."""
-        return _agent(self._conn.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
+        return agent_of(self._conn.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
 
     async def get_agent(self, agent_id: str) -> AgentRow | None:
         """One agent, or None."""
-        return _agent(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+        return agent_of(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
 
     async def list_agents(self, school_id: str | None = None) -> list[AgentRow]:
         """Agents, optionally of one school."""
@@ -576,7 +535,7 @@ class SqliteStore:
             _AGENTS_OF,
             (school_id, school_id),
         )
-        return [a for a in map(_agent, rows) if a is not None]
+        return [a for a in map(agent_of, rows) if a is not None]
 
     async def revoke_agent(self, agent_id: str, at: str, by: str | None = None) -> bool:
         """Revoke (recording when and by whom; a second revoke keeps the first); False when no such agent."""
@@ -695,7 +654,7 @@ class SqliteStore:
         )
         out = []
         for row in rows:
-            item = _incident(row)
+            item = incident_of(row)
             item["carrier"] = row["carrier"]
             out.append(item)
         return out
@@ -703,7 +662,7 @@ class SqliteStore:
     async def list_devices(self, school_id: str) -> list[dict[str, Any]]:
         """The current devices of one school."""
         rows = self._conn.execute("SELECT * FROM devices WHERE school_id=? ORDER BY class, device_id", (school_id,))
-        return [_device(r) for r in rows]
+        return [device_of(r) for r in rows]
 
     async def count_events(self, agent_id: str) -> int:
         """How many events of an agent are held."""
@@ -821,7 +780,7 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             return None
-        out = _incident(row)
+        out = incident_of(row)
         out["carrier"] = row["carrier"]
         return out
 
@@ -889,7 +848,7 @@ class SqliteStore:
                 " ORDER BY d.next_attempt_at, d.id LIMIT ?",
                 (now, now, delivery_id, delivery_id, limit),
             ).fetchall()
-            claimed = [d for d in map(_delivery, rows) if d is not None]
+            claimed = [d for d in map(delivery_of, rows) if d is not None]
             self._conn.executemany(
                 "UPDATE alert_deliveries SET lease_until=? WHERE id=?", [(lease_until, d.id) for d in claimed]
             )
@@ -935,7 +894,7 @@ class SqliteStore:
             " ORDER BY id DESC LIMIT ?",
             (status, status, limit),
         )
-        return [d for d in map(_delivery, rows) if d is not None]
+        return [d for d in map(delivery_of, rows) if d is not None]
 
     async def requeue_alert_delivery(self, delivery_id: int, at: str) -> AlertDelivery | None:
         """A dead message back to pending with no attempts, due at ``at``; None when it is not dead."""
@@ -947,7 +906,7 @@ class SqliteStore:
             )
             if not cur.rowcount:
                 return None
-            return _delivery(
+            return delivery_of(
                 self._conn.execute(
                     f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE id=?", (delivery_id,)  # noqa: S608
                 ).fetchone()
