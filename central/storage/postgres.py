@@ -60,11 +60,13 @@ from central.storage.rows import (
     DELIVERY_FIELDS,
     THREAD_FIELDS,
     agent_of,
+    central_incident,
     delivery_of,
     device_of,
     device_values,
     incident_of,
     incident_values,
+    staff_step,
     thread_of,
 )
 from central.timestamps import from_iso, iso
@@ -330,27 +332,7 @@ class PostgresTransaction:
         row = await self.get_incident(school_id, "central", "", incident_id)
         if row is not None and row["status"] == "open":
             return False
-        fresh: dict[str, Any] = {
-            "school_id": school_id,
-            "origin": "central",
-            "agent_id": "",
-            "incident_id": incident_id,
-            "key": incident_id,
-            "category": category,
-            "severity": severity,
-            "title": title,
-            "subject": subject,
-            "status": "open",
-            "status_seq": 0,
-            "opened_at": at,
-            "resolved_at": None,
-            "acknowledged_by": None,
-            "acknowledged_at": None,
-            "notes": [],
-            "updated_at": at,
-            "code": code,
-            "params": params,
-        }
+        fresh = central_incident(school_id, incident_id, category, severity, title, subject, at, code, params)
         await self.put_incident(fresh)
         await self.log_incident(fresh, at, "opened", None, None)
         return True
@@ -918,11 +900,7 @@ class PostgresStore:
             row = await tx.get_incident(*key)
             if row is None:
                 return False
-            if action == "staff-ack":
-                row["acknowledged_by"], row["acknowledged_at"] = by, at
-            else:
-                row["notes"].append({"by": by, "text": text, "at": at, "source": "central"})
-            row["updated_at"] = at
+            staff_step(row, at, action, by, text)
             await tx.put_incident(row)
             await tx.log_incident(row, at, action, by, text)
             return True

@@ -78,3 +78,47 @@ def device_of(row: Mapping[str, Any]) -> dict[str, Any]:
 def device_values(row: Mapping[str, Any]) -> list[Any]:
     """A device dict's column values in ``DEVICE_FIELDS`` order, ``data`` encoded."""
     return [dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
+
+
+def central_incident(
+    school_id: str,
+    incident_id: str,
+    category: str,
+    severity: str,
+    title: str,
+    subject: str | None,
+    at: str,
+    code: str | None,
+    params: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A new open school-wide incident raised by central itself (``origin`` central, no agent)."""
+    return {
+        "school_id": school_id,
+        "origin": "central",
+        "agent_id": "",
+        "incident_id": incident_id,
+        "key": incident_id,
+        "category": category,
+        "severity": severity,
+        "title": title,
+        "subject": subject,
+        "status": "open",
+        "status_seq": 0,
+        "opened_at": at,
+        "resolved_at": None,
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+        "notes": [],
+        "updated_at": at,
+        "code": code,
+        "params": params,
+    }
+
+
+def staff_step(row: dict[str, Any], at: str, action: str, by: str, text: str | None) -> None:
+    """Apply a staff acknowledgement (``staff-ack``) or note (``staff-note``) to an incident row in place."""
+    if action == "staff-ack":
+        row["acknowledged_by"], row["acknowledged_at"] = by, at
+    else:
+        row["notes"].append({"by": by, "text": text, "at": at, "source": "central"})
+    row["updated_at"] = at
