@@ -115,7 +115,11 @@ async def _level(urls: list[str], pids: list[int], agents_at_60s: int, register:
     latencies = sorted(x for a in agents for x in a.latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("inf")
     errors = sum(a.errors for a in agents) + sum(a.acked < a.produced for a in agents)
+    batches = sum(len(a.latencies) for a in agents)
     return {
+        # CPU a node spends per acknowledged batch: what a loaded machine cannot hide.
+        "node_cpu_ms_per_batch": round(sum(cpu) * elapsed * 1000 / batches, 1) if batches else None,
+        "postgres_cpu_ms_per_batch": round((_postgres_cpu() - pg_before) * 1000 / batches, 1) if batches else None,
         "agents": agents_at_60s,
         "keys": len(agents),
         "events_per_s": round(sum(a.acked for a in agents) / elapsed),
@@ -230,6 +234,12 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
         met = "met" if c["agents_sustained"] >= TARGET_AGENTS else "not met"
         rows.append({"name": f"{c['config']}: agents sustained", "value": c["agents_sustained"], "unit": "agents",
                      "note": f"target {TARGET_AGENTS:,} ({met}); p99 <= 250 ms, no errors"})  # fmt: skip
+        first = c["levels"][0]
+        if first["node_cpu_ms_per_batch"]:
+            per_core = round(60_000 / first["node_cpu_ms_per_batch"])
+            rows.append({"name": f"{c['config']}: central CPU per batch", "value": first["node_cpu_ms_per_batch"],
+                         "unit": "ms", "note": f"{BATCH} events; one core's worth: {per_core:,} agents at 1 batch/min; "
+                         f"postgres {first['postgres_cpu_ms_per_batch']} ms"})  # fmt: skip
         for r in c["levels"]:
             cpu = "+".join(f"{x:.2f}" for x in r["cpu_per_node"])
             rows.append({
