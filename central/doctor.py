@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from base.cli import Check
+from base.errors import DatabaseError
 from base.secretfile import read_secret_file
 from base.sqlite import schema_version
 from central.config import CentralConfig
@@ -59,12 +60,13 @@ def check_postgres(url: str) -> list[Check]:
     """The PostgreSQL server answers within 5 s (read-only session) and its schema is one this central knows."""
     import psycopg
 
-    from central.storage.postgres import describe
+    from central.storage.postgres import describe, with_options
     from central.storage.postgres_migrations import LATEST as PG_LATEST
 
     where = describe(url)
     try:
-        with psycopg.connect(url, connect_timeout=5, options="-c default_transaction_read_only=on") as conn:
+        options = with_options(url, "-c default_transaction_read_only=on")
+        with psycopg.connect(url, connect_timeout=5, options=options) as conn:
             exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
             version = 0
             schools = 0
@@ -75,6 +77,8 @@ def check_postgres(url: str) -> list[Check]:
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return [Check("database", "fail", f"{where}: {first}")]
+    except DatabaseError as exc:
+        return [Check("database", "fail", exc.message)]
     if version > PG_LATEST:
         return [Check("database", "fail", f"{where} has schema {version}, this central knows {PG_LATEST}: upgrade")]
     later = "" if version == PG_LATEST else f"; migrated from schema {version} to {PG_LATEST} at the next start"

@@ -141,6 +141,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def with_options(url: str, extra: str) -> str:
+    """The URL's own libpq ``options`` (a search_path, say) with ``extra`` added: passing ``options``
+    to connect replaces the URL's, it does not add to them. DatabaseError for an unparsable URL."""
+    try:
+        given = conninfo_to_dict(url).get("options") or ""
+    except psycopg.ProgrammingError as exc:
+        raise DatabaseError(f"cannot use database {describe(url)}: {_first_line(exc)}") from None
+    return f"{given} {extra}".strip()
+
+
 def describe(url: str) -> str:
     """A PostgreSQL URL as logs and errors may show it: host, port and database, never a password."""
     try:
@@ -497,16 +507,11 @@ class PostgresStore:
     async def open(cls, url: str) -> PostgresStore:
         """Connect, migrate, and keep a pool; DatabaseError with one line (no password) when impossible."""
         where = describe(url)
-        try:
-            given = conninfo_to_dict(url).get("options") or ""
-        except psycopg.ProgrammingError as exc:
-            raise DatabaseError(f"cannot use database {where}: {exc}") from None
         settings: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
             "connect_timeout": CONNECT_TIMEOUT_S,
-            # The URL's own options (a search_path, say) stay; the timeout is added to them.
-            "options": f"{given} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip(),
+            "options": with_options(url, f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"),
             "application_name": "schulwart-central",
         }
         try:

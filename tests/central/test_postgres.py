@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from base.errors import SchemaTooNewError
 from central.config import CentralConfig
+from central.doctor import check_postgres
 from central.keystore import Keystore
 from central.storage.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from central.storage.postgres import PostgresStore
@@ -121,3 +122,16 @@ async def test_wrong_codes_spread_over_two_nodes_meet_one_limit(
                 "agent_version": "0.1.0"}  # fmt: skip
         statuses.append((await (one, two)[n % 2].post("/v1/enroll", json=body)).status)
     assert statuses[-1] == 429 and 429 not in statuses[:-1], statuses
+
+
+async def test_doctor_reads_the_schema_and_names_an_unreachable_server_without_its_password(
+    pg_server: Server,
+) -> None:
+    url = pg_server.new_schema()
+    (empty,) = check_postgres(url)
+    assert empty.outcome == "ok" and f"schema 0; migrated from schema 0 to {LATEST}" in empty.detail
+    await (await PostgresStore.open(url)).close()
+    (ready,) = check_postgres(url)
+    assert ready.outcome == "ok" and f"0 school(s), schema {LATEST}" in ready.detail
+    (down,) = check_postgres("postgresql://schulwart:s3cret-pw@127.0.0.1:1/x")
+    assert down.outcome == "fail" and "127.0.0.1:1/x" in down.detail and "s3cret-pw" not in down.detail
