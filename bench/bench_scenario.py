@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from urllib.request import Request, urlopen
 
 import psutil
 
+from sim.demo_block import DemoBlockError, parse_block, read_block
+
 BIN = Path(sys.executable).parent
 SCENARIO = os.environ.get("SCHULWART_BENCH_SCENARIO", "landkreis")
 WINDOW_S = float(os.environ.get("SCHULWART_BENCH_WINDOW_S", "60"))
@@ -35,8 +36,6 @@ SETTLE_S = 20.0  # after the block: the first snapshots and inventories go out b
 UP_TIMEOUT_S = 600.0
 _REPORTING = re.compile(r"^all (\d+) schools report at central ([\d.]+) s after start \(([\d.]+) s after", re.M)
 _PROCESSES = re.compile(r"; (\d+) processes\.$", re.M)
-_API = re.compile(r"^api token: (\S+)$", re.M)
-_DASHBOARD = re.compile(r"^dashboard: (\S+)$", re.M)
 
 
 @dataclass
@@ -92,27 +91,6 @@ def _ingest(dashboard: str, token: str) -> tuple[float, float, float]:
             total(r"^schulwart_central_ingest_seconds_sum"))  # fmt: skip
 
 
-def _read_block(proc: subprocess.Popen[str], timeout: float) -> str:
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    block: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        if line is None:
-            raise RuntimeError(f"the scenario exited with {proc.wait(10)} before it was up")
-        block.append(line)
-        if line.startswith("Stop"):
-            return "\n".join(block)
-
-
 def run() -> list[dict[str, Any]]:
     """Rows: processes, time to all-reporting, RSS and CPU per role, central's ingest."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -127,20 +105,19 @@ def run() -> list[dict[str, Any]]:
     )  # fmt: skip
     try:
         try:
-            block = _read_block(proc, UP_TIMEOUT_S)
-        except (RuntimeError, queue.Empty):
+            block = parse_block(read_block(proc, UP_TIMEOUT_S))
+        except (DemoBlockError, queue.Empty):
             tail = (work / "demo.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError(f"scenario {SCENARIO} did not come up: {' | '.join(tail)}") from None
         up_s = time.monotonic() - started
-        reporting = _REPORTING.search(block)
-        processes = _PROCESSES.search(block)
-        api, dashboard = _API.search(block), _DASHBOARD.search(block)
-        assert reporting and processes and api and dashboard, block
-        at_up, ingest_up = _sample(proc.pid), _ingest(dashboard.group(1), api.group(1))
+        reporting = _REPORTING.search(block.text)
+        processes = _PROCESSES.search(block.text)
+        assert reporting and processes, block.text
+        at_up, ingest_up = _sample(proc.pid), _ingest(block.dashboard, block.api_token)
         time.sleep(SETTLE_S)
-        first, ingest0 = _sample(proc.pid), _ingest(dashboard.group(1), api.group(1))
+        first, ingest0 = _sample(proc.pid), _ingest(block.dashboard, block.api_token)
         time.sleep(WINDOW_S)
-        last, ingest1 = _sample(proc.pid), _ingest(dashboard.group(1), api.group(1))
+        last, ingest1 = _sample(proc.pid), _ingest(block.dashboard, block.api_token)
         proc.wait(timeout=duration + 120)
     finally:
         if proc.poll() is None:

@@ -44,7 +44,10 @@ SUBNET = "10.231"  # school N's veth: 10.231.X.1 (root side, central) and 10.231
 AGENT_API_PORT = 8401
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 30.0
-COMMAND_TIMEOUT_S = 30.0
+# The demo's own schulwart-central commands (schools, tokens, enrollment codes) run eight at a
+# time; while a scenario's dozens of sims start beside them on two shared cores, a batch of
+# Python start-ups has been seen to take over 30 s, so the bound is generous.
+COMMAND_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 # A namespace of ours this old with no process inside was left by a demo that got SIGKILLed;
 # a live demo fills its namespaces within seconds, so it is never mistaken for one.

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from urllib.request import Request, urlopen
 import psutil
 import pytest
 
+from sim.demo_block import parse_block, read_block
 from tests.site.conftest import REPO, VENV_BIN
 
 DURATION_S = 25
@@ -36,43 +35,6 @@ def _netns_possible() -> bool:
 def _namespaces() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def _read_block(proc: subprocess.Popen[str], timeout: float) -> list[str]:
-    """The lines of the printed block, up to its last line ('Stops after …')."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    block: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        if line is None:
-            raise AssertionError(f"demo exited with {proc.wait(10)} before printing its block: {block}")
-        block.append(line)
-        if line.startswith("Stop"):
-            return block
-
-
-def _parse_block(lines: list[str]) -> dict[str, Any]:
-    """Dashboard URL, API token and, per school, page URL, token and namespace."""
-    text = "\n".join(lines)
-    dashboard = re.search(r"^dashboard: (\S+)$", text, re.M)
-    token = re.search(r"^api token: (\S+)$", text, re.M)
-    login = re.search(r"^login: (\S+) (\S+)$", text, re.M)
-    assert dashboard and token and login, text
-    schools = {}
-    for match in re.finditer(r"^school (\S+): .*\n  page: +(\S+)\n  token: +(\S+)\n  namespace: +(.+)$", text, re.M):
-        sid, page, tech, ns = match.groups()
-        schools[sid] = {"page": page, "token": tech, "namespace": None if ns.startswith("none") else ns}
-    return {"dashboard": dashboard.group(1), "token": token.group(1), "schools": schools,
-            "login": (login.group(1), login.group(2))}  # fmt: skip
 
 
 def _log_in(dashboard: str, name: str, password: str) -> str:
@@ -127,24 +89,23 @@ def test_demo_brings_up_schools_and_leaves_nothing_behind(tmp_path: Path) -> Non
     )  # fmt: skip
     children: list[psutil.Process] = []
     try:
-        demo = _parse_block(_read_block(proc, timeout=40))
+        demo = parse_block(read_block(proc, timeout=40))
         up_after = time.monotonic() - started
         children = _descendants(proc.pid)
-        assert set(demo["schools"]) == SCHOOLS
-        namespaces = {s["namespace"] for s in demo["schools"].values()}
+        assert set(demo.schools) == SCHOOLS
+        namespaces = {s.namespace for s in demo.schools.values()}
         if _netns_possible():
             assert all(ns and ns.startswith("swdemo-") for ns in namespaces), namespaces
             assert namespaces <= _namespaces()
         else:
             assert namespaces == {None}
 
-        listed = _wait_reports(demo["dashboard"], demo["token"], timeout=20)
+        listed = _wait_reports(demo.dashboard, demo.api_token, timeout=20)
         assert {listed[s]["carrier"] for s in SCHOOLS} == {"Kreis Nord"}
-        overview = _log_in(demo["dashboard"], *demo["login"])
+        overview = _log_in(demo.dashboard, *demo.login)
         assert all(f'data-school-id="{s}"' in overview for s in SCHOOLS)
-        for sid, school in demo["schools"].items():
-            assert _get(f"{school['page']}healthz") is not None
-            status = _get(f"{school['page']}api/v1/status", school["token"])
+        for sid, school in demo.schools.items():
+            status = _get(f"{school.page}api/v1/status", school.token)
             assert status["identity"]["school_id"] == sid
             assert "outbox" in status
 

@@ -24,8 +24,10 @@ from urllib.request import Request, urlopen
 import psutil
 import pytest
 
+from sim.demo_block import parse_block, read_block
 from sim.scenarios import MAX_KEY_LENGTH, SCENARIOS, get, spread
-from tests.sim_demo.test_demo import _descendants, _namespaces, _read_block
+from tests.browser import ARTIFACTS, browser_page
+from tests.sim_demo.test_demo import _descendants, _namespaces
 from tests.site.conftest import REPO, VENV_BIN
 
 SIM = str(VENV_BIN / "schulwart-sim")
@@ -133,11 +135,11 @@ def test_zweckverband_end_to_end(tmp_path: Path) -> None:
     children: list[psutil.Process] = []
     namespaces: set[str] = set()
     try:
-        text = "\n".join(_read_block(proc, timeout=480))
+        block = parse_block(read_block(proc, timeout=600))
+        text = block.text
         children = _descendants(proc.pid)
         namespaces = {n for n in _namespaces() if n.startswith("swsc-")}
-        base = re.search(r"^dashboard: (\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
-        admin = re.search(r"^api token: (\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
+        base, admin = block.dashboard, block.api_token
         carrier_tokens = dict(re.findall(r"^carrier (.+): api token (\S+), technician token \S+$", text, re.M))
         assert set(carrier_tokens) == set(scenario.carriers) and len(carrier_tokens) == 18
         assert len(namespaces) >= 43
@@ -179,6 +181,13 @@ def test_zweckverband_end_to_end(tmp_path: Path) -> None:
         # The silence check runs every 10 s: the incident follows the status within one pass.
         silent = _until("central's silent incident for gs-auenbach-1", central_incidents, 30)
         assert "silent" in silent[0]["title"].lower()
+        # The hotline's overview at that moment: all 43 schools, the silent one among them.
+        with browser_page(tmp_path) as page:
+            rows = _overview(page, base, block.login)
+            assert sorted(sid for sid, _ in rows) == sorted(expected)
+            assert ("gs-auenbach-1", "silent") in rows, rows
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "scenario-zweckverband-overview.png"), full_page=True)
         # Both clear once the sim's AP answers again (+140 s) and the uplink is back (+170 s).
         _until("the AP incident resolves", lambda: not ap_incidents("open") and ap_incidents("resolved"), 240)
         _until("gs-auenbach-1 reports again", lambda: status("gs-auenbach-1") != "silent", 240)
@@ -194,3 +203,78 @@ def test_zweckverband_end_to_end(tmp_path: Path) -> None:
     assert code == 0, log[-3000:]
     assert children and not [p.pid for p in children if p.is_running()], log[-3000:]
     assert not namespaces & _namespaces(), "namespaces left behind"
+
+
+# -- each scenario on the staff dashboard ----------------------------------------------------------------
+
+
+def _overview(page: Any, dashboard: str, login: tuple[str, str]) -> list[tuple[str, str]]:
+    """Log in as the scenario's staff user; (school id, status) per overview row, in the page's order."""
+    page.set_extra_http_headers({"Accept-Language": "de-DE,de;q=0.9"})
+    page.set_viewport_size({"width": 1360, "height": 900})
+    page.goto(dashboard)
+    page.wait_for_selector("#login")
+    page.fill("#name", login[0])
+    page.fill("#password", login[1])
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#overview")
+    rows = page.eval_on_selector_all("tr.school", "rows => rows.map(r => [r.dataset.schoolId, r.dataset.status])")
+    return [(str(sid), str(status)) for sid, status in rows]
+
+
+def _until_tablets_shown(page: Any, schools: set[str], timeout: float) -> None:
+    """Reload the overview until these schools show tablets seen (today / usual), as the inventories arrive."""
+    deadline = time.monotonic() + timeout
+    script = """(rows, ids) => rows.filter(r => ids.includes(r.dataset.schoolId)
+                                && !r.querySelector('td:nth-child(6)').textContent.includes('/')).length"""
+    while page.eval_on_selector_all("tr.school", script, sorted(schools)):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"a school shows no tablets after {timeout:.0f}s")
+        page.wait_for_timeout(3000)
+        page.reload()
+        page.wait_for_selector("#overview")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["stadt", "regionalverband", "landkreis"])
+def test_scenario_shows_every_school_on_the_dashboard(name: str, tmp_path: Path) -> None:
+    """The whole deployment comes up, and the hotline's overview lists each of its schools, once.
+
+    Leaves test-artifacts/scenario-NAME-overview.png: the overview as the hotline sees that deployment.
+    """
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("a scenario needs root and ip for its network namespaces")
+    scenario = get(name)
+    log_path = tmp_path / "demo.log"
+    proc = subprocess.Popen(
+        [SIM, "demo", "--scenario", name, "--port", "0", "--duration", "600", "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=log_path.open("wb"), text=True, cwd=REPO,
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        block = parse_block(read_block(proc, timeout=600))
+        children = _descendants(proc.pid)
+        expected = {s.id for s in scenario.schools}
+        listed = _get(f"{block.dashboard}v1/schools", block.api_token)["schools"]
+        assert {s["id"] for s in listed} == expected
+        assert all(s["last_report_at"] for s in listed), [s["id"] for s in listed if not s["last_report_at"]]
+        with browser_page(tmp_path) as page:
+            rows = _overview(page, block.dashboard, block.login)
+            assert sorted(sid for sid, _ in rows) == sorted(expected)
+            # Every school reported before the block was printed: none is new or silent on the first look.
+            assert not [r for r in rows if r[1] in ("new", "silent")], rows
+            carriers = page.eval_on_selector_all("#filter-carrier option", "o => o.map(x => x.value)")
+            assert set(scenario.carriers) <= set(carriers), carriers
+            # Take-home (1:1) schools' tablets are with the pupils outside school hours: none to show then.
+            in_school = {s.id for s in scenario.schools if not any(site.take_home for site in s.sites)}
+            _until_tablets_shown(page, in_school, 180)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"scenario-{name}-overview.png"), full_page=True)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        code = proc.wait(timeout=120)
+    log = log_path.read_text(errors="replace")
+    assert code == 0, log[-3000:]
+    assert children and not [p.pid for p in children if p.is_running()], log[-3000:]
