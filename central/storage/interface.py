@@ -334,6 +334,20 @@ class Transaction(Protocol):
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
 
+    async def raise_central_incident(
+        self,
+        school_id: str,
+        incident_id: str,
+        category: str,
+        severity: str,
+        title: str,
+        subject: str | None,
+        at: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Open a central incident unless it is open already; True when it was opened."""
+
     async def alert_candidates(self) -> list[dict[str, Any]]:
         """Incidents alert routing must look at: every open one, and every one with an open alert thread.
 

@@ -51,9 +51,9 @@ from central.storage.rows import (
     device_values,
     incident_of,
     incident_values,
-    staff_step,
     thread_of,
 )
+from central.storage.shared import TransactionalMethods
 from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
@@ -392,7 +392,7 @@ class SqliteTransaction:
         )
 
 
-class SqliteStore:
+class SqliteStore(TransactionalMethods):
     """Central's database in one SQLite file."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
@@ -658,24 +658,6 @@ class SqliteStore:
         )
         return [EventRow(*r) for r in rows]
 
-    async def raise_central_incident(
-        self,
-        school_id: str,
-        incident_id: str,
-        category: str,
-        severity: str,
-        title: str,
-        subject: str | None,
-        at: str,
-        code: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> bool:
-        """Open a central incident unless it is open already; True when it was opened."""
-        async with self.transaction() as tx:
-            return await tx.raise_central_incident(
-                school_id, incident_id, category, severity, title, subject, at, code, params
-            )
-
     # ------------------------------------------------------------------ dashboard
 
     async def add_user(self, name: str, role: str, carrier: str | None, password_hash: str, at: str) -> None:
@@ -775,30 +757,6 @@ class SqliteStore:
         )
         return [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows]
 
-    async def _staff_step(
-        self, key: tuple[str, str, str, str], at: str, action: str, by: str, text: str | None
-    ) -> bool:
-        async with self.transaction() as tx:
-            row = await tx.get_incident(*key)
-            if row is None:
-                return False
-            staff_step(row, at, action, by, text)
-            await tx.put_incident(row)
-            await tx.log_incident(row, at, action, by, text)
-            return True
-
-    async def staff_acknowledge(
-        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, at: str
-    ) -> bool:
-        """Central staff acknowledge an incident (recorded with their name); False when no such incident."""
-        return await self._staff_step((school_id, origin, agent_id, incident_id), at, "staff-ack", by, None)
-
-    async def staff_note(
-        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, text: str, at: str
-    ) -> bool:
-        """Central staff add a note to an incident; False when no such incident."""
-        return await self._staff_step((school_id, origin, agent_id, incident_id), at, "staff-note", by, text)
-
     async def samples(self, school_id: str, since: str) -> list[Sample]:
         """A school's time-series points since ``since``, by series and time."""
         rows = self._conn.execute(
@@ -806,11 +764,6 @@ class SqliteStore:
             (school_id, since),
         )
         return [Sample(*r) for r in rows]
-
-    async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
-        """Resolve a central incident if open; True when it was open."""
-        async with self.transaction() as tx:
-            return await tx.resolve_central_incident(school_id, incident_id, at)
 
     async def claim_alert_deliveries(
         self, now: str, lease_until: str, limit: int, delivery_id: int | None = None
