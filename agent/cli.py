@@ -25,6 +25,7 @@ from base.cli import (
     empty_message,
     format_moment,
     format_table,
+    load_toml,
     report_checks,
     require_database,
     resolve_data_dir,
@@ -134,7 +135,10 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
     directory = _existing_dir(data_dir)
 
     async def main() -> bool:
-        agent = build_agent(config, directory, SystemClock(), listen=listen)
+        # The file's own keys, so central's configuration can be laid under them (they win).
+        local_doc = load_toml(config_path)
+        source = str(config_path) if config_path is not None else None
+        agent = build_agent(config, directory, SystemClock(), listen=listen, local_doc=local_doc, source=source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,6 +191,7 @@ def _status_text(info: dict[str, Any]) -> str:
         f"outbox     last_seq {box['last_seq']}, acked {box['acked_seq']}, depth {box['depth']},"
         f" oldest unsent {_age(box['oldest_unsent_age_s'])}, {box['unsent_bytes']} bytes",
         f"last sync  {format_moment(info['last_sync_at']) if info['last_sync_at'] else 'never'}",
+        f"config     {_held_config_text(info.get('central_config'))}",
         f"incidents  {info['open_incidents']} open",
         f"devices    {info['devices']}",
     ]
@@ -203,6 +208,14 @@ def _status_text(info: dict[str, Any]) -> str:
         if discovery.get("note"):
             lines.append(f"           {discovery['note']}")
     return "\n".join(_clean_line(line) for line in lines)
+
+
+def _held_config_text(held: dict[str, Any] | None) -> str:
+    if not held:
+        return "none from central yet"
+    sections = ", ".join(held["sections"]) or "no sections"
+    issued = format_moment(held["issued_at"]) if held.get("issued_at") else "?"
+    return f"central's version {held['version']} (issued {issued}; sets {sections}; this file's keys win)"
 
 
 def _clean_line(line: str) -> str:
@@ -300,6 +313,41 @@ def export(out: Path, data_dir: Path | None, config_path: Path | None) -> None:
     span = f"seq {result.seq_from}..{result.seq_to}" if result.events else "the outbox is empty"
     events = counted(result.events, "event", "events")
     click.echo(f"exported {events} ({span}) in {counted(result.envelopes, 'report', 'reports')} to {out}", err=True)
+
+
+
+@cli.command("rotate-key")
+@common_options("agent")
+@cli_errors
+def rotate_key(data_dir: Path | None, config_path: Path | None) -> None:
+    """Replace this agent's signing key: a new key pair, announced to central in a report signed by the old key.
+
+    Central then accepts only the new key (the old one is retired for good). Safe to run while
+    the agent runs (it takes the new key at central's first refusal of the old) and safe to run
+    again after an interruption (the waiting new key is announced again).
+
+    Example:
+
+        sudo -u schulwart schulwart-agent rotate-key --data-dir /var/lib/schulwart --config /etc/schulwart/agent.toml
+    """
+    from agent.rotation import rotate_key as do_rotate
+    from agent.status import effective_central_url
+
+    config = _config(config_path)
+    setup_logging("WARNING")
+    directory = _existing_dir(data_dir)
+    store = Store.open(directory)
+    try:
+        identity = load_identity(store)
+        if identity is None:
+            raise click.UsageError(_ENROLL_HINT)
+        url, _source = effective_central_url(config, identity)
+        new_keyid = asyncio.run(
+            do_rotate(directory, store, SystemClock(), central_url=url, timeout=config.sync.request_timeout)
+        )
+    finally:
+        store.close()
+    click.echo(f"key rotated: {new_keyid[:16]}… is in force at central; the old key is retired", err=True)
 
 
 @cli.command()

@@ -12,13 +12,15 @@ packages and checked the same way, when the file is read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agent.monitors.cabinets.config import CabinetsConfig
 from agent.monitors.discovery.config import DiscoveryConfig
-from agent.monitors.wlan.config import WlanConfig
+from base.agentconfig import AgentSection, CentralSettings, HostSection, IncidentSection, PrivacySection
+from base.agentconfig.cabinets import CabinetsConfig
+from base.agentconfig.layers import json_document, merge_layers, overridden_keys
+from base.agentconfig.wlan import WlanConfig
 from base.config import duration, load_document, parse_document, setting
 from base.errors import ConfigError
 
@@ -42,16 +44,6 @@ def _check_listen(text: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentSection:
-    """[agent]: logging, the health snapshot (seconds) and the outbox cap (MiB)."""
-
-    log_level: str = "INFO"
-    snapshot_interval: float = duration(300.0)
-    outbox_max_mb: int = setting(200, low=1)
-    maintenance_interval: float = duration(60.0)
-
-
-@dataclass(frozen=True, slots=True)
 class SyncSection:
     """[sync]: how reports reach central (durations in seconds). Unset batch/interval keys come from enrollment."""
 
@@ -67,37 +59,12 @@ class SyncSection:
 
 
 @dataclass(frozen=True, slots=True)
-class HostSection:
-    """[host]: the host monitor's schedule (seconds) and rule thresholds (percent, seconds)."""
-
-    interval: float = duration(60.0)
-    disk_max_percent: float = setting(90.0, low=0, high=100)
-    memory_min_available_percent: float = setting(10.0, low=0, high=100)
-    clock_max_offset: float = duration(300.0)
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentSection:
-    """[incidents]: hysteresis defaults (consecutive rounds) for every rule that does not set its own."""
-
-    open_after: int = setting(3, low=1, high=1000)
-    resolve_after: int = setting(3, low=1, high=1000)
-
-
-@dataclass(frozen=True, slots=True)
 class ApiSection:
     """[api]: the local technician API; ``listen`` is HOST:PORT, the TLS keys are PEM file paths."""
 
     listen: str = setting("0.0.0.0:8401", check=_check_listen)  # the school LAN is where technicians are
     tls_cert: str = ""  # PEM certificate chain; with tls_key, the API speaks HTTPS
     tls_key: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PrivacySection:
-    """[privacy]: whether real device names may leave the school."""
-
-    share_names: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +95,32 @@ def parse_config(doc: Mapping[str, Any], *, source: str | None = None) -> AgentC
 def load_config(path: Path | None) -> AgentConfig:
     """Read and check a config file; None gives the defaults. ConfigError names the file, section and key."""
     return load_document(AgentConfig, path)
+
+
+# The sections central's signed configuration may set (the others are the school's own).
+CENTRAL_SECTIONS = frozenset(f.name for f in fields(CentralSettings))
+
+
+@dataclass(frozen=True, slots=True)
+class Layered:
+    """The configuration in force: central's sections with the school's file over them.
+
+    ``overrides`` are the dotted keys (``cabinets.window``) the file sets to another value than
+    central does; the agent reports them, so central shows which schools deviate.
+    """
+
+    config: AgentConfig
+    overrides: tuple[str, ...] = ()
+
+
+def layer_config(
+    local_doc: Mapping[str, Any], central_sections: Mapping[str, Any], *, source: str | None = None
+) -> Layered:
+    """Central's sections (only those in ``CENTRAL_SECTIONS``) under the school's parsed file.
+
+    Raises ConfigError (one line naming the key) when the combination is refused; ``source``
+    names the file in that line.
+    """
+    central = {k: v for k, v in central_sections.items() if k in CENTRAL_SECTIONS}
+    config = parse_config(merge_layers(central, local_doc), source=source)
+    return Layered(config, tuple(overridden_keys(json_document(local_doc), central)))

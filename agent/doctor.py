@@ -27,7 +27,8 @@ import aiohttp
 
 from agent.config import AgentConfig
 from agent.identity import load_identity
-from agent.monitors.cabinets.meters import Meter, MeterError
+from agent.monitors.cabinets.meters import Meter
+from agent.monitors.cabinets.reading import MeterError
 from agent.monitors.discovery.interfaces import MDNS_GROUP, choose_interfaces, host_interfaces
 from agent.monitors.wlan.unifi import ControllerError, build_controller
 from agent.status import effective_central_url

@@ -13,9 +13,12 @@ from agent.store import Store
 from base.errors import ConfigError
 from base.secretfile import read_secret_file
 from base.version import version
+from protocol.errors import ProtocolError
 from protocol.keys import keyid, load_public_key_b64, private_key_from_pem
+from protocol.schema import CONFIG_CENTRAL_KEYS
 
 KEY_FILE = "agent-key.pem"
+NEXT_KEY_FILE = "agent-key.next.pem"  # a rotation under way (schulwart-agent rotate-key)
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 _SETTING = "identity"
 
@@ -61,15 +64,27 @@ def save_identity(store: Store, conn: sqlite3.Connection, identity: Identity) ->
 
 
 def load_agent_key(data_dir: Path, identity: Identity) -> Ed25519PrivateKey:
-    """The agent's signing key; it must be the one central enrolled."""
+    """The agent's signing key; it must be the one central enrolled (or took in a key rotation).
+
+    A rotation that stopped after the store named the new key but before its file replaced the
+    old one is finished here: the waiting file becomes the key file.
+    """
     path = data_dir / KEY_FILE
     try:
         key = private_key_from_pem(read_secret_file(path))
     except OSError as exc:
         raise ConfigError(f"cannot read the agent key {path}: {exc.strerror}") from None
-    if keyid(key) != identity.keyid:
-        raise ConfigError(f"the agent key {path} is not the enrolled one: enroll again with --force")
-    return key
+    if keyid(key) == identity.keyid:
+        return key
+    waiting = data_dir / NEXT_KEY_FILE
+    try:
+        new = private_key_from_pem(read_secret_file(waiting))
+    except (OSError, ProtocolError):
+        new = None
+    if new is not None and keyid(new) == identity.keyid:
+        waiting.replace(path)
+        return new
+    raise ConfigError(f"the agent key {path} is not the enrolled one: enroll again with --force")
 
 
 def read_admin_token(data_dir: Path) -> str | None:
@@ -79,6 +94,25 @@ def read_admin_token(data_dir: Path) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return token or None
+
+
+def trusted_central_keys(store: Store, role: str) -> list[Ed25519PublicKey]:
+    """Central's keys of ``role`` (``config`` or ``token``) its newest signed config told us to trust.
+
+    Empty before a config that names them (an older central): then the keys enrollment gave are
+    the ones. Entries that are not usable keys are skipped.
+    """
+    held = store.get_setting("central_config")
+    settings = held.get("settings") if isinstance(held, dict) else None
+    announced = settings.get(CONFIG_CENTRAL_KEYS) if isinstance(settings, dict) else None
+    listed = announced.get(role) if isinstance(announced, dict) else None
+    keys = []
+    for text in listed if isinstance(listed, list) else []:
+        try:
+            keys.append(load_public_key_b64(text) if isinstance(text, str) else None)
+        except ProtocolError:
+            continue
+    return [k for k in keys if k is not None]
 
 
 _FLOOR = "time_floor"

@@ -39,6 +39,7 @@ class Counters:
     monitor_errors: dict[str, int] = field(default_factory=dict)
     task_errors: dict[str, int] = field(default_factory=dict)
     dropped_events: int = 0
+    auth_failures: dict[str, int] = field(default_factory=dict)  # refused technician requests, by reason
 
 
 MONITOR_FAILING_PREFIX = "agent-monitor-failing:"

@@ -13,6 +13,7 @@ import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -51,6 +52,8 @@ class Agent:
         app: web.Application,
         listen: tuple[str, int],
         ssl_context: ssl.SSLContext | None,
+        build_monitors: Callable[[AgentConfig], list[Monitor]] | None = None,
+        retune: Callable[[AgentConfig], None] = lambda config: None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -66,6 +69,10 @@ class Agent:
         self.ssl_context = ssl_context
         self._first_host = asyncio.Event()
         self.address: tuple[str, int] | None = None
+        self._build_monitors = build_monitors
+        self._retune = retune
+        self._monitor_tasks: dict[str, tuple[Monitor, asyncio.Task[None]]] = {}
+        self._running = False
 
     # ------------------------------------------------------------------ tasks
 
@@ -145,14 +152,10 @@ class Agent:
         try:
             runner, host, port = await start_server(self.app, *self.listen, ssl_context=self.ssl_context)
             self.address = (host, port)
+            self._running = True
             for monitor in self.monitors:
-                try:
-                    await monitor.start()
-                except (OSError, RuntimeError, ValueError) as exc:
-                    log.error("school=%s monitor=%s cannot start: %s", self.school, monitor.name, exc)
-                    continue
-                started.append(monitor)
-                tasks.append(asyncio.create_task(self._monitor_loop(monitor), name=f"monitor-{monitor.name}"))
+                if await self._start_monitor(monitor):
+                    started.append(monitor)
             tasks.append(asyncio.create_task(self._supervised("snapshot", self._snapshot_loop), name="snapshot"))
             tasks.append(
                 asyncio.create_task(self._supervised("maintenance", self._maintenance_loop), name="maintenance")
@@ -167,7 +170,7 @@ class Agent:
                 self.outbox.last_seq,
             )
             waiter = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            done = await self._wait(waiter, tasks)
             for task in done:
                 if task is not waiter:
                     clean = False
@@ -177,20 +180,76 @@ class Agent:
                     )
             waiter.cancel()
         finally:
-            await self._shutdown(tasks, started, runner)
+            self._running = False
+            await self._shutdown(tasks, runner)
         return clean
 
-    async def _shutdown(
-        self, tasks: list[asyncio.Task[None]], monitors: list[Monitor], runner: web.AppRunner | None
-    ) -> None:
+    async def _wait(self, waiter: asyncio.Task[bool], tasks: list[asyncio.Task[None]]) -> set[asyncio.Task[Any]]:
+        """Until stop, or a task (a monitor's included, as they are now) ends on its own."""
+        while True:
+            # Re-read each second: a reconfiguration replaces monitor tasks while we wait.
+            monitor_tasks = [task for _, task in self._monitor_tasks.values()]
+            done, _ = await asyncio.wait(
+                [waiter, *tasks, *monitor_tasks], return_when=asyncio.FIRST_COMPLETED, timeout=1.0
+            )
+            # A monitor task cancelled by a reconfiguration is no task dying on its own.
+            done = {t for t in done if not (t.cancelled() and t not in tasks)}
+            if done:
+                return done
+
+    async def _start_monitor(self, monitor: Monitor) -> bool:
+        try:
+            await monitor.start()
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.error("school=%s monitor=%s cannot start: %s", self.school, monitor.name, exc)
+            return False
+        task = asyncio.create_task(self._monitor_loop(monitor), name=f"monitor-{monitor.name}")
+        self._monitor_tasks[monitor.name] = (monitor, task)
+        return True
+
+    async def _stop_monitor(self, name: str) -> None:
+        monitor, task = self._monitor_tasks.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(monitor.stop(), timeout=5)
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            log.warning("school=%s monitor=%s did not stop cleanly: %s", self.school, monitor.name, exc)
+
+    async def reconfigure(self, config: AgentConfig) -> None:
+        """Put a new configuration in force without a restart.
+
+        Thresholds, hysteresis and privacy are retuned in place; a monitor whose section changed
+        (``[cabinets]`` for the cabinet monitor, and so on: a monitor's name is its section's) is
+        stopped and started anew with the new section, one that is configured now starts, one
+        that is not any more stops. Intervals of the snapshot and maintenance loops are read
+        afresh at each round.
+        """
+        old, self.config = self.config, config
+        self._retune(config)
+        if self._build_monitors is None:
+            return
+        fresh = {m.name: m for m in self._build_monitors(config)}
+        current = {m.name: m for m in self.monitors}
+        changed = [name for name in current.keys() | fresh.keys()
+                   if getattr(old, name, None) != getattr(config, name, None)]  # fmt: skip
+        for name in sorted(changed):
+            if name in self._monitor_tasks:
+                await self._stop_monitor(name)
+            self.monitors = [m for m in self.monitors if m.name != name]
+            if name in fresh:
+                self.monitors.append(fresh[name])
+                if self._running:
+                    await self._start_monitor(fresh[name])
+            log.info("school=%s monitor=%s %s with the new configuration", self.school, name,
+                     "restarted" if name in fresh and name in current else "started" if name in fresh else "stopped")
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]], runner: web.AppRunner | None) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for monitor in monitors:
-            try:
-                await asyncio.wait_for(monitor.stop(), timeout=5)
-            except (OSError, RuntimeError, TimeoutError) as exc:
-                log.warning("school=%s monitor=%s did not stop cleanly: %s", self.school, monitor.name, exc)
+        for name in list(self._monitor_tasks):
+            await self._stop_monitor(name)
         if runner is not None:
             await runner.cleanup()
         stats = self.outbox.stats()

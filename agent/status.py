@@ -18,6 +18,7 @@ from agent.store.outbox import Outbox
 from agent.sync.client import SyncSettings
 from base.clock import SystemClock
 from base.version import version
+from protocol.schema import CONFIG_SECTIONS
 
 
 def effective_central_url(config: AgentConfig | None, identity: Identity) -> tuple[str, str]:
@@ -27,8 +28,23 @@ def effective_central_url(config: AgentConfig | None, identity: Identity) -> tup
     return identity.central_url, "enrollment"
 
 
+def _held_config(store: Store) -> dict[str, Any] | None:
+    """The central configuration held: its version, when central issued it, the sections it sets."""
+    held = store.get_setting("central_config")
+    if not isinstance(held, dict) or not isinstance(held.get("version"), int):
+        return None
+    settings = held.get("settings")
+    sections = settings.get(CONFIG_SECTIONS) if isinstance(settings, dict) else None
+    return {
+        "version": held["version"],
+        "issued_at": held.get("issued_at"),
+        "sections": sorted(sections) if isinstance(sections, dict) else [],
+    }
+
+
 def status_info(directory: Path, store: Store, config: AgentConfig | None = None) -> dict[str, Any]:
-    """Identity, outbox counters, last sync, open incidents and devices, time floor, version.
+    """Identity, outbox counters, last sync, open incidents and devices, time floor, version,
+    and the central configuration held (``central_config``: version, issued_at, sections; None before one).
 
     Given ``config``, also ``sync`` (the effective sync settings, seconds and counts) and
     ``discovery`` (the interfaces listened on and those ignored); ``identity.central_url`` is
@@ -61,6 +77,7 @@ def status_info(directory: Path, store: Store, config: AgentConfig | None = None
         "devices": store.query("SELECT count(*) FROM inventory")[0][0],
         "time_floor": time_floor(store),
         "clock_offset_s": store.get_setting("clock_offset_s"),
+        "central_config": _held_config(store),
     }
     if config is not None:
         central = store.get_setting("central_config") or {}

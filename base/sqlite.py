@@ -127,6 +127,11 @@ def _ensure_bookkeeping(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE {_LEGACY_BOOKKEEPING}")
 
 
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the disk (or the database's page cap) is full (SQLITE_FULL)."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     """The newest applied step, 0 for an empty database (read without writing)."""
     tables = _tables(conn)

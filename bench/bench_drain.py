@@ -22,12 +22,12 @@ from typing import Any
 
 import psutil
 
-from agent.config import HostSection
 from agent.identity import load_agent_key, load_identity
 from agent.monitors.host import HostMonitor
 from agent.store import Store
 from agent.store.outbox import Outbox
 from agent.sync.client import report_envelope
+from base.agentconfig import HostSection
 from base.clock import SystemClock
 
 BIN = Path(sys.executable).parent

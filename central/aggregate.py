@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from central.storage.interface import AgentRow, Sample, SchoolSummary, Transaction
-from central.timestamps import from_iso, normalize
+from central.storage.interface import AgentRow, IncidentStep, Sample, SchoolSummary, Transaction
+from central.timestamps import from_iso, normalize, stored
 from protocol.errors import MalformedError
 from protocol.events import (
     DeviceLost,
@@ -91,24 +91,8 @@ def _take_incident_fields(row: dict[str, Any], incident: IncidentOpened) -> None
     )
 
 
-async def _apply_incident_event(
-    tx: Transaction, agent: AgentRow, event: Event, payload: IncidentPayload, now: str
-) -> None:
-    at = normalize(event.at)
-    row = await tx.get_incident(agent.school_id, "agent", agent.agent_id, payload.id)
-    if row is None and not isinstance(payload, IncidentOpened):
-        # Never opened, neither in the history nor in a state: the event stays in the stored
-        # history, but the current view gets no half-record without key, title or opening.
-        log.warning(
-            "school=%s agent=%s seq=%d %s names unknown incident %s: not applied to the view",
-            agent.school_id, agent.agent_id, event.seq, event.kind, payload.id[:64],
-        )  # fmt: skip
-        return
-    if row is None:
-        row = _new_incident(agent, payload.id, now)
-        if event.seq <= agent.state_seq:
-            # A newer state payload did not list it as open, so it is not open now.
-            row["status"], row["status_seq"] = "resolved", agent.state_seq
+def _fold_incident(row: dict[str, Any], event: Event, payload: IncidentPayload, at: str) -> None:
+    """Fold one incident event into its row, in place; a row with a newer status keeps it."""
     decides = event.seq > row["status_seq"]
     if isinstance(payload, IncidentOpened):
         if decides or row["key"] is None:
@@ -132,58 +116,99 @@ async def _apply_incident_event(
         _add_note(row, {"by": payload.by, "text": payload.text, "at": at})
     if decides:
         row["status_seq"] = event.seq
-    row["updated_at"] = now
-    await tx.put_incident(row)
-    by = payload.by if isinstance(payload, IncidentAcknowledged | NoteAdded) else None
-    text = payload.text if isinstance(payload, NoteAdded) else None
-    await tx.log_incident(row, at, _LOG_ACTIONS[event.kind], by, text)
 
 
-async def _apply_device_event(
-    tx: Transaction, agent: AgentRow, event: Event, payload: DevicePayload, now: str
+async def _apply_incident_events(
+    tx: Transaction, agent: AgentRow, events: Sequence[tuple[Event, IncidentPayload]], now: str
 ) -> None:
-    at, lost = normalize(event.at), isinstance(payload, DeviceLost)
-    device_id = payload.id
-    row = await tx.get_device(agent.school_id, agent.agent_id, device_id)
-    if row is not None and event.seq <= row["seq"]:
-        return
-    state = "lost" if lost else payload.state or "present"
-    if row is None and event.seq <= agent.devices_seq:
-        state = "lost"  # a newer device list did not contain it
-    await tx.put_device(
-        {
+    """Fold a batch's incident events, in seq order, into one write per incident and the timeline."""
+    rows = await tx.get_incidents(agent.school_id, "agent", agent.agent_id, {p.id for _, p in events})
+    changed: dict[str, dict[str, Any]] = {}
+    steps: list[IncidentStep] = []
+    for event, payload in events:
+        row = rows.get(payload.id)
+        if row is None and not isinstance(payload, IncidentOpened):
+            # Never opened, neither in the history nor in a state: the event stays in the stored
+            # history, but the current view gets no half-record without key, title or opening.
+            log.warning(
+                "school=%s agent=%s seq=%d %s names unknown incident %s: not applied to the view",
+                agent.school_id, agent.agent_id, event.seq, event.kind, payload.id[:64],
+            )  # fmt: skip
+            continue
+        if row is None:
+            row = rows[payload.id] = _new_incident(agent, payload.id, now)
+            if event.seq <= agent.state_seq:
+                # A newer state payload did not list it as open, so it is not open now.
+                row["status"], row["status_seq"] = "resolved", agent.state_seq
+        at = stored(event.at, event.moment)
+        _fold_incident(row, event, payload, at)
+        row["updated_at"] = now
+        changed[payload.id] = row
+        by = payload.by if isinstance(payload, IncidentAcknowledged | NoteAdded) else None
+        text = payload.text if isinstance(payload, NoteAdded) else None
+        steps.append(IncidentStep.of(row, at, _LOG_ACTIONS[event.kind], by, text))
+    if changed:
+        await tx.put_incidents(list(changed.values()))
+        await tx.log_incidents(steps)
+
+
+async def _apply_device_events(
+    tx: Transaction, agent: AgentRow, events: Sequence[tuple[Event, DevicePayload]], now: str
+) -> None:
+    """Fold a batch's device events, in seq order, into one write per device: the newest seq wins."""
+    rows = await tx.get_devices(agent.school_id, agent.agent_id, {p.id for _, p in events})
+    changed: dict[str, dict[str, Any]] = {}
+    for event, payload in events:
+        row = rows.get(payload.id)
+        if row is not None and event.seq <= row["seq"]:
+            continue
+        lost = isinstance(payload, DeviceLost)
+        state = "lost" if lost else payload.state or "present"
+        if row is None and event.seq <= agent.devices_seq:
+            state = "lost"  # a newer device list did not contain it
+        rows[payload.id] = changed[payload.id] = {
             "school_id": agent.school_id,
             "agent_id": agent.agent_id,
-            "device_id": device_id,
+            "device_id": payload.id,
             "class": str(payload.device_class or (row or {}).get("class") or "unknown"),
             "state": state[:32],
             "data": dict(event.data),  # as received, unknown fields included
             "seq": event.seq,
-            "last_seen_at": (row or {}).get("last_seen_at") if lost else at,
+            "last_seen_at": (row or {}).get("last_seen_at") if lost else stored(event.at, event.moment),
             "updated_at": now,
         }
-    )
+    if changed:
+        await tx.put_devices(list(changed.values()))
 
 
 async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event], now: str) -> None:
-    """Fold newly stored events (consecutive, in seq order) into the current view."""
+    """Fold newly stored events (consecutive, in seq order) into the current view, a batch at a time.
+
+    Each device and incident is read once and written once per batch, in its state after the
+    batch's last event for it: the same rows as applying the events one by one.
+    """
     last_snapshot: Event | None = None
     power: list[Sample] = []
+    devices: list[tuple[Event, DevicePayload]] = []
+    incidents: list[tuple[Event, IncidentPayload]] = []
     for event in events:
         payload = event.payload
         if isinstance(payload, HealthSnapshot):
             last_snapshot = event  # only the newest snapshot of a batch is the current one
-            power.extend(cabinet_samples(payload.sections, normalize(event.at)))
+            power.extend(cabinet_samples(payload.sections, stored(event.at, event.moment)))
         elif isinstance(payload, DevicePayload):
-            await _apply_device_event(tx, agent, event, payload, now)
+            devices.append((event, payload))
         else:
-            await _apply_incident_event(tx, agent, event, payload, now)
-    if last_snapshot is not None and last_snapshot.seq > agent.snapshot_seq:
-        await tx.set_snapshot(
-            agent.agent_id, _dump(dict(last_snapshot.data)), last_snapshot.seq, normalize(last_snapshot.at)
-        )
+            incidents.append((event, payload))
+    if devices:
+        await _apply_device_events(tx, agent, devices, now)
+    if incidents:
+        await _apply_incident_events(tx, agent, incidents, now)
     if last_snapshot is not None:
-        power.extend(await _count_samples(tx, agent.school_id, normalize(last_snapshot.at)))
+        at = stored(last_snapshot.at, last_snapshot.moment)
+        if last_snapshot.seq > agent.snapshot_seq:
+            await tx.set_snapshot(agent.agent_id, _dump(dict(last_snapshot.data)), last_snapshot.seq, at)
+        power.extend(await _count_samples(tx, agent.school_id, at))
     if power:
         await tx.add_samples(agent.school_id, agent.agent_id, power)
 
@@ -225,14 +250,14 @@ def state_is_newer(agent: AgentRow, state: StatePayload) -> bool:
 
 async def _state_incidents(tx: Transaction, agent: AgentRow, state: StatePayload, now: str) -> None:
     mark = state.last_seq
-    listed = set()
+    listed = {incident.id for incident in state.incidents}
+    rows = await tx.get_incidents(agent.school_id, "agent", agent.agent_id, listed)
+    changed: dict[str, dict[str, Any]] = {}
     for incident in state.incidents:
-        incident_id = incident.id
-        listed.add(incident_id)
-        row = await tx.get_incident(agent.school_id, "agent", agent.agent_id, incident_id)
+        row = rows.get(incident.id)
         if row is not None and row["status_seq"] > mark:
             continue  # history already went past this state
-        row = row or _new_incident(agent, incident_id, now)
+        row = rows[incident.id] = row or _new_incident(agent, incident.id, now)
         _take_incident_fields(row, incident)
         row.update(status="open", status_seq=mark, resolved_at=None, updated_at=now)
         if incident.opened_at is not None:
@@ -248,11 +273,13 @@ async def _state_incidents(tx: Transaction, agent: AgentRow, state: StatePayload
             for note in notes:
                 if isinstance(note, dict):
                     _add_note(row, note)
-        await tx.put_incident(row)
+        changed[incident.id] = row
     for row in await tx.open_agent_incidents(agent.agent_id):
         if row["incident_id"] not in listed and row["status_seq"] <= mark:
             row.update(status="resolved", status_seq=mark, resolved_at=normalize(state.made_at), updated_at=now)
-            await tx.put_incident(row)
+            changed[row["incident_id"]] = row
+    if changed:
+        await tx.put_incidents(list(changed.values()))
 
 
 def _normalize_or_none(text: str) -> str | None:
@@ -263,31 +290,31 @@ def _normalize_or_none(text: str) -> str | None:
 
 
 async def _state_devices(tx: Transaction, agent: AgentRow, state: StatePayload, now: str) -> None:
-    mark = state.last_seq
-    listed = set()
+    mark, seen_at = state.last_seq, normalize(state.made_at)
+    listed = {device.id for device in state.device_payloads}
+    rows = await tx.get_devices(agent.school_id, agent.agent_id, listed)
+    changed: dict[str, dict[str, Any]] = {}
     for device, raw in zip(state.device_payloads, state.devices, strict=True):
-        device_id = device.id
-        listed.add(device_id)
-        row = await tx.get_device(agent.school_id, agent.agent_id, device_id)
+        row = rows.get(device.id)
         if row is not None and row["seq"] > mark:
             continue
-        await tx.put_device(
-            {
-                "school_id": agent.school_id,
-                "agent_id": agent.agent_id,
-                "device_id": device_id,
-                "class": device.device_class,
-                "state": (device.state or "present")[:32],
-                "data": dict(raw),
-                "seq": mark,
-                "last_seen_at": normalize(state.made_at),
-                "updated_at": now,
-            }
-        )
+        changed[device.id] = {
+            "school_id": agent.school_id,
+            "agent_id": agent.agent_id,
+            "device_id": device.id,
+            "class": device.device_class,
+            "state": (device.state or "present")[:32],
+            "data": dict(raw),
+            "seq": mark,
+            "last_seen_at": seen_at,
+            "updated_at": now,
+        }
     for row in await tx.agent_devices(agent.agent_id):
         if row["device_id"] not in listed and row["seq"] <= mark and row["state"] != "lost":
             row.update(state="lost", seq=mark, updated_at=now)
-            await tx.put_device(row)
+            changed[row["device_id"]] = row
+    if changed:
+        await tx.put_devices(list(changed.values()))
     await tx.set_devices_seq(agent.agent_id, mark)
 
 
@@ -312,6 +339,8 @@ async def apply_state(tx: Transaction, agent: AgentRow, state: StatePayload, now
             }
         ),
     )
+    if state.config is not None:
+        await tx.set_agent_config_report(agent.agent_id, state.config.version, state.config.overrides)
     if state.dropped_events:
         log.warning(
             "school=%s agent=%s dropped %d event(s) its outbox could not hold (full disk)",

@@ -41,18 +41,27 @@ from base.cli import (
 )
 from base.clock import SystemClock
 from base.errors import ConfigError
+from central.agent_config import (
+    MAX_LAYER_BYTES,
+    check_layer,
+    effective_for,
+    layer_sections,
+    require_scope,
+    scope_of,
+)
 from central.alerts.channels import DeliveryError
 from central.alerts.service import open_alerts
 from central.config import CentralConfig, load_config
 from central.enrollment import create_code, hash_secret, valid_id
 from central.errors import AlreadyExistsError, NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
-from central.keystore import load_keystore
+from central.keystore import load_keystore, start_rotation
 from central.storage import describe_database, open_store
 from central.storage.interface import AlertDelivery, IssuedToken, Storage
 from central.timestamps import iso
 from central.users import check_password, hash_password, parse_role
 from central.web.app import create_app, start
+from protocol.keys import keyid
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
 
 log = logging.getLogger("central")
@@ -560,6 +569,166 @@ def agent_list(data_dir: Path | None, config_path: Path | None, school_id: str |
 # --------------------------------------------------------------------------- alerts
 
 _ALERT_STATES = ("dead", "pending", "sent", "cancelled", "all")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Central's own keys: the configuration key and the technician-token issuer, and their rotation."""
+
+
+@keys_group.command("rotate")
+@common_options("central")
+@click.argument("role", type=click.Choice(["config", "token"]))
+@click.option("--grace", default="7d", show_default=True,
+              help="How long agents learn the next key before it is used (longer than any school is offline).")
+@cli_errors
+def keys_rotate(data_dir: Path | None, config_path: Path | None, role: str, grace: str) -> None:
+    """Make the next configuration key or token issuer key, in force after a grace period.
+
+    Restart `serve` afterwards: until the switch it keeps signing with the current key and tells
+    every agent the next one in its signed configuration; from the switch on it signs with the next key, which agents
+    trust by then. After a token issuer switch the old key stays trusted for 12 h, so tokens
+    issued just before keep working. Enrollment codes made before a switch stop working at it.
+
+    Example: schulwart-central keys rotate config --grace 14d
+    """
+    period = parse_duration(grace)
+    if period < timedelta(0) or period > timedelta(days=365):
+        raise click.BadParameter("--grace must be 0s..365d")
+    config = _quiet(_config(data_dir, config_path))
+    pending = start_rotation(config.data_dir, role, period, SystemClock().now())
+    when = format_moment(iso(pending.switch_at))
+    click.echo(f"next {role} key {keyid(pending.key)[:16]}… made; in force from {when}; restart `serve` so that"
+               " agents learn it from their next configuration", err=True)  # fmt: skip
+
+
+@keys_group.command("list")
+@common_options("central")
+@cli_errors
+def keys_list(data_dir: Path | None, config_path: Path | None) -> None:
+    """List central's keys: role, keyid, state (in force, next from a time, retired until a time).
+
+    Example: schulwart-central keys list
+    """
+    config = _quiet(_config(data_dir, config_path))
+    keys = load_keystore(config.data_dir)
+    rows = [["config", keyid(keys.config_key), "in force"], ["token", keyid(keys.token_key), "in force"]]
+    for role, pending in (("config", keys.config_next), ("token", keys.token_next)):
+        if pending is not None:
+            rows.append([role, keyid(pending.key), f"next, from {format_moment(iso(pending.switch_at))}"])
+    retired = keys.token_retired
+    if retired is not None:
+        rows.append(["token", keyid(retired.key), f"retired, trusted until {format_moment(iso(retired.until))}"])
+    click.echo(format_table(rows, ["ROLE", "KEYID", "STATE"]))
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Signed agent configuration: layers per carrier and per school (the school's own file wins over both)."""
+
+
+def _layer_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--carrier", default=None, help="The carrier's layer (applies to its schools).")(f)
+    return click.option("--school", default=None, help="The school's layer (over its carrier's).")(f)
+
+
+@config_group.command("set")
+@common_options("central")
+@_layer_options
+@click.option("--from", "source", type=click.File("r", encoding="utf-8"), default="-", show_default=True,
+              help="The layer's TOML ('-': stdin).")  # fmt: skip
+@cli_errors
+def config_set(
+    data_dir: Path | None, config_path: Path | None, school: str | None, carrier: str | None, source: Any
+) -> None:
+    """Replace a carrier's or a school's configuration layer with the TOML given; prints the new version.
+
+    The TOML has the agent config's sections [agent], [host], [incidents], [privacy], [wlan] and
+    [cabinets] and is checked with the agent's own types: a refused key is named in one line
+    (exit 2) and nothing is stored. An empty document clears the layer. Every agent of the
+    school (or the carrier's schools) gets the new version, signed, at its next config fetch
+    and applies it without a restart; keys its school's own file sets win.
+
+    Example: schulwart-central config set --school gs-nord --from gs-nord.toml
+    """
+    scope = scope_of(school, carrier)
+    try:
+        text = source.read(MAX_LAYER_BYTES + 1)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: the layer is not UTF-8 text (bad byte at offset {exc.start})") from None
+    sections = check_layer(text)
+    config = _quiet(_config(data_dir, config_path))
+
+    async def work(store: Storage) -> int:
+        await require_scope(store, scope)
+        settings = json.dumps(sections, ensure_ascii=False, sort_keys=True)
+        return await store.add_config_layer(scope, text, settings, iso(SystemClock().now()), _operator())
+
+    version = _with_store(config, work)
+    click.echo(f"{scope} layer is now version {version}; agents apply it at their next config fetch", err=True)
+    click.echo(str(version))
+
+
+@config_group.command("show")
+@common_options("central")
+@_layer_options
+@cli_errors
+def config_show(data_dir: Path | None, config_path: Path | None, school: str | None, carrier: str | None) -> None:
+    """Print a layer's TOML; for a school also the layers that apply, the version they make and what each
+    of its agents runs (version and the keys its own file overrides).
+
+    Example: schulwart-central config show --school gs-nord
+    """
+    scope = scope_of(school, carrier)
+    config = _quiet(_config(data_dir, config_path))
+
+    async def work(store: Storage) -> str:
+        await require_scope(store, scope)
+        if school is None:
+            found = await store.config_layers([scope])
+            return found[0].toml if found else f"# {scope}: no layer set"
+        row = await store.get_school(school)
+        assert row is not None  # require_scope checked it
+        effective = await effective_for(store, config, row)
+        lines = [f"# {school}: configuration version {effective.version}"]
+        for layer in effective.layers:
+            lines.append(f"# --- {layer.scope}, version {layer.version}, {format_moment(layer.created_at)},"
+                         f" by {layer.created_by}")  # fmt: skip
+            lines.append(layer.toml.rstrip())
+        if not effective.layers:
+            lines.append("# no layer set for this school or its carrier")
+        for agent in await store.list_agents(school):
+            runs = "not reported yet" if agent.config_version is None else f"runs version {agent.config_version}"
+            overrides = ", ".join(agent.config_overrides) or "none"
+            lines.append(f"# agent {agent.agent_id}: {runs}; local overrides: {overrides}")
+        return "\n".join(lines)
+
+    click.echo(_with_store(config, work))
+
+
+@config_group.command("history")
+@common_options("central")
+@click.option("--carrier", default=None, help="Only the carrier's layer.")
+@click.option("--school", default=None, help="Only the school's layer.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="At most this many.")
+@cli_errors
+def config_history(
+    data_dir: Path | None, config_path: Path | None, school: str | None, carrier: str | None, limit: int
+) -> None:
+    """List the versions of the layers, newest first: version, scope, when, by, sections set.
+
+    Example: schulwart-central config history --carrier landkreis
+    """
+    scope = None if school is None and carrier is None else scope_of(school, carrier)
+    config = _quiet(_config(data_dir, config_path))
+    layers = _with_store(config, lambda store: store.config_history(scope, limit))
+    rows = [
+        [str(layer.version), layer.scope, format_moment(layer.created_at), layer.created_by,
+         ", ".join(sorted(layer_sections(layer))) or "(cleared)"]
+        for layer in layers
+    ]  # fmt: skip
+    header = ["VERSION", "SCOPE", "WHEN", "BY", "SECTIONS"]
+    click.echo(format_table(rows, header) if rows else empty_message("configuration layers"))
 
 
 @cli.group()

@@ -63,7 +63,7 @@ async def create_code(store: Storage, school_id: str, ttl: timedelta, now: datet
     secret = secrets.token_urlsafe(CODE_BYTES)
     await store.add_enroll_code(hash_secret(secret), school_id, iso(now + ttl), iso(now))
     log.info("enrollment code created school=%s expires=%s", school_id, iso(now + ttl))
-    return f"{secret}.{keys_pin(keys)}"
+    return f"{secret}.{keys_pin(keys.at(now))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +136,8 @@ class Enroller:
             "school_id": school_row.id,
             "carrier": school_row.carrier,
             "school_name": school_row.name,
-            "central_public_key": self.keys.config_public_b64,
-            "token_public_key": self.keys.token_public_b64,
+            "central_public_key": self.keys.at(now).config_public_b64,
+            "token_public_key": self.keys.at(now).token_public_b64,
             "central_time": iso(now),
             "sync": self.sync.to_json(),
         }
@@ -157,9 +157,8 @@ class Enroller:
         self, code: str, raw_key: bytes, request: EnrollRequest, agent_id: str, now: datetime
     ) -> SchoolRow:
         secret, pin = split_enroll_code(code)
-        if pin is not None and not pin_matches(
-            pin, public_key_raw(self.keys.config_key), public_key_raw(self.keys.token_key)
-        ):
+        keys = self.keys.at(now)  # after a key rotation's switch, codes carry the new keys' pin
+        if pin is not None and not pin_matches(pin, public_key_raw(keys.config_key), public_key_raw(keys.token_key)):
             raise InvalidCodeError("enrollment code was made by another central (its key pin does not match)")
         async with self.store.transaction() as tx:
             row = await tx.find_code(hash_secret(secret))

@@ -9,7 +9,8 @@ SchulwartError
     ├── RateLimitedError            too many wrong codes from one address
     ├── NotFoundError               no such school or agent
     ├── AlreadyExistsError          a school with that id exists
-    └── UnauthorizedError           read API without a valid bearer token
+    ├── UnauthorizedError           read API without a valid bearer token
+    └── StorageFullError            the disk under the database is full (507; nothing half-stored)
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ class KeyEnrolledError(CentralError):
     """The public key is already enrolled."""
 
     reason = "key_enrolled"
+
+
+class StorageFullError(CentralError):
+    """The database could not be written: its disk is full. The write was rolled back whole."""
+
+    reason = "store_full"
 
 
 class RateLimitedError(CentralError):
@@ -110,6 +117,7 @@ _STATUS: tuple[tuple[type[SchulwartError], int], ...] = (
     (AlreadyExistsError, 409),
     (UnauthorizedError, 401),
     (RequestTimeoutError, 408),
+    (StorageFullError, 507),
 )
 
 

@@ -25,3 +25,14 @@ def from_iso(text: str) -> datetime:
 def normalize(text: str) -> str:
     """An agent's RFC 3339 time rewritten in the fixed-width UTC format."""
     return iso(parse_time(text))
+
+
+def stored(text: str, moment: datetime) -> str:
+    """The fixed-width UTC form of a time already parsed (``moment`` is ``parse_time(text)``).
+
+    ``text`` itself when it is in that form already (what agents send for most times), so the
+    common case costs no formatting.
+    """
+    if len(text) == 27 and text[19] == "." and text[26] == "Z" and text.isascii():
+        return text
+    return iso(moment)

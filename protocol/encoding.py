@@ -29,11 +29,14 @@ __all__ = [
 
 MAX_JSON_DEPTH = 32
 
+# Built once: json.dumps() with options builds a new encoder on every call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 
 # JSON's \uXXXX escapes can spell half of a UTF-16 pair on its own ("\ud800"); Python keeps it
 # as a lone surrogate, which no UTF-8 encoder will write back. Such text is refused at the door.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def has_lone_surrogate(text: str) -> bool:
@@ -106,25 +109,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check(value: Any, limit: int) -> None:
+def _check(value: Any, limit: int, text: str) -> None:
     """Nesting depth and text that cannot be written back as UTF-8 (keys and strings)."""
-    # Iterative, so that a hostile document cannot exhaust the Python stack here either.
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, str):
-            if has_lone_surrogate(item):
-                raise MalformedError("JSON string holds a lone surrogate escape", reason="bad_json")
-            continue
-        if isinstance(item, dict):
-            children: Any = [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if level > limit:
+    # A lone surrogate gets into the decoded value only from the text itself or from a \uD800..
+    # \uDFFF escape: without either (two scans in C), the per-string look is skipped.
+    strings = _SURROGATE.search(text) is not None or _SURROGATE_ESCAPE.search(text) is not None
+    # Level by level, so that a hostile document cannot exhaust the Python stack here either.
+    level, depth = [value], 1
+    while level:
+        if depth > limit:
             raise MalformedError(f"JSON nested deeper than {limit}", reason="bad_json")
-        stack.extend((child, level + 1) for child in children)
+        children = [child for item in level for child in (item.values() if type(item) is dict else item)]
+        if strings:
+            keys = [key for item in level if type(item) is dict for key in item]
+            if any(type(text) is str and has_lone_surrogate(text) for text in (*keys, *children)):
+                raise MalformedError("JSON string holds a lone surrogate escape", reason="bad_json")
+        level, depth = [child for child in children if type(child) is dict or type(child) is list], depth + 1
 
 
 def _keep_last(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -167,7 +167,11 @@ def loads_strict(
         raise MalformedError("JSON nested too deeply", reason="bad_json") from None
     except ValueError as exc:
         raise MalformedError(f"not valid JSON: {str(exc)[:120]}", reason="bad_json") from None
-    _check(value, max_depth)
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            raise MalformedError("JSON string holds a lone surrogate escape", reason="bad_json")
+    elif isinstance(value, dict | list):
+        _check(value, max_depth, text)
     return value
 
 
@@ -178,7 +182,7 @@ def dumps(value: Any) -> bytes:
     hold (a lone surrogate), where ``str.encode`` would raise UnicodeEncodeError deep inside a
     caller that only expects the project's errors.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _COMPACT.encode(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:

@@ -12,6 +12,7 @@ unknown major version is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from .fields import (
 __all__ = [
     "BUNDLE_TYPE",
     "CATEGORIES",
+    "CONFIG_CENTRAL_KEYS",
+    "CONFIG_CENTRAL_STEPS",
+    "CONFIG_SECTIONS",
     "CONFIG_TYPE",
     "DEVICE_KINDS",
     "EVENT_KINDS",
@@ -63,6 +67,7 @@ __all__ = [
     "STATE_TYPE",
     "BundlePayload",
     "ConfigPayload",
+    "ConfigReport",
     "Event",
     "Report",
     "StatePayload",
@@ -70,6 +75,7 @@ __all__ = [
     "build_config_payload",
     "build_report",
     "build_state",
+    "canonical_event",
     "event_digest",
     "format_time",
     "make_event",
@@ -84,11 +90,23 @@ SCHEMA_VERSION = 1
 REPORT_TYPE = "application/vnd.schulwart.report+json;v=1"
 STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
 CONFIG_TYPE = "application/vnd.schulwart.config+json;v=1"
+# The member of a config payload's ``settings`` that holds the agent config sections central sets
+# (``{"cabinets": {...}, "wlan": {...}}``, the TOML tables as JSON).
+CONFIG_SECTIONS = "sections"
+# The member that carries central staff's acks and notes on the agent's incidents, oldest first:
+# ``[{"incident": id, "action": "acknowledged" | "note", "by", "at", "text" (notes only)}]``.
+CONFIG_CENTRAL_STEPS = "central_steps"
+# The member that names the central keys an agent is to trust from now on (raw base64 public keys):
+# ``{"config": [...], "token": [...]}``, the keys in force first, then a next key during a
+# rotation's grace period, then (tokens) a retired issuer key while its tokens may still live.
+CONFIG_CENTRAL_KEYS = "central_keys"
 BUNDLE_TYPE = "application/vnd.schulwart.bundle+json;v=1"
 
 MAX_EVENTS = 2000
 MAX_STATE_ITEMS = 5000
 
+# Built once: json.dumps() with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -105,12 +123,14 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str, *, field_name: str = "time") -> datetime:
     """Parse an RFC 3339 timestamp with an offset; a bare local time is refused."""
-    if not isinstance(text, str) or len(text) > 40 or not _TIME_RE.fullmatch(text):
+    match = _TIME_RE.fullmatch(text) if isinstance(text, str) and len(text) <= 40 else None
+    if match is None:
         raise MalformedError(f"{field_name}: not an RFC 3339 timestamp", reason="bad_time")
-    fixed = text[:-1] + "+00:00" if text.endswith("Z") else text
-    match = re.match(r"(.*\.)(\d+)(.*)", fixed)
-    if match:  # Python 3.11 takes at most 6 fractional digits
-        fixed = match.group(1) + match.group(2)[:6].ljust(6, "0") + match.group(3)
+    fraction, offset = match.group(1), match.group(2)
+    # Python 3.11 takes at most 6 fractional digits; "Z" is spelled as the offset it means.
+    fixed = text[:19] + ("." + fraction[1:7].ljust(6, "0") if fraction else "") + (
+        "+00:00" if offset == "Z" else offset
+    )
     try:
         return datetime.fromisoformat(fixed)
     except ValueError:
@@ -139,7 +159,9 @@ class Event:
     """One numbered event of an agent's history.
 
     ``data`` is the data object exactly as received (it is what gets stored and digested);
-    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``).
+    ``payload`` is the same data parsed into its kind's class (see ``protocol.events``);
+    ``moment`` is ``at`` parsed (aware, in the offset the agent wrote), so that readers need not
+    parse it again.
     """
 
     seq: int
@@ -148,10 +170,16 @@ class Event:
     data: Mapping[str, Any]
     extra: Mapping[str, Any] = field(default_factory=dict)
     payload: EventPayload = field(kw_only=True)
+    moment: datetime = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The event as it appears on the wire, extras included."""
         return {**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": dict(self.data)}
+
+    def canonical(self) -> tuple[str, str]:
+        """``canonical_event`` of the event as it appeared on the wire: (sorted-key JSON, SHA-256 hex)."""
+        # No copy of ``data``: the encoder only reads it.
+        return canonical_event({**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data})
 
 
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,12 +193,21 @@ def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any])
     return doc
 
 
+def canonical_event(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The event's JSON with sorted keys (compact, UTF-8 text) and the SHA-256 hex digest of it.
+
+    Equal content gives equal text and digest whatever the key order or spacing on the wire:
+    central stores the text and compares the digest, so one serialisation serves both.
+    ValueError for NaN or infinity; UnicodeEncodeError for a lone surrogate (the strict reader
+    refuses both before an event gets here).
+    """
+    text = _CANONICAL.encode(event)
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def event_digest(event: Mapping[str, Any]) -> str:
     """SHA-256 over the event's JSON with sorted keys: equal content, equal digest."""
-    import json
-
-    text = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return canonical_event(event)[1]
 
 
 def _parse_event(doc: Any, where: str) -> Event:
@@ -178,7 +215,7 @@ def _parse_event(doc: Any, where: str) -> Event:
     seq = int_field(obj, "seq", low=1, where=where)
     at = str_field(obj, "at", max_len=40, where=where)
     assert at is not None
-    parse_time(at, field_name=f"{where}at")
+    moment = parse_time(at, field_name=f"{where}at")
     kind = obj.get("kind")
     payload = parse_event_data(kind, obj.get("data"), where=where)
     return Event(
@@ -188,6 +225,7 @@ def _parse_event(doc: Any, where: str) -> Event:
         data=obj["data"],
         extra=extra_fields(obj, ("seq", "at", "kind", "data")),
         payload=payload,
+        moment=moment,
     )
 
 
@@ -300,10 +338,25 @@ class StatePayload:
     incidents: tuple[IncidentOpened, ...] = field(kw_only=True)
     device_payloads: tuple[DeviceSeen, ...] = field(kw_only=True)
     dropped_events: int = field(default=0, kw_only=True)
+    config: ConfigReport | None = field(default=None, kw_only=True)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """Which central configuration an agent runs: its ``version`` and the dotted keys its own file overrides."""
+
+    version: int
+    overrides: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As the state payload carries it: ``{"version": N, "overrides": ["cabinets.window", ...]}``."""
+        return {"version": self.version, "overrides": list(self.overrides)}
+
+
+MAX_OVERRIDES = 200
 _STATE_FIELDS = (
-    "v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices", "dropped_events"
+    "v", "agent_id", "school_id", "last_seq", "made_at", "open_incidents", "snapshot", "devices", "dropped_events",
+    "config",
 )
 
 
@@ -318,11 +371,13 @@ def build_state(
     *,
     agent_version: str | None = None,
     dropped_events: int = 0,
+    config: ConfigReport | None = None,
 ) -> bytes:
     """The payload bytes of a state report; ``agent_version`` as in :func:`build_report`.
 
     ``dropped_events`` counts what the agent's outbox could not hold (a full disk): it travels
     here because the state is built in memory, while the outbox is the thing that is full.
+    ``config`` says which central configuration version runs and what the school's file overrides.
     """
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -338,6 +393,8 @@ def build_state(
         doc["agent_version"] = agent_version
     if dropped_events:  # only when there is something to say: a state without drops keeps its old bytes
         doc["dropped_events"] = dropped_events
+    if config is not None:
+        doc["config"] = config.to_json()
     return dumps(doc)
 
 
@@ -373,6 +430,7 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
     # Added in 0.2; an older agent does not send it (then: nothing known to be dropped).
     dropped = int_field(doc, "dropped_events", low=0) if "dropped_events" in doc else 0
     return StatePayload(
+        config=_config_report(doc["config"]) if "config" in doc else None,
         agent_id=agent_id,
         school_id=school_id,
         last_seq=last_seq,
@@ -385,6 +443,16 @@ def parse_state(payload: bytes | Mapping[str, Any]) -> StatePayload:
         device_payloads=tuple(parsed_devices),
         dropped_events=dropped,
     )
+
+
+def _config_report(raw: Any) -> ConfigReport:
+    doc = require_obj(raw, "config")
+    overrides = doc.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(k, str) and 0 < len(k) <= 200 for k in overrides):
+        raise MalformedError("config.overrides must be a list of dotted keys", reason="bad_payload")
+    if len(overrides) > MAX_OVERRIDES:
+        raise TooLargeError(f"config.overrides is capped at {MAX_OVERRIDES} keys")
+    return ConfigReport(version=int_field(doc, "version", low=0, where="config."), overrides=tuple(overrides))
 
 
 # --------------------------------------------------------------------------- config

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.monitors.cabinets.window import ChargingWindow
+from base.agentconfig.window import ChargingWindow
 from sim.faults import FaultBoard
 from sim.simtime import SimClock
 

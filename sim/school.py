@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from zeroconf import ServiceInfo
 
-from agent.monitors.cabinets.window import parse_window
 from agent.monitors.discovery.presence import SchoolCalendar
+from base.agentconfig.window import parse_window
 from sim import agent_config
 from sim.faults import FaultBoard, FaultError, parse_fault
 from sim.mdns import (

@@ -31,14 +31,15 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def browser_page(tmp_path: Path) -> Iterator[object]:
-    """A fresh page in a fresh headless Chromium with an empty profile."""
+def browser_page(tmp_path: Path, timezone_id: str | None = None) -> Iterator[object]:
+    """A fresh page in a fresh headless Chromium with an empty profile (in ``timezone_id``, when given)."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            **({"timezone_id": timezone_id} if timezone_id else {}),
         )
         try:
             yield browser.new_page()

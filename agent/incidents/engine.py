@@ -214,6 +214,14 @@ class IncidentEngine:
         signals = list(signals)
         if not signals:
             return []
+        if not any(signal.bad or signal.key in self._open for signal in signals):
+            # The usual round: all good, nothing open to resolve. Only the counters move, so no
+            # transaction: taking the write lock every round for nothing is most of a quiet round.
+            for signal in signals:
+                track = self._tracks.setdefault(signal.key, _Track())
+                track.good += 1
+                track.bad = 0
+            return []
         emitted: list[tuple[EventKind, Incident]] = []
         changed: dict[str, Incident] = {}
         with self.store.transaction() as conn:

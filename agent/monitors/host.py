@@ -23,8 +23,8 @@ from typing import Any
 
 import psutil
 
-from agent.config import HostSection
 from agent.monitors.interface import MonitorReport, Signal
+from base.agentconfig import HostSection
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import AgentConfig
-from agent.monitors.cabinets.monitor import CabinetMonitor
-from agent.monitors.discovery.monitor import DiscoveryMonitor
 from agent.monitors.interface import Monitor
-from agent.monitors.wlan.monitor import WlanMonitor
 from base.clock import Clock, SystemClock
 
 
@@ -24,13 +21,23 @@ def school_label(school: str | None, data_dir: Path) -> str:
 def build_monitors(
     config: AgentConfig, data_dir: Path, *, school: str | None = None, clock: Clock | None = None
 ) -> list[Monitor]:
-    """Monitors for the site sections: discovery unless disabled, WLAN and cabinets when they have targets."""
+    """Monitors for the site sections: discovery unless disabled, WLAN and cabinets when they have targets.
+
+    Each monitor's module is imported only when its section configures something: a school
+    without cabinets never loads the meter clients, one without mDNS never loads zeroconf.
+    """
     label = school_label(school, data_dir)
     monitors: list[Monitor] = []
     if config.discovery.enabled:
+        from agent.monitors.discovery.monitor import DiscoveryMonitor
+
         monitors.append(DiscoveryMonitor(config.discovery, school=label, clock=(clock or SystemClock()).now))
     if config.wlan.targets or config.wlan.controller is not None:
+        from agent.monitors.wlan.monitor import WlanMonitor
+
         monitors.append(WlanMonitor(config.wlan, school=label))
     if config.cabinets.cabinet:
+        from agent.monitors.cabinets.monitor import CabinetMonitor
+
         monitors.append(CabinetMonitor(config.cabinets, school=label))
     return monitors

@@ -18,11 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from agent.store.migrations import MIGRATIONS, run_migrations
 from base.errors import DatabaseError
-from base.sqlite import connect, schema_version
+from base.sqlite import connect, is_disk_full, schema_version
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +39,6 @@ class StoreFullError(StoreError):
     reason = "store_full"
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-
-
 class Store:
     """One SQLite file; the runner owns the only writing instance (the CLI only reads)."""
 
@@ -55,7 +49,6 @@ class Store:
         except DatabaseError as exc:
             raise StoreError(exc.message) from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         try:
             version = run_migrations(conn, path) if migrate else schema_version(conn)
         except DatabaseError as exc:
@@ -94,7 +87,7 @@ class Store:
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            if _is_full(exc):
+            if is_disk_full(exc):
                 raise StoreFullError(f"disk full writing {self.path}: write rolled back") from None
             raise
         except BaseException:

@@ -10,10 +10,12 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from base.sqlite import Migration, migrate
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,14 @@ def m004_incident_code(db: sqlite_utils.Database) -> None:
 
 
 def _on_db(step: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite3.Connection], None]:
-    return lambda conn: step(sqlite_utils.Database(conn))
+    def run(conn: sqlite3.Connection) -> None:
+        # Imported only when a step runs: sqlite-utils and what it pulls in (click, dateutil,
+        # pluggy) cost a running agent about 5 MiB, and an up-to-date database needs none of it.
+        import sqlite_utils
+
+        step(sqlite_utils.Database(conn))
+
+    return run
 
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

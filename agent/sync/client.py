@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, assert_never
@@ -22,23 +22,29 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
 
 from agent.config import SyncSection
-from agent.identity import Identity, agent_version, raise_time_floor
+from agent.identity import Identity, agent_version, raise_time_floor, trusted_central_keys
 from agent.monitors.interface import Signal
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox, QueuedEvent
-from agent.sync.transport import Accepted, Conflict, Gap, Refused, RetryLater, Transport
+from agent.sync.transport import Accepted, Conflict, Gap, NotModified, Refused, RetryLater, Transport
 from base.clock import Clock
+from base.errors import ConfigError
 from protocol.envelope import sign, verify
 from protocol.errors import ProtocolError
+from protocol.httpsig import sign_request
 from protocol.keys import keyid
 from protocol.schema import (
+    CONFIG_SECTIONS,
     CONFIG_TYPE,
     MAX_EVENTS,
     REPORT_TYPE,
     STATE_TYPE,
+    ConfigPayload,
+    ConfigReport,
     build_report,
     build_state,
     parse_config_payload,
+    parse_time,
 )
 
 log = logging.getLogger(__name__)
@@ -121,6 +127,34 @@ def report_envelope(
     return sign(payload, REPORT_TYPE, key)
 
 
+def _refusal(config: ConfigPayload, agent_id: str, held: Mapping[str, Any]) -> str | None:
+    """Why a verified config must not replace the one held (None: it may)."""
+    if config.agent_id != agent_id:
+        return f"it names agent {config.agent_id}, not this one"
+    held_version = held.get("version")
+    if not isinstance(held_version, int):
+        return None
+    if config.version < held_version:
+        return f"older than version {held_version} held (rollback)"
+    held_at = held.get("issued_at")
+    replayed = isinstance(held_at, str) and parse_time(config.issued_at) < parse_time(held_at)
+    if config.version == held_version and replayed:
+        return f"issued {config.issued_at}, before the copy of version {held_version} held ({held_at}): a replay"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfiguration:
+    """A configuration from central, checked under the school's file and ready to apply.
+
+    ``overrides`` are the keys the school's file sets otherwise; ``apply`` puts it in force
+    (monitors whose section changed restart; nothing else does).
+    """
+
+    overrides: tuple[str, ...]
+    apply: Callable[[], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class StateParts:
     """The present, as the state payload carries it."""
@@ -153,6 +187,9 @@ class SyncClient:
         signal: Callable[[Signal], None] = lambda s: None,
         wake: asyncio.Event | None = None,
         dropped_events: Callable[[], int] = lambda: 0,
+        configure: Callable[[Mapping[str, Any]], Reconfiguration] | None = None,
+        config_report: ConfigReport | None = None,
+        reload_key: Callable[[], tuple[Identity, Ed25519PrivateKey] | None] | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -169,11 +206,24 @@ class SyncClient:
         self._dropped_sent = 0
         self._wake = wake if wake is not None else asyncio.Event()
         self._last_config: float | None = None
+        self._configure = configure
+        self._reload_key = reload_key
+        self.config_report = config_report
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
         self.batch_events = settings.max_batch_events
         self.batch_bytes = settings.max_batch_bytes
         self.school = identity.school_id
         self.consecutive_failures = 0
+
+    def _took_new_key(self) -> bool:
+        """Whether the key on disk is another than the one in use (a key rotation); if so, use it from now on."""
+        fresh = self._reload_key() if self._reload_key is not None else None
+        if fresh is None or keyid(fresh[1]) == keyid(self.key):
+            return False
+        self.identity, self.key = fresh
+        log.warning("school=%s central refused the old key; signing with the rotated key %s… from now on",
+                    self.school, keyid(self.key)[:16])  # fmt: skip
+        return True
 
     def _central_settings(self) -> Mapping[str, Any]:
         stored = self.store.get_setting("central_config") or {}
@@ -194,6 +244,8 @@ class SyncClient:
                 try:
                     await self.cycle_with_retries()
                 except RevokedError as exc:
+                    if self._took_new_key():
+                        continue  # `rotate-key` ran meanwhile: go again at once, signing with the new key
                     self._refused(REVOKED_KEY, "Agent revoked / key rejected by central", str(exc))
                     wait = self.settings.revoked_retry
                 except StoreError as exc:  # e.g. a full disk while recording an ack: try again later
@@ -292,6 +344,7 @@ class SyncClient:
             parts.devices,
             agent_version=agent_version(),
             dropped_events=parts.dropped_events,
+            config=self.config_report,
         )
         outcome = await self._post(sign(payload, STATE_TYPE, self.key))
         if not isinstance(outcome, Accepted):
@@ -372,38 +425,82 @@ class SyncClient:
         status = outcome.status if isinstance(outcome, Refused) else 409
         raise BlockedError(f"central refused with {status}: {outcome.error}", REFUSED_KEY)
 
+    def _held_config(self) -> dict[str, Any]:
+        stored = self.store.get_setting("central_config")
+        return stored if isinstance(stored, dict) else {}
+
     async def fetch_config(self) -> None:
-        """Central's signed config: raises the trusted time floor and updates known settings."""
+        """Central's signed config: verified, never older than the one held, applied without a restart.
+
+        The request is signed with the agent's key (``protocol.httpsig``) at central's time as the
+        last ``Date`` told it, and names the held ETag (``304``: nothing to do). Every refusal is
+        one log line with its reason; the configuration held stays in force.
+        """
         self._last_config = self.clock.monotonic()
-        answer = await self._transport.fetch_config(self.identity.agent_id)
-        if isinstance(answer, RetryLater) and answer.status is None:
-            log.info("school=%s config fetch failed: %s", self.school, answer.reason)
-            return
-        if not isinstance(answer, bytes):
-            log.info("school=%s no config from central (%d)", self.school, answer.status)
-            return
+        agent_id = self.identity.agent_id
+        created = int(self.clock.now().timestamp() - (self.clock_offset or 0.0))
+        headers = sign_request("GET", f"/v1/agents/{agent_id}/config", created, self.key)
+        held = self._held_config()
+        if isinstance(held.get("etag"), str):
+            headers["If-None-Match"] = held["etag"]
+        answer = await self._transport.fetch_config(agent_id, headers)
+        self._note_offset(self._transport.clock_offset)
+        match answer:
+            case NotModified():
+                log.debug("school=%s config unchanged (v%s)", self.school, held.get("version"))
+                return
+            case RetryLater(reason=reason):
+                log.info("school=%s config fetch failed: %s", self.school, reason)
+                return
+            case Refused(status=status, error=error):
+                log.warning("school=%s central refuses the config request (%d %s)", self.school, status, error)
+                return
         try:
-            central_key = self.identity.central_key()
-            verified = verify(answer, {keyid(central_key): central_key}, [CONFIG_TYPE])
+            # Central's own config keys as its newest config named them (two during a key rotation).
+            trusted = trusted_central_keys(self.store, "config") or [self.identity.central_key()]
+            verified = verify(answer.body, {keyid(k): k for k in trusted}, [CONFIG_TYPE])
             config = parse_config_payload(verified.payload)
         except ProtocolError as exc:
-            log.error("school=%s central's config refused: %s", self.school, exc.message)
+            log.error("school=%s config refused (%s): %s", self.school, exc.reason, exc.message)
             return
-        if config.agent_id != self.identity.agent_id:
-            log.error("school=%s central's config names agent %s, not us", self.school, config.agent_id)
+        refusal = _refusal(config, agent_id, held)
+        if refusal is not None:
+            log.error("school=%s config version %d refused: %s", self.school, config.version, refusal)
             return
-        stored = self.store.get_setting("central_config") or {}
-        if config.version < int(stored.get("version", -1)):
-            log.warning("school=%s ignoring older config version %d", self.school, config.version)
-            return
+        sections = config.settings.get(CONFIG_SECTIONS, {})
+        held_settings = held.get("settings")
+        changed = not isinstance(held_settings, dict) or held_settings.get(CONFIG_SECTIONS, {}) != sections
+        reconfiguration = None
+        if changed and self._configure is not None:
+            try:
+                if not isinstance(sections, dict):
+                    raise ConfigError(f"config: {CONFIG_SECTIONS} must be an object")
+                reconfiguration = self._configure(sections)
+            except ConfigError as exc:
+                log.error("school=%s config version %d refused: %s", self.school, config.version, exc.message)
+                return
         with self.store.transaction() as conn:
             floor = raise_time_floor(self.store, conn, config.issued_at)
-            self.store.set_setting(
-                conn, "central_config", {"version": config.version, "settings": dict(config.settings)}
-            )
+            record = {"version": config.version, "issued_at": config.issued_at, "settings": dict(config.settings)}
+            if isinstance(answer.etag, str) and len(answer.etag) <= 200:
+                record["etag"] = answer.etag
+            self.store.set_setting(conn, "central_config", record)
         self.settings = SyncSettings.resolve(self.local, self.identity.sync, config.settings)
         self.batch_events = self.settings.max_batch_events
         self.batch_bytes = self.settings.max_batch_bytes
+        overrides = self.config_report.overrides if self.config_report is not None else ()
+        if reconfiguration is not None:
+            await reconfiguration.apply()
+            overrides = reconfiguration.overrides
+        report = ConfigReport(config.version, overrides)
+        if report != self.config_report:
+            self.config_report = report
+            self._need_state = True  # central learns the version in force with the next state
+            self.kick()
+            log.info(
+                "school=%s config version %d in force (local overrides: %s)",
+                self.school, config.version, ", ".join(overrides) or "none",
+            )
         log.debug("school=%s config v%d, time floor %s", self.school, config.version, floor)
 
     # ------------------------------------------------------------------ outcomes

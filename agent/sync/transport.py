@@ -15,6 +15,9 @@ central's answer                           outcome
 ``5xx``, timeouts, network errors          :class:`RetryLater`
 =========================================  ==============================================
 
+``GET /v1/agents/{id}/config`` answers become :class:`Fetched` (200, with its ETag),
+:class:`NotModified` (304), :class:`Refused` (4xx) or :class:`RetryLater` (5xx, network).
+
 :class:`AiohttpTransport` is the real one: gzip, the byte-rate cap on the wire, the
 User-Agent, the request timeout, a cap on the answer's size and the clock offset read from
 the answer's ``Date`` header. Tests hand the client their own :class:`Transport`.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gzip
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,6 +101,22 @@ class RetryLater:
 Outcome = Accepted | Gap | Conflict | Refused | RetryLater
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """``200`` to a config fetch: the envelope bytes and the ETag to send as ``If-None-Match`` next time."""
+
+    body: bytes
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """``304`` to a config fetch: the configuration held is central's current one."""
+
+
+ConfigAnswer = Fetched | NotModified | Refused | RetryLater
+
+
 class Transport(Protocol):
     """The line to central, as the sync client sees it."""
 
@@ -107,8 +127,8 @@ class Transport(Protocol):
     async def post(self, envelope: bytes) -> Outcome:
         """Send one signed report or state envelope (``POST /v1/reports``); never raises for an answer."""
 
-    async def fetch_config(self, agent_id: str) -> bytes | Refused | RetryLater:
-        """Central's signed config for ``agent_id`` (the raw envelope bytes), or why there is none."""
+    async def fetch_config(self, agent_id: str, headers: Mapping[str, str]) -> ConfigAnswer:
+        """``GET /v1/agents/{agent_id}/config`` with ``headers`` (the request signature, If-None-Match)."""
 
     async def aclose(self) -> None:
         """Release connections; the transport may be used again afterwards (it reconnects)."""
@@ -259,17 +279,23 @@ class AiohttpTransport:
             return RetryLater(f"{type(exc).__name__}: {exc}")
         return classify(status, raw)
 
-    async def fetch_config(self, agent_id: str) -> bytes | Refused | RetryLater:
-        """``GET /v1/agents/{agent_id}/config``: the body of a 200 (capped), else Refused or RetryLater."""
+    async def fetch_config(self, agent_id: str, headers: Mapping[str, str]) -> ConfigAnswer:
+        """``GET /v1/agents/{agent_id}/config``: Fetched (body capped), NotModified, Refused or RetryLater.
+
+        The answer's ``Date`` is noted too: a refused signature time is corrected at the next fetch.
+        """
         session = self._open()
         try:
-            async with session.get(f"{self.base_url}/v1/agents/{agent_id}/config") as resp:
+            async with session.get(f"{self.base_url}/v1/agents/{agent_id}/config", headers=dict(headers)) as resp:
                 raw = await resp.content.read(MAX_CONFIG_BYTES)
-                status = resp.status
+                self._note_date(resp.headers.get("Date"))
+                status, etag = resp.status, resp.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return RetryLater(str(exc))
         if status == 200:
-            return raw
+            return Fetched(raw, etag)
+        if status == 304:
+            return NotModified()
         if status >= 500:
             return RetryLater(f"central answered {status}", status)
         return Refused(status, error_text(raw))

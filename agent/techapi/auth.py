@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.techapi.view import LocalView
+from agent.techapi.view import LocalView, SiteIdentity
 from base.ratelimit import FailureLimiter
 from protocol.errors import ScopeError, TokenError
-from protocol.tokens import HEADER, verify_technician_token
+from protocol.tokens import HEADER, TechnicianClaims, verify_technician_token
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,20 @@ class Authenticator:
         log.warning("auth refused school=%s source=%s reason=%s %s", school, source, reason, detail)
         return AuthError(status, reason)
 
+    def _verify(self, token: str, identity: SiteIdentity) -> TechnicianClaims:
+        """The claims of a token signed by any issuer key central told us to trust (two during a rotation)."""
+        keys = list(self._view.token_keys()) or [identity.token_public_key]
+        for index, key in enumerate(keys):
+            try:
+                return verify_technician_token(
+                    token, key, school_id=identity.school_id, carrier=identity.carrier, now=self._now(),
+                    time_floor=self._view.time_floor(),
+                )  # fmt: skip
+            except TokenError as exc:
+                if exc.reason != "token_signature" or index == len(keys) - 1:
+                    raise
+        raise AssertionError("unreachable: the last key re-raises")  # pragma: no cover
+
     def check(self, header: str | None, source: str) -> Principal:
         """The principal behind the header, or AuthError (401/403/429)."""
         if self._limiter.blocked(source):
@@ -85,14 +99,7 @@ class Authenticator:
         if not token.startswith(HEADER):
             raise self._refuse(source, 401, "not_a_technician_token")
         try:
-            claims = verify_technician_token(
-                token,
-                identity.token_public_key,
-                school_id=identity.school_id,
-                carrier=identity.carrier,
-                now=self._now(),
-                time_floor=self._view.time_floor(),
-            )
+            claims = self._verify(token, identity)
         except ScopeError as exc:
             raise self._refuse(source, 403, exc.reason, exc.message) from None
         except TokenError as exc:

@@ -1,11 +1,15 @@
-"""The agent's /metrics: read from the running agent at scrape time, on its own registry."""
+"""The agent's /metrics: read from the running agent at scrape time, on a registry made for that scrape.
+
+Imported by the /metrics route at its first request, not at start: prometheus_client and what it
+pulls in (wsgiref, http.server) cost about 1.2 MiB, and most agents are never scraped.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.incidents.engine import IncidentEngine
@@ -47,15 +51,16 @@ class AgentCollector(Collector):
             ("schulwart_agent_dropped_events", "Observations lost to a full disk.", self._counters.dropped_events),
         ):
             yield GaugeMetricFamily(name, doc, value=float(value))
+        failures = CounterMetricFamily(
+            "schulwart_agent_auth_failures", "Refused technician API requests.", labels=["reason"]
+        )
+        for reason, count in sorted(self._counters.auth_failures.items()):
+            failures.add_metric([reason], float(count))
+        yield failures
 
 
-def agent_registry(
-    *, outbox: Outbox, engine: IncidentEngine, store: Store, counters: Counters
-) -> tuple[CollectorRegistry, Counter]:
-    """A registry with the agent's gauges and the technician-auth failure counter (labelled by reason)."""
+def exposition(*, outbox: Outbox, engine: IncidentEngine, store: Store, counters: Counters) -> tuple[bytes, str]:
+    """The Prometheus text exposition of the agent's gauges and counters, and its Content-Type."""
     registry = CollectorRegistry()
     registry.register(AgentCollector(outbox=outbox, engine=engine, store=store, counters=counters))
-    failures = Counter(
-        "schulwart_agent_auth_failures", "Refused technician API requests.", ["reason"], registry=registry
-    )
-    return registry, failures
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agent.store import StoreError, StoreFullError
 from agent.techapi.auth import Authenticator, AuthError, Principal
@@ -24,7 +23,9 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 VIEW_KEY = web.AppKey("technician_view", LocalView)
 AUTH_KEY = web.AppKey("technician_auth", Authenticator)
-REGISTRY_KEY = web.AppKey("technician_registry", CollectorRegistry)
+# Renders /metrics: (body, Content-Type). A function, so that the exposition's library loads at the first scrape.
+Exposition = Callable[[], tuple[bytes, str]]
+METRICS_KEY: web.AppKey[Exposition] = web.AppKey("technician_metrics")
 PRINCIPAL = web.RequestKey("technician_principal", Principal)
 MAX_BODY = 16 * 1024
 BODY_TIMEOUT_S = 10.0  # a note is a few hundred bytes; a body still trickling after this is an attack
@@ -253,8 +254,8 @@ async def add_note(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics in the Prometheus text format (behind a token, like everything else)."""
-    data = generate_latest(request.app[REGISTRY_KEY])
-    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    data, content_type = request.app[METRICS_KEY]()
+    return web.Response(body=data, headers={"Content-Type": content_type})
 
 
 async def page(request: web.Request) -> web.FileResponse:
@@ -272,12 +273,12 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 
 def setup_technician_api(
-    app: web.Application, view: LocalView, authenticator: Authenticator, registry: CollectorRegistry
+    app: web.Application, view: LocalView, authenticator: Authenticator, exposition: Exposition
 ) -> None:
-    """Add the technician routes and their auth middleware to the agent's local app."""
+    """Add the technician routes and their auth middleware to the agent's local app; ``exposition`` renders /metrics."""
     app[VIEW_KEY] = view
     app[AUTH_KEY] = authenticator
-    app[REGISTRY_KEY] = registry
+    app[METRICS_KEY] = exposition
     app.middlewares.append(auth_middleware)
     if security_headers not in app.on_response_prepare:
         app.on_response_prepare.append(security_headers)

@@ -7,15 +7,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from agent.config import AgentConfig
-from agent.identity import Identity, time_floor
+from agent.identity import Identity, time_floor, trusted_central_keys
 from agent.incidents.engine import IncidentEngine, UnknownIncidentError, list_incidents, notes_for
 from agent.status import status_info
 from agent.store import Store
 from agent.store.inventory import device_json, list_devices
 from agent.techapi.view import Page, SiteIdentity
 from protocol.keys import load_public_key_b64
-from protocol.schema import parse_time
+from protocol.schema import CONFIG_CENTRAL_STEPS, parse_time
 
 MAX_INCIDENTS = 5000
 
@@ -75,6 +77,10 @@ class AgentView:
             )
         return self._identity
 
+    def token_keys(self) -> list[Ed25519PublicKey]:
+        """The token issuer keys central's newest signed config says to trust; empty before one names them."""
+        return trusted_central_keys(self._store, "token")
+
     def time_floor(self) -> datetime | None:
         """The newest central-signed time the agent has seen."""
         floor = time_floor(self._store)
@@ -85,6 +91,24 @@ class AgentView:
         stored = self._store.get_setting("central_config") or {}
         listed = (stored.get("settings") or {}).get("revoked_tokens") if isinstance(stored, dict) else None
         return frozenset(j for j in listed if isinstance(j, str)) if isinstance(listed, list) else frozenset()
+
+    def central_steps(self) -> dict[str, list[dict[str, Any]]]:
+        """Central staff's acks and notes from the newest signed config, by incident id, oldest first.
+
+        Each ``{"action": "acknowledged" | "note", "by", "at", "text"?}``; entries of another shape are skipped.
+        """
+        stored = self._store.get_setting("central_config") or {}
+        listed = (stored.get("settings") or {}).get(CONFIG_CENTRAL_STEPS) if isinstance(stored, dict) else None
+        steps: dict[str, list[dict[str, Any]]] = {}
+        for raw in listed if isinstance(listed, list) else []:
+            if not isinstance(raw, dict) or raw.get("action") not in ("acknowledged", "note"):
+                continue
+            fields = ("incident", "by", "at", "text") if raw["action"] == "note" else ("incident", "by", "at")
+            if not all(isinstance(raw.get(f), str) for f in fields):
+                continue
+            step = {f: raw[f] for f in fields if f != "incident"}
+            steps.setdefault(raw["incident"], []).append({"action": raw["action"], **step})
+        return steps
 
     def status(self) -> Mapping[str, Any]:
         """`status --json` plus the live monitor sections (WLAN, cabinets, host)."""
@@ -119,7 +143,7 @@ class AgentView:
     def incidents(
         self, *, state: str, severity: str | None, category: str | None, limit: int, offset: int
     ) -> Page:
-        """Incidents with their notes, newest first."""
+        """Incidents with their notes and central staff's steps (``central``), newest first."""
         found = list_incidents(self._store, open_only=state == "open", limit=MAX_INCIDENTS)
         rows = [i.to_json() for i in found]
         if state == "resolved":
@@ -130,13 +154,16 @@ class AgentView:
             rows = [r for r in rows if r["category"] == category]
         page = rows[offset : offset + limit]
         notes = notes_for(self._store, [r["id"] for r in page])
+        central = self.central_steps()
         for row in page:
             row["notes"] = notes.get(row["id"], [])
+            row["central"] = central.get(row["id"], [])
         return Page(page, len(rows))
 
     def _one(self, incident_id: str) -> dict[str, Any]:
         row = next(i.to_json() for i in list_incidents(self._store, limit=MAX_INCIDENTS) if i.id == incident_id)
         row["notes"] = notes_for(self._store, [incident_id])[incident_id]
+        row["central"] = self.central_steps().get(incident_id, [])
         return row
 
     def acknowledge(self, incident_id: str, by: str, note: str | None) -> Mapping[str, Any] | None:

@@ -39,6 +39,10 @@ class LocalView(Protocol):
     def identity(self) -> SiteIdentity | None:
         """None until the agent is enrolled."""
 
+    def token_keys(self) -> Sequence[Ed25519PublicKey]:
+        """The token issuer keys central's newest signed config says to trust (two during a key
+        rotation); empty before such a config: then the enrolled issuer key."""
+
     def time_floor(self) -> datetime | None:
         """The newest central-signed time seen; tokens are checked at max(now, floor)."""
 

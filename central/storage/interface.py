@@ -9,7 +9,7 @@ keys are the column names listed in ``INCIDENT_FIELDS`` and ``DEVICE_FIELDS``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,11 +83,30 @@ class AgentRow:
     devices_seq: int
     snapshot_seq: int
     revoked_by: str | None = None
+    config_version: int | None = None  # the central configuration version its newest state says it runs
+    config_overrides: tuple[str, ...] = ()  # dotted keys its school's own file sets otherwise
 
     @property
     def revoked(self) -> bool:
         """Whether reports from this agent are refused."""
         return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLayer:
+    """One version of one configuration layer that central's staff set (``config set``).
+
+    ``version`` is the layer's number, unique and increasing across every layer; ``scope`` is
+    ``carrier:NAME`` or ``school:ID``; ``toml`` is the text as given, ``settings`` the same as a
+    JSON object text (dates and times as ISO text); ``created_at`` a stored time.
+    """
+
+    version: int
+    scope: str
+    toml: str
+    settings: str
+    created_at: str
+    created_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +259,32 @@ class EventRow:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentStep:
+    """One step of an incident's timeline: the incident's identity, ``at`` (a stored time), the
+    ``action`` (opened, updated, resolved, acknowledged, note, staff-ack, staff-note), who and what
+    (``by``, ``text``, or None), and the incident's severity and title as they were after the step."""
+
+    school_id: str
+    origin: str
+    agent_id: str
+    incident_id: str
+    at: str
+    action: str
+    by: str | None
+    text: str | None
+    severity: str
+    title: str
+
+    @classmethod
+    def of(cls, incident: Mapping[str, Any], at: str, action: str, by: str | None, text: str | None) -> IncidentStep:
+        """The step ``action`` on an incident row (``INCIDENT_FIELDS``) as the row is now."""
+        return cls(
+            incident["school_id"], incident["origin"], incident["agent_id"], incident["incident_id"], at, action, by,
+            text, incident["severity"], incident["title"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class AlertThread:
     """What one channel was told about one incident episode (or one digest); the key deduplicates.
 
@@ -310,6 +355,9 @@ class Transaction(Protocol):
     async def set_devices_seq(self, agent_id: str, seq: int) -> None:
         """Remember the sequence of the newest state that listed devices."""
 
+    async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
+        """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
+
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
 
@@ -322,11 +370,25 @@ class Transaction(Protocol):
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
 
-    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
-        """One device row, or None."""
+    async def get_incidents(
+        self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The incident rows among ``incident_ids`` that exist, by incident_id (one batch's worth: any number)."""
 
-    async def put_device(self, row: dict[str, Any]) -> None:
-        """Insert or replace one device row."""
+    async def put_incidents(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace incident rows (``INCIDENT_FIELDS`` each; at most one per key), in one statement."""
+
+    async def get_devices(
+        self, school_id: str, agent_id: str, device_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The device rows among ``device_ids`` that exist, by device_id (any number).
+
+        Each row has every ``DEVICE_FIELDS`` key but ``data`` (folding a batch never reads it, and
+        decoding it for every device of a batch cost more than the lookup itself).
+        """
+
+    async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement."""
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
@@ -390,7 +452,13 @@ class Transaction(Protocol):
         """Mark a code used."""
 
     async def keyid_enrolled(self, keyid: str) -> bool:
-        """Whether any agent (revoked or not) has this key."""
+        """Whether any agent (revoked or not) has this key, or had it before a key rotation."""
+
+    async def retired_keys(self, agent_id: str) -> list[tuple[str, bytes, str]]:
+        """The keys an agent rotated away from: (keyid, raw public key, successor keyid), oldest first."""
+
+    async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
+        """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
 
     async def add_agent(
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
@@ -402,6 +470,9 @@ class Transaction(Protocol):
     ) -> None:
         """Append one step (opened, updated, resolved, acknowledged, note) to an incident's timeline;
         ``incident`` is the row (its identity, severity and title are recorded), ``at`` a stored time."""
+
+    async def log_incidents(self, steps: Sequence[IncidentStep]) -> None:
+        """Append timeline steps in the given order, in one statement."""
 
     async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
         """Keep time-series points (a point already held at the same time is replaced)."""
@@ -478,6 +549,17 @@ class Storage(Protocol):
 
     async def revoked_token_ids(self, now: str) -> list[str]:
         """The jtis of revoked technician tokens that have not expired yet."""
+
+    # ------------------------------------------------------------------ agent configuration
+
+    async def add_config_layer(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+        """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
+
+    async def config_layers(self, scopes: Sequence[str]) -> list[ConfigLayer]:
+        """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
+
+    async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
+        """Versions of one scope's layer (None: of every scope), newest first."""
 
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""
@@ -556,6 +638,14 @@ class Storage(Protocol):
 
     async def samples(self, school_id: str, since: str) -> list[Sample]:
         """A school's time-series points since ``since``, by series and time."""
+
+    async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``.
+
+        Oldest first (steps of the same moment in the order they were made), at most the newest
+        ``limit``; each ``{"incident_id", "action" ("staff-ack" or
+        "staff-note"), "by", "text" (None for an ack), "at"}`` (a stored time).
+        """
 
     # ------------------------------------------------------------------ alert routing
 

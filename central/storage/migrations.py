@@ -126,6 +126,27 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "signed agent configuration: layers per carrier and school, what each agent runs; retired agent keys",
+        statements(
+            # Every version of every layer is kept (`config history`); AUTOINCREMENT so that a
+            # version number is never reused, even after the newest row was deleted by hand.
+            """CREATE TABLE config_layers (
+                version INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, toml TEXT NOT NULL,
+                settings TEXT NOT NULL, created_at TEXT NOT NULL, created_by TEXT NOT NULL)""",
+            "CREATE INDEX config_layers_scope ON config_layers(scope, version)",
+            # From the agent's newest state: the configuration version it runs and its local overrides.
+            "ALTER TABLE agents ADD COLUMN config_version INTEGER",
+            "ALTER TABLE agents ADD COLUMN config_overrides TEXT",
+            # Keys an agent rotated away from (`schulwart-agent rotate-key`): never accepted again,
+            # never enrolled again; the successor makes a repeated announcement idempotent.
+            """CREATE TABLE retired_keys (
+                keyid TEXT PRIMARY KEY, agent_id TEXT NOT NULL, public_key BLOB NOT NULL,
+                successor_keyid TEXT NOT NULL, retired_at TEXT NOT NULL)""",
+            "CREATE INDEX retired_keys_agent ON retired_keys(agent_id)",
+        ),
+    ),
+    Migration(
+        6,
         "failure limits shared by every central node",
         statements(
             # Wrong enrollment codes and logins per source, counted across nodes; pruned to one window.

@@ -11,16 +11,29 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from central.storage.interface import DEVICE_FIELDS, INCIDENT_FIELDS, AgentRow, AlertDelivery, AlertThread
+from central.storage.interface import (
+    DEVICE_FIELDS,
+    INCIDENT_FIELDS,
+    AgentRow,
+    AlertDelivery,
+    AlertThread,
+    ConfigLayer,
+    IncidentStep,
+)
 
 THREAD_FIELDS = tuple(AlertThread.__dataclass_fields__)
 DELIVERY_FIELDS = tuple(AlertDelivery.__dataclass_fields__)
 AGENT_FIELDS = tuple(AgentRow.__dataclass_fields__)
+LAYER_FIELDS = tuple(ConfigLayer.__dataclass_fields__)
+DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what folding a batch reads
+
+# Built once: json.dumps() with options builds a new encoder on every call (a row per device).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def dump(value: Any) -> str:
     """Compact JSON text as stored; ValueError for NaN or infinity."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(value)
 
 
 def thread_of(row: Mapping[str, Any] | None) -> AlertThread | None:
@@ -43,7 +56,23 @@ def agent_of(row: Mapping[str, Any] | None) -> AgentRow | None:
         return None
     values = {key: row[key] for key in AGENT_FIELDS}
     values["public_key"] = bytes(values["public_key"])
+    values["config_overrides"] = tuple(json.loads(values["config_overrides"] or "[]"))
     return AgentRow(**values)
+
+
+def layer_of(row: Mapping[str, Any]) -> ConfigLayer:
+    """A configuration layer version from its row."""
+    return ConfigLayer(*(row[key] for key in LAYER_FIELDS))
+
+
+def step_values(step: IncidentStep) -> tuple[Any, ...]:
+    """An incident timeline step's ``incident_log`` values: school_id, origin, agent_id, incident_id, at,
+    action, by, text, source (``central`` for staff steps, else the origin), severity, title."""
+    source = "central" if step.action.startswith("staff-") else step.origin
+    return (
+        step.school_id, step.origin, step.agent_id, step.incident_id, step.at, step.action, step.by, step.text,
+        source, step.severity, step.title,
+    )  # fmt: skip
 
 
 def incident_of(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from base.errors import DatabaseError
-from base.sqlite import connect
-from central.errors import AlreadyExistsError
+from base.sqlite import connect, is_disk_full
+from central.errors import AlreadyExistsError, StorageFullError
 from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
@@ -29,8 +29,10 @@ from central.storage.interface import (
     ApiTokenInfo,
     ApiTokenRow,
     CodeRow,
+    ConfigLayer,
     EventRow,
     IncidentQuery,
+    IncidentStep,
     IssuedToken,
     OverviewRow,
     Revocation,
@@ -43,25 +45,33 @@ from central.storage.interface import (
 from central.storage.migrations import run_migrations
 from central.storage.rows import (
     DELIVERY_FIELDS,
+    DEVICE_MARK_FIELDS,
     THREAD_FIELDS,
     agent_of,
     central_incident,
     delivery_of,
     device_of,
     device_values,
+    dump,
     incident_of,
     incident_values,
+    layer_of,
+    step_values,
     thread_of,
 )
 from central.storage.shared import TransactionalMethods
 from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
+# Keys per "IN (...)" lookup: far below SQLite's limit on bound parameters (32766 since 3.32).
+_KEYS_PER_QUERY = 500
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
-    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by"
+    " last_report_at, clock_skew_s, state_seq, state_made_at, devices_seq, snapshot_seq, revoked_by,"
+    " config_version, config_overrides"
 )
+_LAYER_COLUMNS = "version, scope, toml, settings, created_at, created_by"
 # Built once from literal column lists, never from input.
 _AGENT_BY_ID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id=?"  # noqa: S608
 _AGENT_BY_KEYID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE keyid=?"  # noqa: S608
@@ -69,6 +79,7 @@ _AGENTS_OF = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ? IS NULL OR school_id=
 _INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(INCIDENT_FIELDS))
 _DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
 _PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
+_DEVICE_MARK_COLS = ", ".join(DEVICE_MARK_FIELDS)
 _PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
 
 
@@ -104,6 +115,18 @@ FROM schools s LEFT JOIN a ON a.school_id=s.id LEFT JOIN i ON i.school_id=s.id L
 WHERE :carrier IS NULL OR s.carrier=:carrier
 ORDER BY s.id
 """  # noqa: S608 - built from literals only
+
+
+def _chunks(keys: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), _KEYS_PER_QUERY):
+        yield ordered[start : start + _KEYS_PER_QUERY]
+
+
+_LOG_STEP = (
+    "INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, by, text, source,"
+    " severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def open_migrated(path: Path) -> sqlite3.Connection:
@@ -170,6 +193,13 @@ class SqliteTransaction:
         """Remember the sequence of the newest state that listed devices."""
         self._conn.execute("UPDATE agents SET devices_seq=? WHERE agent_id=?", (seq, agent_id))
 
+    async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
+        """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
+        self._conn.execute(
+            "UPDATE agents SET config_version=?, config_overrides=? WHERE agent_id=?",
+            (version, dump(list(overrides)), agent_id),
+        )
+
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
         self._conn.execute(
@@ -189,6 +219,25 @@ class SqliteTransaction:
         """Insert or replace one incident row."""
         self._conn.execute(_PUT_INCIDENT, incident_values(row))
 
+    async def get_incidents(
+        self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The incident rows among ``incident_ids`` that exist, by incident_id."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(incident_ids):
+            rows = self._conn.execute(
+                "SELECT * FROM incidents WHERE school_id=? AND origin=? AND agent_id=?"  # noqa: S608 - only ?s
+                f" AND incident_id IN ({', '.join('?' * len(chunk))})",
+                (school_id, origin, agent_id, *chunk),
+            )
+            for row in rows:
+                out[row["incident_id"]] = incident_of(row)
+        return out
+
+    async def put_incidents(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace incident rows in one statement."""
+        self._conn.executemany(_PUT_INCIDENT, [incident_values(row) for row in rows])
+
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
         rows = self._conn.execute(
@@ -196,16 +245,24 @@ class SqliteTransaction:
         )
         return [incident_of(r) for r in rows]
 
-    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
-        """One device row, or None."""
-        row = self._conn.execute(
-            "SELECT * FROM devices WHERE school_id=? AND agent_id=? AND device_id=?", (school_id, agent_id, device_id)
-        ).fetchone()
-        return None if row is None else device_of(row)
+    async def get_devices(
+        self, school_id: str, agent_id: str, device_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The device rows among ``device_ids`` that exist, by device_id; without ``data``."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(device_ids):
+            rows = self._conn.execute(
+                f"SELECT {_DEVICE_MARK_COLS} FROM devices WHERE school_id=? AND agent_id=?"  # noqa: S608 - only ?s
+                f" AND device_id IN ({', '.join('?' * len(chunk))})",
+                (school_id, agent_id, *chunk),
+            )
+            for row in rows:
+                out[row["device_id"]] = dict(zip(DEVICE_MARK_FIELDS, row, strict=True))
+        return out
 
-    async def put_device(self, row: dict[str, Any]) -> None:
-        """Insert or replace one device row."""
-        self._conn.execute(_PUT_DEVICE, device_values(row))
+    async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace device rows in one statement."""
+        self._conn.executemany(_PUT_DEVICE, [device_values(row) for row in rows])
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
@@ -228,15 +285,11 @@ class SqliteTransaction:
         self, incident: dict[str, Any], at: str, action: str, by: str | None, text: str | None
     ) -> None:
         """Append one step to an incident's timeline."""
-        self._conn.execute(
-            "INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, by, text, source,"
-            " severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                incident["school_id"], incident["origin"], incident["agent_id"], incident["incident_id"], at, action,
-                by, text, "central" if action.startswith("staff-") else incident["origin"],
-                incident["severity"], incident["title"],
-            ),
-        )  # fmt: skip
+        await self.log_incidents([IncidentStep.of(incident, at, action, by, text)])
+
+    async def log_incidents(self, steps: Sequence[IncidentStep]) -> None:
+        """Append timeline steps in the given order, in one statement."""
+        self._conn.executemany(_LOG_STEP, [step_values(step) for step in steps])
 
     async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
         """Keep time-series points; points older than eight days are dropped at the same time."""
@@ -378,8 +431,30 @@ class SqliteTransaction:
         self._conn.execute("UPDATE enroll_codes SET used_at=?, used_by=? WHERE code_hash=?", (at, agent_id, code_hash))
 
     async def keyid_enrolled(self, keyid: str) -> bool:
-        """Whether any agent (revoked or not) has this key."""
-        return self._conn.execute("SELECT 1 FROM agents WHERE keyid=?", (keyid,)).fetchone() is not None
+        """Whether any agent (revoked or not) has this key, or had it before a key rotation."""
+        found = self._conn.execute(
+            "SELECT 1 FROM agents WHERE keyid=? UNION ALL SELECT 1 FROM retired_keys WHERE keyid=?", (keyid, keyid)
+        ).fetchone()
+        return found is not None
+
+    async def retired_keys(self, agent_id: str) -> list[tuple[str, bytes, str]]:
+        """The keys an agent rotated away from: (keyid, raw public key, successor keyid), oldest first."""
+        rows = self._conn.execute(
+            "SELECT keyid, public_key, successor_keyid FROM retired_keys WHERE agent_id=? ORDER BY retired_at",
+            (agent_id,),
+        )
+        return [(str(r[0]), bytes(r[1]), str(r[2])) for r in rows]
+
+    async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
+        """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
+        self._conn.execute(
+            "INSERT INTO retired_keys (keyid, agent_id, public_key, successor_keyid, retired_at)"
+            " SELECT keyid, agent_id, public_key, ?, ? FROM agents WHERE agent_id=?",
+            (new_keyid, at, agent_id),
+        )
+        self._conn.execute(
+            "UPDATE agents SET keyid=?, public_key=? WHERE agent_id=?", (new_keyid, new_public_key, agent_id)
+        )
 
     async def add_agent(
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
@@ -412,10 +487,18 @@ class SqliteStore(TransactionalMethods):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield SqliteTransaction(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                # SQLite may already have rolled back on SQLITE_FULL: roll back only what is open.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if is_disk_full(exc):
+                    raise StorageFullError(f"disk full writing {self.path}: write rolled back") from None
                 raise
-            self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     async def close(self) -> None:
         """Release the connection."""
@@ -607,6 +690,38 @@ class SqliteStore(TransactionalMethods):
         )
         return [str(r[0]) for r in rows]
 
+    # ------------------------------------------------------------------ agent configuration
+
+    async def add_configlayer_of(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+        """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
+        async with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO config_layers (scope, toml, settings, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                (scope, toml, settings, at, by),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def config_layers(self, scopes: Sequence[str]) -> list[ConfigLayer]:
+        """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
+        found: list[ConfigLayer] = []
+        for scope in scopes:
+            row = self._conn.execute(
+                f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE scope=? ORDER BY version DESC LIMIT 1",  # noqa: S608
+                (scope,),
+            ).fetchone()
+            if row is not None:
+                found.append(layer_of(row))
+        return found
+
+    async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
+        """Versions of one scope's layer (None: of every scope), newest first."""
+        rows = self._conn.execute(
+            f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE ? IS NULL OR scope=?"  # noqa: S608
+            " ORDER BY version DESC LIMIT ?",
+            (scope, scope, limit),
+        )
+        return [layer_of(r) for r in rows]
+
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""
         clauses, params = [], []
@@ -764,6 +879,20 @@ class SqliteStore(TransactionalMethods):
             (school_id, since),
         )
         return [Sample(*r) for r in rows]
+
+    async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``."""
+        rows = self._conn.execute(
+            "SELECT l.incident_id, l.action, l.by, l.text, l.at FROM incident_log l JOIN incidents i"
+            " ON i.school_id=l.school_id AND i.origin=l.origin AND i.agent_id=l.agent_id"
+            " AND i.incident_id=l.incident_id"
+            " WHERE l.school_id=? AND l.origin='agent' AND l.agent_id=? AND l.source='central'"
+            " AND l.action IN ('staff-ack', 'staff-note') AND (i.status='open' OR i.resolved_at >= ?)"
+            " ORDER BY l.at DESC, l.rowid DESC LIMIT ?",  # the same minute: the order they were made in
+            (school_id, agent_id, since, limit),
+        ).fetchall()
+        keys = ("incident_id", "action", "by", "text", "at")
+        return [dict(zip(keys, tuple(r), strict=True)) for r in reversed(rows)]
 
     async def claim_alert_deliveries(
         self, now: str, lease_until: str, limit: int, delivery_id: int | None = None

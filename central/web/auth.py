@@ -30,7 +30,7 @@ from central.timestamps import iso
 from central.users import verify_password
 from central.web.appkeys import CLOCK, LOGIN_LIMITER, STORE
 from central.web.i18n import Words
-from central.web.pages import SESSION_KEY, current_session, page_context
+from central.web.pages import SESSION_KEY, current_session, page_context, read_form
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     """POST /login: check the password (limited per address and user), start a session, redirect."""
-    form = await request.post()
+    form = await read_form(request)
     words: Words = page_context(request, None)["w"]
     if not csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE), form.get("csrf")):
         return _login_page(request, 403, words("csrf_failed"))
@@ -157,7 +157,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: end the session (CSRF-checked) and go to the login page."""
     session = current_session(request)
-    form = await request.post()
+    form = await read_form(request)
     if session is None:
         raise web.HTTPFound("/login")
     if not csrf_ok(session.csrf, form.get("csrf")):

@@ -9,6 +9,7 @@ with autoescape, so names from agents and staff are text, never markup.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from central.agent_config import effective_for
 from central.errors import NotFoundError
 from central.storage.interface import IncidentQuery, SessionRow
 from central.timestamps import iso
@@ -24,9 +26,11 @@ from central.web import charts, views
 from central.web.appkeys import CLOCK, CONFIG, STORE
 from central.web.auth import csrf_ok, require_session, safe_next, viewer
 from central.web.i18n import BERLIN
-from central.web.pages import error_page, page, page_context, render
+from central.web.pages import error_page, page, page_context, read_form, render
 from protocol.errors import MalformedError
 from protocol.events import CATEGORIES, SEVERITIES
+
+log = logging.getLogger(__name__)
 
 MAX_NOTE = 2000
 RECENT = timedelta(days=7)
@@ -181,9 +185,12 @@ async def school(request: web.Request) -> web.StreamResponse:
         cpu_count=("cpu_count",),
         uptime_s=("uptime_s",),
     )
+    school_row = await store.get_school(school_id)
+    config_version = (await effective_for(store, config, school_row)).version if school_row else None
     context.update(
         school=line,
         agents=agents,
+        config_version=config_version,
         snapshot_at=snapshot_at,
         incidents=incidents,
         cabinets=cabinets,
@@ -262,7 +269,7 @@ async def incidents(request: web.Request) -> web.StreamResponse:
 async def incident_action(request: web.Request) -> web.StreamResponse:
     """POST /incidents/action: acknowledge or add a note from central (CSRF-checked), then go back."""
     session = require_session(request)
-    form = await request.post()
+    form = await read_form(request)
     words = page_context(request, session)["w"]
     if not csrf_ok(session.csrf, form.get("csrf")):
         return error_page(request, session, 403, words("csrf_failed"))
@@ -286,6 +293,41 @@ async def incident_action(request: web.Request) -> web.StreamResponse:
     else:
         raise MalformedError(words("bad_input"), reason="bad_form")
     raise web.HTTPSeeOther(safe_next(str(form.get("next", "/incidents"))))
+
+
+@page
+async def dead_letters(request: web.Request) -> web.StreamResponse:
+    """GET /alerts: the alert messages that failed for good (the dead-letter list), each with a retry button.
+
+    For admins and staff only: a message may concern several carriers' schools (a digest).
+    """
+    session = require_session(request)
+    context = page_context(request, session)
+    if _carrier_scope(session) is not None:
+        return error_page(request, session, 404, context["w"]("not_found"))
+    context.update(deliveries=await request.app[STORE].list_alert_deliveries("dead"), next=request.path_qs)
+    return render(request, "alerts.html", context)
+
+
+@page
+async def dead_letter_retry(request: web.Request) -> web.StreamResponse:
+    """POST /alerts/retry: a dead message back in the queue (CSRF-checked); the alert worker sends it next."""
+    session = require_session(request)
+    form = await request.post()
+    words = page_context(request, session)["w"]
+    if not csrf_ok(session.csrf, form.get("csrf")):
+        return error_page(request, session, 403, words("csrf_failed"))
+    if _carrier_scope(session) is not None:
+        return error_page(request, session, 404, words("not_found"))
+    raw = str(form.get("id", ""))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise MalformedError(words("bad_input"), reason="bad_form")
+    requeued = await request.app[STORE].requeue_alert_delivery(int(raw), iso(request.app[CLOCK].now()))
+    if requeued is None:
+        raise NotFoundError(words("alert_not_dead"))
+    log.info("alert message %s queued again by %s (channel %s, school %s)", requeued.id, session.user.name,
+             requeued.channel, requeued.school_id or "-")  # fmt: skip
+    raise web.HTTPSeeOther("/alerts")
 
 
 def _facts(section: object, **paths: tuple[str | int, ...]) -> dict[str, float | None] | None:

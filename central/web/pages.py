@@ -13,12 +13,13 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from central.errors import http_status
 from central.storage.interface import SessionRow
 from central.web.appkeys import CLOCK
 from central.web.i18n import LANG_COOKIE, Words, choose_language
-from protocol.errors import SchulwartError
+from protocol.errors import MalformedError, SchulwartError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,18 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
             LANG_COOKIE, str(context["lang"]), max_age=365 * 86400, path="/", samesite="Strict", secure=request.secure
         )
     return response
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The posted form fields; raises MalformedError (400) for a body aiohttp cannot read as a form.
+
+    aiohttp raises ValueError for a ``multipart/form-data`` type without a boundary (found by
+    schemathesis: it was a 500).
+    """
+    try:
+        return await request.post()
+    except ValueError as exc:
+        raise MalformedError(f"form body: {str(exc)[:120]}", reason="bad_form") from None
 
 
 def error_page(request: web.Request, session: SessionRow | None, status: int, message: str) -> web.Response:

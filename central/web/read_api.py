@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from central.agent_config import effective_for
 from central.aggregate import device_summary, school_status
 from central.enrollment import hash_secret
 from central.errors import NotFoundError, UnauthorizedError
@@ -127,6 +128,10 @@ def _agent_json(agent: AgentRow, skew_flag_s: float) -> dict[str, Any]:
         "revoked_by": agent.revoked_by,
         "clock_skew_s": agent.clock_skew_s,
         "clock_skew_flagged": agent.clock_skew_s is not None and abs(agent.clock_skew_s) > skew_flag_s,
+        # The central configuration version the agent runs (None before it said) and the dotted
+        # keys its school's own file sets otherwise: a school that deviates shows it here.
+        "config_version": agent.config_version,
+        "config_overrides": list(agent.config_overrides),
     }
 
 
@@ -152,6 +157,13 @@ async def school_detail(request: web.Request) -> web.Response:
     agents = await store.list_agents(school_id)
     skew_flag = config.clock_skew_flag.total_seconds()
     body["agents"] = [_agent_json(a, skew_flag) for a in agents]
+    school_row = await store.get_school(school_id)
+    if school_row is not None:
+        effective = await effective_for(store, config, school_row)
+        body["config"] = {
+            "version": effective.version,
+            "overrides": sorted({k for a in agents if not a.revoked for k in a.config_overrides}),
+        }
     devices = await store.list_devices(school_id)
     body["devices"] = [
         {k: d[k] for k in ("device_id", "agent_id", "class", "state", "data", "last_seen_at", "updated_at")}

@@ -59,6 +59,7 @@ class FakeCentral:
         self.fail_next: deque[int] = deque()
         self.requests: list[tuple[str, int]] = []
         self.encodings: list[str | None] = []
+        self.wire_bytes: list[int] = []  # each report request's body as it crossed the line (gzip)
         self.types: list[str] = []
         self.config_issued_at = datetime(2030, 1, 1, tzinfo=UTC)
         self.sync_settings = {"report_interval_s": 1, "max_batch_events": 100, "max_batch_bytes": 65536}
@@ -143,6 +144,7 @@ class FakeCentral:
     async def reports(self, request: web.Request) -> web.Response:
         raw = await request.read()  # aiohttp has already undone Content-Encoding: gzip
         self.encodings.append(request.headers.get("Content-Encoding"))
+        self.wire_bytes.append(request.content_length or 0)
         if self.fail_next:
             status = self.fail_next.popleft()
             self.requests.append(("report", status))

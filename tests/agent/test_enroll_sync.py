@@ -13,7 +13,6 @@ from agent.config import SyncSection
 from agent.enroll import EnrollError, enroll
 from agent.identity import ADMIN_TOKEN_FILE, KEY_FILE, Identity, load_agent_key, load_identity, time_floor
 from agent.incidents.engine import IncidentEngine
-from agent.monitors.interface import Signal
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox
@@ -49,7 +48,8 @@ class Harness:
         self.outbox = Outbox(self.store, clock)
         self.engine = IncidentEngine(self.store, self.outbox, Privacy(b"k" * 32), clock, school=identity.school_id)
         local = local or SyncSection(max_bytes_per_s=0, backoff_max=0.05)
-        self.transport = AiohttpTransport.for_agent(identity, dataclasses.replace(local, request_timeout=5), clock)
+        quick = dataclasses.replace(local, request_timeout=min(local.request_timeout, 5))
+        self.transport = AiohttpTransport.for_agent(identity, quick, clock)
         self.client = SyncClient(
             self.store,
             self.outbox,
@@ -251,27 +251,22 @@ def test_settings_precedence() -> None:
     assert SyncSettings.resolve(SyncSection(), enrolled).report_interval == 30
 
 
-async def test_revoked_incident_signal_shape(engine: IncidentEngine, clock: FakeClock) -> None:
-    engine.observe(
-        [Signal(REVOKED_KEY, True, "agent", "critical", "t", None, clock.now(), open_after=1, resolve_after=1)]
-    )
-    assert engine.open_incidents()[0].category == "agent"
-
-
 async def test_byte_rate_cap_paces_the_drain(central: tuple[FakeCentral, str], data_dir: Path) -> None:
+    """What crossed the line, over the time it took, stays within the cap (plus the one-second burst)."""
     import os
     import time
 
     fake, _url = central
     identity = await _enrolled(central, data_dir)
-    clock = SystemClock()
-    rate = 8000
+    rate = 4000
     local = SyncSection(max_bytes_per_s=rate, max_batch_events=2, backoff_max=0.05)
-    async with Harness(data_dir, identity, clock, local) as h:  # type: ignore[arg-type]
+    async with Harness(data_dir, identity, SystemClock(), local) as h:  # type: ignore[arg-type]
         h.outbox.add_many([("health.snapshot", {"host": {"noise": os.urandom(600).hex()}}) for _ in range(12)])
         started = time.monotonic()
         await h.client.cycle()
         elapsed = time.monotonic() - started
-    wire = 12 * 1200 * 0.5  # hex of random bytes gzips to about half
-    assert elapsed >= (wire - rate) / rate * 0.8
+    wire = sum(fake.wire_bytes)
+    # Without pacing the drain takes milliseconds; the bound must be well above that to mean anything.
+    assert wire >= 2 * rate, wire
+    assert elapsed >= (wire - rate) / rate * 0.9, (wire, elapsed)
     assert seqs(fake.only()) == list(range(1, 13))

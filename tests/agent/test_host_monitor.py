@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import HostSection
 from agent.monitors.host import ClockState, DiskUse, HostMonitor, HostSnapshot, clock_sync, host_signals
+from base.agentconfig import HostSection
 from base.clock import FakeClock
 
 

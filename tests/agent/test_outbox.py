@@ -90,9 +90,6 @@ def test_migrations_keep_the_outbox(data_dir: Path, clock: FakeClock) -> None:
     old = Store.__new__(Store)
     old.path = path
     old.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    import sqlite_utils
-
-    old.db = sqlite_utils.Database(old.conn)
     assert schema_version(old.conn) == 1
     box = Outbox(old, clock)
     box.add_many([("health.snapshot", _snap(i)) for i in range(3)])
@@ -101,7 +98,8 @@ def test_migrations_keep_the_outbox(data_dir: Path, clock: FakeClock) -> None:
     assert schema_version(upgraded.conn) == len(MIGRATIONS)
     rows = upgraded.query("SELECT version, name FROM schema_migrations ORDER BY version")
     assert [r[1] for r in rows] == [m.name for m in MIGRATIONS]
-    assert "migrations" not in upgraded.db.table_names(), "the old bookkeeping table is adopted, not kept beside"
+    tables = {r[0] for r in upgraded.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "migrations" not in tables, "the old bookkeeping table is adopted, not kept beside"
     box = Outbox(upgraded, clock)
     assert [e.seq for e in box.batch(1, 10, 10**6)] == [1, 2, 3]
     assert box.add("health.snapshot", {}) == 4

@@ -10,9 +10,13 @@ from pathlib import Path
 
 from agent.config import parse_config
 from agent.enroll import enroll
+from agent.incidents.engine import list_incidents
 from agent.monitors.interface import Device, DeviceChange, MonitorReport, Signal
+from agent.store import Store
+from agent.sync.client import REFUSED_KEY
 from agent.wiring import build_agent
 from base.clock import SystemClock
+from protocol.schema import REPORT_TYPE, STATE_TYPE
 from tests.agent.fakecentral import FakeCentral, seqs
 
 
@@ -67,7 +71,9 @@ async def test_agent_runs_everything_and_stops_cleanly(central: tuple[FakeCentra
     assert await asyncio.wait_for(task, 10) is True
     record = fake.only()
     assert seqs(record) == list(range(1, len(record.events) + 1))
-    assert record.states, "state payload before the history"
+    # The present goes first: the first envelope central verified is a state, before any report.
+    assert record.states and fake.types[0] == STATE_TYPE and REPORT_TYPE in fake.types
+    assert record.states[0].last_seq < max(record.events)
     events = [record.events[s] for s in seqs(record)]
     opened = {e["data"]["key"].split(":")[0] for e in events if e["kind"] == "incident.opened"}
     assert {"host-disk", "ap-down"} <= opened
@@ -78,3 +84,38 @@ async def test_agent_runs_everything_and_stops_cleanly(central: tuple[FakeCentra
     snapshot = next(e for e in events if e["kind"] == "health.snapshot")["data"]
     assert {"host", "outbox", "counts", "agent"} <= set(snapshot)
     assert snapshot["wlan"] == {"aps": 1, "down": 1} or "wlan" not in snapshot  # first may come before the site round
+
+
+async def test_a_central_that_refuses_the_reports_opens_the_local_incident(
+    central: tuple[FakeCentral, str], data_dir: Path
+) -> None:
+    """The whole agent, not the sync client alone: the refusal reaches the engine and the store."""
+    fake, url = central
+    await enroll(url, fake.code(), data_dir, SystemClock())
+    fake.fail_next.extend([400] * 3)  # central refuses this agent's reports (a 4xx other than 401/403/409/413)
+    config = parse_config(
+        {
+            "agent": {"snapshot_interval": 0.2},
+            "sync": {"report_interval": 0.05, "max_bytes_per_s": 0, "revoked_retry": 60},
+            "host": {"interval": 0.1},
+            "discovery": {"enabled": False},
+        }
+    )
+    agent = build_agent(config, data_dir, SystemClock(), listen="127.0.0.1:0")
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    keys: set[str] = set()
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        keys = {i.key for i in list_incidents(agent.store, open_only=True)}
+        if REFUSED_KEY in keys:
+            break
+    stop.set()
+    assert await asyncio.wait_for(task, 10) is True
+    assert REFUSED_KEY in keys
+    store = Store.open(data_dir)  # in the database, where the technician page and central find it
+    try:
+        (incident,) = [i for i in list_incidents(store) if i.key == REFUSED_KEY]
+        assert incident.is_open and incident.severity == "critical" and incident.category == "agent"
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ No HTTP here: the transport is a script. The outbox, acks and alerts are real (S
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,7 +27,7 @@ from agent.sync.client import (
     SyncClient,
     TransientError,
 )
-from agent.sync.transport import Accepted, Conflict, Gap, Outcome, Refused, RetryLater
+from agent.sync.transport import Accepted, ConfigAnswer, Conflict, Fetched, Gap, Outcome, Refused, RetryLater
 from base.clock import FakeClock
 from protocol.envelope import sign, verify
 from protocol.keys import generate_private_key, keyid, public_key_b64
@@ -52,7 +52,8 @@ class ScriptedTransport:
 
     script: list[Outcome] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
-    config: bytes | Refused | RetryLater = field(default_factory=lambda: Refused(404, "unknown_agent"))
+    config: ConfigAnswer = field(default_factory=lambda: Refused(404, "unknown_agent"))
+    config_requests: list[dict[str, str]] = field(default_factory=list)
     clock_offset: float | None = None
     closed: int = 0
     acked: int = 0
@@ -70,7 +71,8 @@ class ScriptedTransport:
             self.acked = max(self.acked, self.sent[-1].seq_to)
         return Accepted(self.acked)
 
-    async def fetch_config(self, agent_id: str) -> bytes | Refused | RetryLater:
+    async def fetch_config(self, agent_id: str, headers: Mapping[str, str]) -> ConfigAnswer:
+        self.config_requests.append(dict(headers))
         return self.config
 
     async def aclose(self) -> None:
@@ -110,8 +112,8 @@ class Rig:
 
 @pytest.fixture
 def rig(store: Store, outbox: Outbox, clock: FakeClock) -> Callable[..., Rig]:
-    def make(*script: Outcome, **local: float) -> Rig:
-        transport = ScriptedTransport(list(script))
+    def make(*script: Outcome, transport: ScriptedTransport | None = None, **local: float) -> Rig:
+        transport = transport or ScriptedTransport(list(script))
         signals: list[Signal] = []
         settings = SyncSection(**{"max_bytes_per_s": 0, "backoff_max": 0.01, "max_batch_events": 10, **local})
         client = SyncClient(
@@ -303,8 +305,48 @@ async def test_config_answers(rig: Callable[..., Rig], clock: FakeClock) -> None
         assert r.store.get_setting("central_config") is None
     issued = datetime(2030, 1, 1, tzinfo=UTC)
     payload = build_config_payload("a-1", 4, issued, {"max_batch_events": 7})
-    r.transport.config = sign(payload, CONFIG_TYPE, CENTRAL_KEY)
+    r.transport.config = Fetched(sign(payload, CONFIG_TYPE, CENTRAL_KEY), '"tag-4"')
     await r.client.fetch_config()
-    assert r.store.get_setting("central_config") == {"version": 4, "settings": {"max_batch_events": 7}}
+    assert r.store.get_setting("central_config") == {
+        "version": 4, "issued_at": "2030-01-01T00:00:00Z", "settings": {"max_batch_events": 7}, "etag": '"tag-4"'
+    }
     assert r.client.batch_events == 10  # the config file's [sync] max_batch_events wins over central's
     assert time_floor(r.store) == "2030-01-01T00:00:00Z"
+    # A newer config version signed at an older time (central's clock was reset) is applied,
+    # but the floor stays where it was: it never moves down.
+    older = build_config_payload("a-1", 5, datetime(2029, 6, 1, tzinfo=UTC), {"max_batch_events": 8})
+    r.transport.config = sign(older, CONFIG_TYPE, CENTRAL_KEY)
+    await r.client.fetch_config()
+    assert r.store.get_setting("central_config") == {"version": 5, "settings": {"max_batch_events": 8}}
+    assert time_floor(r.store) == "2030-01-01T00:00:00Z"
+
+
+@dataclass
+class ThinningWhileOnTheWire(ScriptedTransport):
+    """Thins the outbox to nothing while each report is in flight, as the maintenance task may."""
+
+    outbox: Outbox | None = None
+    changed_on_the_wire: list[int] = field(default_factory=list)
+
+    async def post(self, envelope: bytes) -> Outcome:
+        verified = verify(envelope, {keyid(AGENT_KEY): AGENT_KEY.public_key()}, [REPORT_TYPE, STATE_TYPE])
+        if verified.payload_type == REPORT_TYPE and self.outbox is not None:
+            report = parse_report(verified.payload)
+            self.outbox.thin(max_bytes=1)
+            held = {e.seq: e.to_wire() for e in self.outbox.batch(report.seq_from, 10_000, 10**9)}
+            self.changed_on_the_wire += [e.seq for e in report.events if held[e.seq] != e.to_json()]
+        return await super().post(envelope)
+
+
+async def test_thinning_never_rewrites_what_is_on_the_wire(rig: Callable[..., Rig], clock: FakeClock) -> None:
+    """Central may already hold a batch in flight: rewriting it would make the resend a conflict."""
+    transport = ThinningWhileOnTheWire()
+    r = rig(transport=transport, max_batch_events=10)
+    transport.outbox = r.outbox
+    for i in range(36):  # three hours of snapshots: all but one an hour are thinnable
+        r.outbox.add("health.snapshot", {"host": {"i": i, "pad": "p" * 200}})
+        clock.advance(300)
+    clock.advance(7200)
+    await r.client.cycle()
+    assert len(transport.reports()) >= 3 and transport.changed_on_the_wire == []
+    assert r.outbox.stats().depth == 0

@@ -21,7 +21,9 @@ from agent.sync.transport import (
     Accepted,
     AiohttpTransport,
     Conflict,
+    Fetched,
     Gap,
+    NotModified,
     Outcome,
     Refused,
     RetryLater,
@@ -172,7 +174,7 @@ async def test_no_central_is_retry_later(clock: FakeClock) -> None:
         line = AiohttpTransport(f"http://127.0.0.1:{port}", clock, user_agent="t", timeout=2.0)
         try:
             outcome = await line.post(ENVELOPE)
-            config = await line.fetch_config("a-1")
+            config = await line.fetch_config("a-1", {})
         finally:
             await line.aclose()
     assert isinstance(outcome, RetryLater) and outcome.status is None
@@ -181,13 +183,16 @@ async def test_no_central_is_retry_later(clock: FakeClock) -> None:
 
 async def test_config_answers(central: tuple[Central, str], transport: AiohttpTransport) -> None:
     fake, _url = central
-    fake.answer = Answer(body=b"signed config bytes")
-    assert await transport.fetch_config("a-1") == b"signed config bytes"
-    assert fake.seen[-1][0] == "/v1/agents/a-1/config"
+    fake.answer = Answer(body=b"signed config bytes", headers={"ETag": '"t1"'})
+    assert await transport.fetch_config("a-1", {"Signature": "sw=:x:"}) == Fetched(b"signed config bytes", '"t1"')
+    path, headers, _body = fake.seen[-1]
+    assert path == "/v1/agents/a-1/config" and headers["Signature"] == "sw=:x:"  # the client's headers go along
+    fake.answer = Answer(status=304)
+    assert await transport.fetch_config("a-1", {}) == NotModified()
     fake.answer = Answer(status=404, body=_json({"error": "unknown_agent"}))
-    assert await transport.fetch_config("a-1") == Refused(404, "unknown_agent")
+    assert await transport.fetch_config("a-1", {}) == Refused(404, "unknown_agent")
     fake.answer = Answer(status=503)
-    assert await transport.fetch_config("a-1") == RetryLater("central answered 503", 503)
+    assert await transport.fetch_config("a-1", {}) == RetryLater("central answered 503", 503)
 
 
 async def test_close_is_idempotent_and_the_line_reopens(

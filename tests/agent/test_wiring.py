@@ -103,11 +103,15 @@ async def test_enrolled_agent_gets_a_sync_client_and_its_view_reads_the_live_sta
             async with session.get(f"http://{host}:{port}/api/v1/status", headers=headers) as resp:
                 assert resp.status == 200
                 status = await resp.json()
+            async with session.get(f"http://{host}:{port}/metrics", headers={"Authorization": "Bearer nope"}) as resp:
+                assert resp.status == 401
             async with session.get(f"http://{host}:{port}/metrics", headers=headers) as resp:
                 metrics = await resp.text()
         assert status["identity"]["agent_id"] == identity.agent_id
         assert status["counts"]["aps"] == 1 and status["snapshot"]["wlan"] == {"aps": [{"name": "ap-1"}]}
         assert "schulwart_agent_outbox_last_seq" in metrics and "schulwart_agent_dropped_events" in metrics
+        refused = [line for line in metrics.splitlines() if line.startswith("schulwart_agent_auth_failures_total{")]
+        assert len(refused) == 1 and refused[0].endswith(" 1.0"), metrics  # counted before the first scrape
         stop.set()
         assert await asyncio.wait_for(task, 10) is True
     finally:

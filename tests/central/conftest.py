@@ -81,6 +81,13 @@ class FakeAgent:
     ) -> bytes:
         return build_report(agent_id or self.agent_id, school_id or self.school_id, events, sent_at)
 
+    def config_headers(self, now: datetime, agent_id: str | None = None) -> dict[str, str]:
+        """The signed-request headers of ``GET /v1/agents/{id}/config`` made at ``now``."""
+        from protocol.httpsig import sign_request
+
+        path = f"/v1/agents/{agent_id or self.agent_id}/config"
+        return sign_request("GET", path, int(now.timestamp()), self.key)
+
     def report(self, first: int, last: int, *, salt: str = "", **kwargs: Any) -> bytes:
         """A signed report envelope over events first..last."""
         return sign(self.payload(self.events(first, last, salt=salt), **kwargs), REPORT_TYPE, self.key)

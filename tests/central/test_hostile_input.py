@@ -84,3 +84,14 @@ async def test_central_json_is_nosniff_and_posts_and_metrics_are_no_store(client
     assert metrics.headers["Cache-Control"] == "no-store"
     refused = await client.get("/v1/schools")
     assert refused.status == 401 and refused.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout"])
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=", "multipart/form-data; charset=utf-8"]
+)
+async def test_a_form_post_aiohttp_cannot_read_is_400_not_500(client: TestClient, path: str, content_type: str) -> None:
+    """Found by schemathesis: a multipart type without a boundary made request.post() raise ValueError."""
+    resp = await client.post(path, data=b"csrf=x", headers={"Content-Type": content_type}, allow_redirects=False)
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"] == "bad_form"

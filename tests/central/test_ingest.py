@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from central.ingest import Ingestor
 from central.storage.interface import Storage
 from protocol.encoding import b64encode, dumps
 from protocol.envelope import sign, sign_envelope
+from protocol.errors import RevokedKeyError
 from protocol.keys import generate_private_key
-from protocol.schema import BUNDLE_TYPE, CONFIG_TYPE, REPORT_TYPE, build_report, make_event
+from protocol.schema import BUNDLE_TYPE, CONFIG_TYPE, REPORT_TYPE, STATE_TYPE, build_bundle, build_report, make_event
 
 from .conftest import T0, FakeAgent, FakeClock, enroll
 
@@ -120,12 +124,12 @@ async def test_envelope_for_another_school(client: TestClient, store: Storage, a
     assert await held(store, agent) == []
 
 
-async def test_revoked_agent(client: TestClient, store: Storage, agent: FakeAgent) -> None:
+async def test_revoked_agent(client: TestClient, store: Storage, agent: FakeAgent, clock: FakeClock) -> None:
     assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
     assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
     assert await post(client, agent.report(4, 6)) == (403, {"error": "revoked_key"})
     assert await post(client, agent.state(6)) == (403, {"error": "revoked_key"})
-    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config", headers=agent.config_headers(clock.now()))
     assert resp.status == 403 and (await resp.json()) == {"error": "revoked_key"}
     assert await held(store, agent) == [1, 2, 3]
 
@@ -256,7 +260,7 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
     from protocol.keys import keyid, load_public_key_b64
     from protocol.schema import parse_config_payload
 
-    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config", headers=agent.config_headers(clock.now()))
     assert resp.status == 200
     central_key = load_public_key_b64(agent.enrollment["central_public_key"])
     verified = verify(await resp.read(), {keyid(central_key): central_key}, {CONFIG_TYPE})
@@ -264,5 +268,54 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
     assert config.agent_id == agent.agent_id
     assert config.issued_at == "2024-05-06T08:00:00Z"
     assert config.settings["max_batch_events"] == 500
-    resp = await client.get("/v1/agents/ag-nobody/config")
-    assert resp.status == 404 and (await resp.json()) == {"error": "not_found"}
+    # Only the agent itself gets an answer: unsigned, signed for another agent id, unknown key.
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    assert resp.status == 401 and (await resp.json()) == {"error": "unsigned_request"}
+    resp = await client.get("/v1/agents/ag-nobody/config", headers=agent.config_headers(clock.now(), "ag-nobody"))
+    assert resp.status == 403 and (await resp.json()) == {"error": "identity_mismatch"}
+
+
+async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
+    store: SqliteStore, agent: FakeAgent, clock: FakeClock
+) -> None:
+    """The key step refuses a revoked key for every payload type, before the signature is looked at.
+
+    Reports and states check revocation again in their transaction; a bundle with no envelopes
+    in it has nothing else to stop it, so only the key step refuses it.
+    """
+    ingestor = Ingestor(store, clock)
+    assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
+    empty = sign(build_bundle(agent.agent_id, agent.school_id, T0, []), BUNDLE_TYPE, agent.key)
+    envelopes = [empty, agent.report(1, 3), agent.state(0)]
+    bad_signature = json.loads(agent.report(1, 3))
+    bad_signature["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    envelopes.append(json.dumps(bad_signature).encode())
+    for body in envelopes:
+        with pytest.raises(RevokedKeyError):
+            await ingestor.verify(body, {REPORT_TYPE, STATE_TYPE, BUNDLE_TYPE})
+    with pytest.raises(RevokedKeyError):
+        await ingestor.import_bundle(empty)
+    assert await held(store, agent) == []
+
+
+async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_and_heals(
+    client: TestClient, store: SqliteStore, agent: FakeAgent
+) -> None:
+    """All or nothing: SQLite's own SQLITE_FULL part-way through a batch rolls the whole batch back.
+
+    The database is capped at its size (``max_page_count`` on central's own connection: what a
+    full disk gives it, without filling one); a batch of large events cannot fit whole.
+    """
+    assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
+    big = [make_event(seq, T0, "health.snapshot", {"host": {"pad": "x" * 3000}}) for seq in range(4, 40)]
+    conn = store._conn  # central's one connection: the page cap is per connection
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 8}")  # room for a few events, not for 36
+    status, body = await post(client, agent.sign_events(big))
+    assert (status, body["error"]) == (507, "store_full")
+    assert await held(store, agent) == [1, 2, 3]
+    assert (await store.get_agent(agent.agent_id)).acked_seq == 3  # type: ignore[union-attr]
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space returns: the agent's resend goes through
+    assert await post(client, agent.sign_events(big)) == (200, {"acked_through": 39})
+    assert await held(store, agent) == list(range(1, 40))

@@ -78,13 +78,13 @@ async def test_codes_carry_the_pin_of_centrals_keys(
 
 
 async def test_revoked_technician_tokens_travel_in_the_signed_config(
-    client: TestClient, agent: FakeAgent, tmp_path: Path, central_toml: Path
+    client: TestClient, agent: FakeAgent, tmp_path: Path, central_toml: Path, clock: FakeClock
 ) -> None:
     issued = cli(tmp_path, "token", "issue", "--technician", "anna", "--scope", "school:gs-nord")
     assert issued.returncode == 0, issued.stderr
     (row,) = [json.loads(line) for line in cli(tmp_path, "token", "list", "--json").stdout.splitlines()]
     assert cli(tmp_path, "token", "revoke", row["jti"]).returncode == 0
-    resp = await client.get(f"/v1/agents/{agent.agent_id}/config")
+    resp = await client.get(f"/v1/agents/{agent.agent_id}/config", headers=agent.config_headers(clock.now()))
     central_key = load_public_key_b64(agent.enrollment["central_public_key"])
     config = parse_config_payload(verify(await resp.read(), {keyid(central_key): central_key}, {CONFIG_TYPE}).payload)
     assert config.settings["revoked_tokens"] == [row["jti"]]

@@ -1,4 +1,10 @@
-"""A real `schulwart-central serve` process: port 0 logged, kill -9 loses nothing acknowledged."""
+"""A real `schulwart-central serve` process: port 0 logged, kill -9 loses nothing acknowledged.
+
+A killed process leaves its writes in the OS page cache, so this test cannot see a weaker
+``synchronous`` setting (only a power cut would); tests/central/test_durability.py reads the
+setting back instead. What this test does see: an answer given before the transaction
+committed, and a restart that cannot open or replay the WAL.
+"""
 
 from __future__ import annotations
 

@@ -68,6 +68,8 @@ async def test_history_builds_the_current_view(client: TestClient, agent: FakeAg
             "revoked_by": None,
             "clock_skew_s": 0.0,
             "clock_skew_flagged": False,
+                "config_version": None,
+                "config_overrides": [],
         }
     ]
 

@@ -70,3 +70,36 @@ def test_concurrent_first_starts_share_one_key_pair(tmp_path) -> None:
     ]
     seen = {proc.communicate(timeout=60)[0].strip() for proc in procs}
     assert len(seen) == 1, seen
+
+
+async def test_config_layers_are_versioned_and_a_migrated_database_keeps_its_agents(tmp_path: Path) -> None:
+    from base.sqlite import migrate
+    from central.storage.migrations import MIGRATIONS as STEPS
+
+    path = tmp_path / "c.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, STEPS[:4], path=str(path), program="central")  # a database from before step 5
+    conn.execute("INSERT INTO schools VALUES ('gs-nord', 'GS Nord', 'Kreis A', '2026-01-01')")
+    conn.execute("INSERT INTO agents (agent_id, school_id, keyid, public_key, hostname, version, enrolled_at)"
+                 " VALUES ('ag-1', 'gs-nord', 'k', x'00', 'srv', '0.1', '2026-01-01')")  # fmt: skip
+    conn.close()
+    store = SqliteStore.open(path)
+    try:
+        agent = await store.get_agent("ag-1")
+        assert agent is not None and agent.config_version is None and agent.config_overrides == ()
+        first = await store.add_config_layer("carrier:Kreis A", "a = 1", '{"a": 1}', "2026-01-02", "ops")
+        second = await store.add_config_layer("school:gs-nord", "b = 1", '{"b": 1}', "2026-01-03", "ops")
+        third = await store.add_config_layer("carrier:Kreis A", "a = 2", '{"a": 2}', "2026-01-04", "ops")
+        assert first < second < third
+        newest = await store.config_layers(["carrier:Kreis A", "school:gs-nord", "school:none"])
+        assert [(layer.scope, layer.version, layer.toml) for layer in newest] == [
+            ("carrier:Kreis A", third, "a = 2"), ("school:gs-nord", second, "b = 1")]  # fmt: skip
+        assert [layer.version for layer in await store.config_history("carrier:Kreis A")] == [third, first]
+        assert [layer.version for layer in await store.config_history(None, limit=2)] == [third, second]
+        async with store.transaction() as tx:
+            await tx.set_agent_config_report("ag-1", third, ["incidents.open_after"])
+        agent = await store.get_agent("ag-1")
+        assert agent is not None
+        assert (agent.config_version, agent.config_overrides) == (third, ("incidents.open_after",))
+    finally:
+        await store.close()

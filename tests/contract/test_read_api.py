@@ -160,8 +160,34 @@ def _b64any(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
+def _signed_get_headers(enrolled: Enrolled, path: str, created: int) -> dict[str, str]:
+    """RFC 9421 §2.5 signature base for ("@method" "@path"), written here from the RFC, not the project."""
+    kid = hashlib.sha256(enrolled.key.public_key().public_bytes_raw()).hexdigest()
+    params = f'("@method" "@path");created={created};keyid="{kid}";alg="ed25519"'
+    base = f'"@method": GET\n"@path": {path}\n"@signature-params": {params}'.encode()
+    sig = base64.b64encode(enrolled.key.sign(base)).decode()
+    return {"Signature-Input": f"sw={params}", "Signature": f"sw=:{sig}:"}
+
+
+def test_agent_config_needs_the_agents_own_signature(central_srv: Central, enrolled: Enrolled) -> None:
+    path = f"/v1/agents/{enrolled.agent_id}/config"
+    unsigned = http("GET", central_srv.url + path)
+    assert (unsigned.status, unsigned.json()) == (401, {"error": "unsigned_request"})
+    stale = http("GET", central_srv.url + path, headers=_signed_get_headers(enrolled, path, int(time.time()) - 3600))
+    assert (stale.status, stale.json()) == (401, {"error": "stale_signature"})
+    wrong_path = _signed_get_headers(enrolled, "/v1/agents/other/config", int(time.time()))
+    forged = http("GET", central_srv.url + path, headers=wrong_path)
+    assert (forged.status, forged.json()) == (401, {"error": "bad_signature"})
+    fresh = http("GET", central_srv.url + path, headers=_signed_get_headers(enrolled, path, int(time.time())))
+    assert fresh.status == 200 and fresh.headers.get("etag"), fresh.body
+    tagged = {**_signed_get_headers(enrolled, path, int(time.time())), "If-None-Match": fresh.headers["etag"]}
+    again = http("GET", central_srv.url + path, headers=tagged)
+    assert again.status == 304 and again.body == b""
+
+
 def test_agent_config_is_signed_with_the_config_key(central_srv: Central, enrolled: Enrolled) -> None:
-    r = http("GET", f"{central_srv.url}/v1/agents/{enrolled.agent_id}/config")
+    path = f"/v1/agents/{enrolled.agent_id}/config"
+    r = http("GET", central_srv.url + path, headers=_signed_get_headers(enrolled, path, int(time.time())))
     assert r.status == 200, r.body
     env = r.json()
     assert set(env) >= {"payloadType", "payload", "signatures"}

@@ -88,3 +88,34 @@ def test_dumps_refuses_lone_surrogates_with_a_project_error() -> None:
     with pytest.raises(errors.MalformedError) as info:
         dumps({"name": "AP \ud800 evil"})
     assert info.value.reason == "bad_text"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '"\\ud800"',  # a lone surrogate as the whole document
+        '"\\uDBFF"',  # upper-case escape
+        '{"a":["ok",{"b":"x\\uDc00"}]}',  # deep inside, mixed case
+        '{"x\\ud800":1}',  # in a key
+        '{"name":"\ud800"}',  # not an escape: a str that already holds one
+        '["\\ud83d\\ude00","\\ud800"]',  # a valid pair beside a lone half
+    ],
+)
+def test_json_finds_a_lone_surrogate_wherever_it_is(raw: str) -> None:
+    # The per-string look runs only when the text shows a surrogate or its escape: every place
+    # and spelling must still be found.
+    with pytest.raises(errors.MalformedError) as info:
+        loads_strict(raw)
+    assert info.value.reason == "bad_json"
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(32, True), (33, False)])
+def test_json_depth_counts_lists_and_objects_alike(depth: int, ok: bool) -> None:
+    raw = '{"a":' * (depth // 2) + "[" * (depth - depth // 2) + "1" + "]" * (depth - depth // 2) + "}" * (depth // 2)
+    if ok:
+        assert loads_strict(raw) is not None
+        assert loads_strict('"\\\\ud800 is text"') == "\\ud800 is text"  # an escaped backslash, no surrogate
+        assert [loads_strict(scalar) for scalar in ("7", "null", "true")] == [7, None, True]
+    else:
+        with pytest.raises(errors.MalformedError):
+            loads_strict(raw)

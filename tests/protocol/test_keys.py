@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -78,14 +79,6 @@ def _small_order_encodings() -> list[bytes]:
     return encodings
 
 
-def test_cryptography_alone_accepts_the_identity_and_a_forgery_verifies() -> None:
-    # Why the check exists: with the identity as public key, (R=identity, S=0) verifies anything.
-    weak = Ed25519PublicKey.from_public_bytes(IDENTITY)
-    forged = IDENTITY + bytes(32)
-    weak.verify(forged, b"any message at all")
-    weak.verify(forged, envelope.pae(schema.REPORT_TYPE, b'{"seq": 1}'))
-
-
 @pytest.mark.parametrize("raw", _small_order_encodings(), ids=lambda b: b.hex()[:12] + "…" + b.hex()[-2:])
 def test_every_small_order_encoding_is_refused(raw: bytes) -> None:
     assert has_small_order(raw)
@@ -93,9 +86,24 @@ def test_every_small_order_encoding_is_refused(raw: bytes) -> None:
         load_public_key(raw)
 
 
-def test_forged_envelope_with_identity_key_never_gets_a_trusted_key() -> None:
+def test_a_forged_envelope_under_the_identity_key_is_refused_by_our_verification() -> None:
+    """With the identity as public key, (R=identity, S=0) verifies any message in pyca/cryptography.
+
+    Our key loader must refuse that key, so an envelope forged that way never verifies: the
+    lookup loads keys as central and the agent do (``load_public_key_b64``).
+    """
+    report = schema.REPORT_TYPE
+    forged_sig = IDENTITY + bytes(32)
+    body = b'{"v": 1, "seq": 1}'
+    Ed25519PublicKey.from_public_bytes(IDENTITY).verify(forged_sig, envelope.pae(schema.REPORT_TYPE, body))
+    kid = hashlib.sha256(IDENTITY).hexdigest()
+    forged = {
+        "payloadType": schema.REPORT_TYPE,
+        "payload": base64.b64encode(body).decode(),
+        "signatures": [{"keyid": kid, "sig": base64.b64encode(forged_sig).decode()}],
+    }
     with pytest.raises(errors.WeakKeyError):
-        load_public_key_b64("AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        envelope.verify(forged, lambda _kid: load_public_key_b64(base64.b64encode(IDENTITY).decode()), [report])
 
 
 def test_random_keys_are_not_flagged() -> None:

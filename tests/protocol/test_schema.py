@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -218,3 +219,18 @@ def test_state_carries_the_dropped_events_count() -> None:
     for bad in (-1, True, "3"):
         with pytest.raises(errors.MalformedError):
             _parse_state({**doc, "dropped_events": bad})
+
+
+def test_canonical_event_is_the_text_whose_hash_is_the_digest() -> None:
+    # Central stores the text and compares the digest: one serialisation must give both, and the
+    # digest must stay what event_digest always was (digests stored before are compared with it).
+    wire = '{"x-extra":[1,{"b":2,"a":"ü"}],"kind":"device.seen","seq":1,"at":"2024-05-06T08:00:00Z",' \
+        '"data":{"model":null,"class":"ipad","id":"d-1","t":1.5e-07}}'
+    payload = b'{"v":1,"agent_id":"a1","school_id":"s1","seq_from":1,"seq_to":1,"sent_at":"2024-05-06T08:00:00Z",' \
+        b'"events":[' + wire.encode() + b"]}"
+    event = schema.parse_report(payload).events[0]
+    text, digest = event.canonical()
+    assert (text, digest) == schema.canonical_event(json.loads(wire))
+    assert digest == schema.event_digest(event.to_json()) == hashlib.sha256(text.encode()).hexdigest()
+    assert text == json.dumps(json.loads(wire), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert event.moment == datetime(2024, 5, 6, 8, 0, tzinfo=UTC)

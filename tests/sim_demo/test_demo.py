@@ -25,7 +25,7 @@ from tests.site.conftest import REPO, VENV_BIN
 
 DURATION_S = 25
 SCHOOLS = {"gs-am-park", "gs-lindenweg"}
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)  # the block can take over 40 s on a loaded machine
 
 
 def _netns_possible() -> bool:
@@ -89,7 +89,7 @@ def test_demo_brings_up_schools_and_leaves_nothing_behind(tmp_path: Path) -> Non
     )  # fmt: skip
     children: list[psutil.Process] = []
     try:
-        demo = parse_block(read_block(proc, timeout=40))
+        demo = parse_block(read_block(proc, timeout=90))
         up_after = time.monotonic() - started
         children = _descendants(proc.pid)
         assert set(demo.schools) == SCHOOLS
@@ -107,7 +107,7 @@ def test_demo_brings_up_schools_and_leaves_nothing_behind(tmp_path: Path) -> Non
         for sid, school in demo.schools.items():
             status = _get(f"{school.page}api/v1/status", school.token)
             assert status["identity"]["school_id"] == sid
-            assert "outbox" in status
+            assert status["outbox"]["last_seq"] >= 1  # the agent has made events for central
 
         assert proc.wait(timeout=DURATION_S + 30) == 0
     finally:

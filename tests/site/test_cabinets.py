@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.monitors.cabinets.config import parse_cabinets
-from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
+from agent.monitors.cabinets.meters import MeterError, MeterReading
 from agent.monitors.cabinets.monitor import CabinetMonitor
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
-from agent.monitors.cabinets.window import parse_days, parse_window
+from agent.monitors.cabinets.rules import CabinetState, evaluate
 from agent.monitors.interface import Signal
+from base.agentconfig.cabinets import CabinetConfig, MeterSpec, parse_cabinets
+from base.agentconfig.window import parse_days, parse_window
 from base.errors import ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -19,9 +19,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading, MeterSpec
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
-from agent.monitors.cabinets.window import parse_window
+from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading
+from agent.monitors.cabinets.rules import CabinetState, evaluate
+from base.agentconfig.cabinets import CabinetConfig, MeterSpec
+from base.agentconfig.window import parse_window
 from sim.faults import FaultBoard
 from sim.meters import METER_MODELS, CabinetModel, MeterServer, digest_valid
 from sim.simtime import SimClock

@@ -24,7 +24,7 @@ from agent.monitors.cabinets.meters import (
     parse_shelly_gen2,
     parse_tasmota,
 )
-from agent.monitors.cabinets.window import parse_window
+from base.agentconfig.window import parse_window
 from sim.faults import FaultBoard
 from sim.meters import CabinetModel, MeterServer
 from sim.simtime import SimClock

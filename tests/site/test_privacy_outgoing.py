@@ -18,18 +18,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.incidents.engine import IncidentEngine
-from agent.monitors.cabinets.config import parse_cabinets
-from agent.monitors.cabinets.meters import MeterReading, MeterSpec
+from agent.monitors.cabinets.meters import MeterReading
 from agent.monitors.cabinets.monitor import CabinetMonitor
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
-from agent.monitors.cabinets.window import parse_window
+from agent.monitors.cabinets.rules import CabinetState, evaluate
 from agent.monitors.discovery.presence import NotSeenList, missing_signal
 from agent.monitors.interface import Device, DeviceChange, Signal
-from agent.monitors.wlan.config import parse_wlan
 from agent.monitors.wlan.monitor import WlanMonitor
 from agent.privacy import Privacy
 from agent.store import Store
 from agent.store.outbox import Outbox
+from base.agentconfig.cabinets import CabinetConfig, MeterSpec, parse_cabinets
+from base.agentconfig.window import parse_window
+from base.agentconfig.wlan import parse_wlan
 from base.clock import FakeClock
 from protocol.events import HealthSnapshot
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from agent.monitors.wlan.config import parse_wlan
 from agent.monitors.wlan.monitor import WlanMonitor
 from agent.monitors.wlan.probes import ProbeResult, ProbeWindow, tcp_probe
 from agent.monitors.wlan.unifi import ControllerError, UnifiController, parse_devices
+from base.agentconfig.wlan import parse_wlan
 from base.errors import ConfigError
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent.monitors.wlan.config import parse_wlan
 from agent.monitors.wlan.monitor import WlanMonitor
 from agent.monitors.wlan.unifi import UnifiController, parse_devices
+from base.agentconfig.wlan import parse_wlan
 from sim.unifi import SESSION_REFUSALS
 
 UX_ROW = {  # a UniFi Express used as a mesh AP, as stat/device lists it (personal details replaced)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from agent.techapi.auth import Authenticator
 from agent.techapi.routes import setup_technician_api
@@ -50,6 +49,9 @@ class ListView:
 
     def time_floor(self) -> datetime | None:
         return self.floor
+
+    def token_keys(self) -> list[object]:
+        return []
 
     def revoked_tokens(self) -> frozenset[str]:
         return self.revoked
@@ -102,7 +104,7 @@ async def client(aiohttp_client, view: ListView, clock: Clock):
     app = web.Application(client_max_size=64 * 1024)
     limiter = FailureLimiter(lambda: clock.mono, max_failures=5, window_s=60)
     auth = Authenticator(view, ADMIN_TOKEN, lambda: clock.now, limiter)
-    setup_technician_api(app, view, auth, CollectorRegistry())
+    setup_technician_api(app, view, auth, lambda: (b"", "text/plain; version=0.0.4; charset=utf-8"))
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

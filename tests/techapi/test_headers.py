@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from agent.techapi.auth import Authenticator
 from agent.techapi.routes import setup_technician_api
@@ -20,7 +19,7 @@ async def api(aiohttp_client, clock):  # type: ignore[no-untyped-def]
     app: web.Application = make_app()
     view = ListView()
     auth = Authenticator(view, ADMIN_TOKEN, lambda: clock.now, FailureLimiter(lambda: clock.mono))
-    setup_technician_api(app, view, auth, CollectorRegistry())
+    setup_technician_api(app, view, auth, lambda: (b"", "text/plain; version=0.0.4; charset=utf-8"))
     return await aiohttp_client(app)
 
 

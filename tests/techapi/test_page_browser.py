@@ -114,3 +114,67 @@ def test_simulated_school_on_the_page_with_a_hostile_device_name(tmp_path: Path)
             return any(i["id"] == incident_id and i["acknowledged_by"] == "A. Weber" for i in incidents)
 
         wait_for(central_has_ack, 20, "the ack at central after the next sync")
+
+
+def test_an_ack_and_a_note_at_central_show_on_the_technician_page(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from central.storage.sqlite import SqliteStore
+    from central.timestamps import iso
+    from tests.agent.procs import start_agent, write_config
+    from tests.techapi.test_on_site import CONFIG
+
+    site = Site(tmp_path / "rig")
+    site.agent.terminate()  # again, fetching central's config every half second
+    fast = CONFIG.replace("[sync]\n", "[sync]\nconfig_interval = 0.5\n")
+    site.agent = start_agent(site.data, write_config(tmp_path / "fast.toml", fast), tmp_path / "agent2.log")
+    site.url = f"http://127.0.0.1:{site.agent.wait_listening()}"
+    try:
+        token = site.token("school:s1", name="A. Weber")
+        incident = _first_incident(site, token)
+        at = datetime.now(UTC).replace(second=0, microsecond=0)
+        shown = at.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M")  # the browser below runs in Berlin
+
+        async def hotline() -> None:
+            store = SqliteStore.open(next(site.central.dir.glob("*.sqlite3")))
+            try:
+                assert await store.staff_acknowledge("s1", "agent", site.agent_id, incident, "anna", iso(at))
+                assert await store.staff_note("s1", "agent", site.agent_id, incident, "anna", XSS, iso(at))
+            finally:
+                await store.close()
+
+        asyncio.run(hotline())
+
+        def carried() -> bool:
+            _status, body = site.call("/api/v1/incidents", token)
+            rows = [i for i in body.get("incidents", []) if i["id"] == incident]
+            return bool(rows) and [s["action"] for s in rows[0]["central"]] == ["acknowledged", "note"]
+
+        wait_for(carried, 20, "central's ack and note at the agent")
+        with browser_page(tmp_path, timezone_id="Europe/Berlin") as page:
+            page.goto(site.url + "/")
+            page.fill("#token-input", token)
+            page.click("#login button[type=submit]")
+            item = f"li[data-incident-id='{incident}']"
+            page.wait_for_selector(f"{item} .ack.central", timeout=15000)
+            ack = page.locator(f"{item} .ack.central").text_content() or ""
+            assert ack == f"quittiert von der Hotline, {shown} (anna)", ack
+            note = page.locator(f"{item} .note.central").text_content() or ""
+            assert note.endswith(XSS), note  # the hostile note is text ...
+            assert page.locator(f"{item} img").count() == 0  # ... never an element
+    finally:
+        site.close()
+
+
+def _first_incident(site: Site, token: str) -> str:
+    found: list[str] = []
+
+    def has_one() -> bool:
+        status, body = site.call("/api/v1/incidents", token)
+        found[:] = [i["id"] for i in body.get("incidents", [])] if status == 200 else []
+        return bool(found)
+
+    wait_for(has_one, 20, "an open incident at the agent")
+    return found[0]

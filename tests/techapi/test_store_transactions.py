@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from agent.incidents.engine import IncidentEngine, list_incidents, notes_for
 from agent.monitors.interface import Signal
@@ -46,7 +45,7 @@ async def client(aiohttp_client: Any, parts: Any, tmp_path: Path) -> Any:
     view = AgentView(store=store, engine=engine, data_dir=tmp_path, identity=None, sections=dict, wake=lambda: None)
     app = web.Application()
     auth = Authenticator(view, ADMIN, engine.clock.now, FailureLimiter(lambda: 0.0))
-    setup_technician_api(app, view, auth, CollectorRegistry())
+    setup_technician_api(app, view, auth, lambda: (b"", "text/plain; version=0.0.4; charset=utf-8"))
     return await aiohttp_client(app)
 
 

@@ -1,24 +1,7 @@
-"""Charging cabinets: the charging window, the rules, the ``[cabinets]`` config, meters and the monitor."""
+"""Charging cabinets: the rules (``rules``), what a meter reading is (``reading``), the meter clients
+(``meters``) and the monitor (``monitor``).
 
-from agent.monitors.cabinets.config import CabinetEntry, CabinetsConfig, parse_cabinets
-from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading, MeterSpec
-from agent.monitors.cabinets.monitor import CabinetMonitor
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
-from agent.monitors.cabinets.window import ChargingWindow, parse_days, parse_window
-
-__all__ = [
-    "CabinetConfig",
-    "CabinetEntry",
-    "CabinetMonitor",
-    "CabinetState",
-    "CabinetsConfig",
-    "ChargingWindow",
-    "Meter",
-    "MeterError",
-    "MeterReading",
-    "MeterSpec",
-    "evaluate",
-    "parse_cabinets",
-    "parse_days",
-    "parse_window",
-]
+The ``[cabinets]`` config and the charging window live in ``base.agentconfig`` (central checks a
+layer with the same types). Nothing is imported here: the meter clients load only with a configured
+cabinet.
+"""

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from agent.monitors.cabinets.config import CabinetsConfig
-from agent.monitors.cabinets.meters import Meter, MeterError, MeterReading
-from agent.monitors.cabinets.rules import CabinetConfig, CabinetState, evaluate
+from agent.monitors.cabinets.meters import Meter
+from agent.monitors.cabinets.reading import MeterError, MeterReading
+from agent.monitors.cabinets.rules import CabinetState, evaluate
 from agent.monitors.interface import MonitorReport, Signal
+from base.agentconfig.cabinets import CabinetConfig, CabinetsConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,29 +14,13 @@ pseudonym in what leaves the school.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.monitors.cabinets.meters import MeterError, MeterReading, MeterSpec
-from agent.monitors.cabinets.window import ChargingWindow
+from agent.monitors.cabinets.reading import MeterError, MeterReading
 from agent.monitors.interface import Severity, Signal
-
-
-@dataclass(frozen=True, slots=True)
-class CabinetConfig:
-    """One cabinet: where it is, its meter, its window and thresholds."""
-
-    id: str
-    name: str
-    meter: MeterSpec
-    window: ChargingWindow
-    room: str | None = None
-    slots: int | None = None
-    no_power_below_w: float = 1.0
-    charging_above_w: float = 30.0
-    still_charging_check: timedelta = timedelta(hours=2)
-    max_temperature_c: float = 70.0
+from base.agentconfig.cabinets import CabinetConfig
 
 
 @dataclass(slots=True)

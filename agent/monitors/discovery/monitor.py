@@ -18,7 +18,6 @@ from agent.monitors.discovery.observation import Observation
 from agent.monitors.discovery.presence import (
     NotSeenList,
     SchoolCalendar,
-    class_counts,
     due_for_probe,
     missing_signal,
     next_state,
@@ -111,11 +110,9 @@ class DiscoveryMonitor:
         inv = self.tracker
         inv.touch_live(now)
         signals = await self._presence(now)
-        devices = inv.devices()
-        signals.append(self._not_seen.evaluate(devices, now))
-        for device in devices:
-            if device.last_seen < now - self._config.forget_after:
-                inv.forget(device.id)
+        # Exported only when the daily list is due: a round must not copy every device.
+        signals.append(self._not_seen.evaluate(inv.iter_devices((TABLET,)), now))
+        inv.forget_unseen_since(now - self._config.forget_after)
         changes = inv.take_changes()
         self._log_changes(changes)
         drops = await asyncio.to_thread(socket_drops, self.browser.socket_inodes())
@@ -127,7 +124,7 @@ class DiscoveryMonitor:
         self._last_drops = drops if drops is not None else self._last_drops
         return MonitorReport(
             section="discovery",
-            snapshot=self._snapshot(inv.devices(), drops),
+            snapshot=self._snapshot(drops),
             signals=signals,
             device_changes=changes,
         )
@@ -198,8 +195,8 @@ class DiscoveryMonitor:
         must = set(self._config.must_stay_present)
         if self._calendar is not None and not self._calendar.in_school_hours(now):
             must.discard(TABLET)  # at home with the pupils: neither probed nor judged until school begins
-        await self._liveness([d for d in self.tracker.devices() if d.device_class in must], now)
-        watched = [d for d in self.tracker.devices() if d.device_class in must]
+        await self._liveness(self.tracker.devices(must), now)
+        watched = self.tracker.devices(must)
         due = [d for d in watched if due_for_probe(d, self._absent_since(d, now), now, self._config.missing_after)]
         verdicts = await self._answers(due)
         signals: list[Signal] = []
@@ -233,19 +230,19 @@ class DiscoveryMonitor:
         if len(changes) > MAX_CHANGE_LOG_LINES:
             log.info("device changes school=%s more=%d", self._school, len(changes) - MAX_CHANGE_LOG_LINES)
 
-    def _snapshot(self, devices: list[Device], drops: int | None) -> dict[str, Any]:
+    def _snapshot(self, drops: int | None) -> dict[str, Any]:
         stats = self.browser.stats
         candidates = [
             {"id": d.id, "model": d.model, "url": f"http://{ep[0]}:{ep[1]}", "gen": d.properties.get("gen")}
-            for d in devices
-            if d.device_class == METER
+            for d in self.tracker.devices((METER,))
             for ep in self.tracker.endpoints(d.id)[:1]
         ]
+        by_class = self.tracker.counts()
         return {
-            "devices": len(devices),
-            "by_class": class_counts(devices),
-            "absent": sum(1 for d in devices if d.state == ABSENT),
-            "missing": sum(1 for d in devices if d.state == MISSING),
+            "devices": len(self.tracker),
+            "by_class": by_class,
+            "absent": sum(per.get(ABSENT, 0) for per in by_class.values()),
+            "missing": sum(per.get(MISSING, 0) for per in by_class.values()),
             "meter_candidates": candidates[:50],
             "mdns": {
                 "events": stats.events,

@@ -10,7 +10,7 @@ normal and "not seen for N days" counts school days only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -205,12 +205,3 @@ class NotSeenList:
         if self.calendar is None:
             return device.last_seen < now - self.after
         return self.calendar.school_days_missed(device.last_seen, now, self._days()) >= self._days()
-
-
-def class_counts(devices: Iterable[Device]) -> Mapping[str, Mapping[str, int]]:
-    """Devices per class and state, for the snapshot."""
-    counts: dict[str, dict[str, int]] = {}
-    for device in devices:
-        per = counts.setdefault(device.device_class, {})
-        per[device.state] = per.get(device.state, 0) + 1
-    return counts

@@ -7,7 +7,7 @@ ids for what leaves the school.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -42,6 +42,9 @@ class _Entry:
     state: str = PRESENT
     absent_since: datetime | None = None
     address: str = ""
+    # The class of its best service, kept by _note after every change: a round filters and
+    # counts by class without exporting every device.
+    device_class: str = OTHER
 
     def top(self) -> _Service:
         return max(self.services.values(), key=lambda s: (s.ident.priority, s.live))
@@ -187,9 +190,31 @@ class DeviceTracker:
         self._pending.clear()
         return changes
 
-    def devices(self) -> list[Device]:
-        """Every device as the agent knows it now."""
-        return [self._export(entry) for entry in self._entries.values()]
+    def devices(self, classes: Collection[str] | None = None) -> list[Device]:
+        """Every device as the agent knows it now, or only those of ``classes``."""
+        return list(self.iter_devices(classes))
+
+    def iter_devices(self, classes: Collection[str] | None = None) -> Iterator[Device]:
+        """Like :meth:`devices`, made one at a time as the caller iterates (a rule that runs once
+        a day then costs nothing on the other rounds)."""
+        for entry in list(self._entries.values()):
+            if classes is None or entry.device_class in classes:
+                yield self._export(entry)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Devices per class and state, without exporting them."""
+        counts: dict[str, dict[str, int]] = {}
+        for entry in self._entries.values():
+            per = counts.setdefault(entry.device_class, {})
+            per[entry.state] = per.get(entry.state, 0) + 1
+        return counts
+
+    def forget_unseen_since(self, cutoff: datetime) -> int:
+        """Forget every device last seen before ``cutoff`` (each a 'lost' change); returns how many."""
+        stale = [e.device_id for e in self._entries.values() if e.last_seen < cutoff]
+        for device_id in stale:
+            self.forget(device_id)
+        return len(stale)
 
     def get(self, device_id: str) -> Device | None:
         """One device, or None."""
@@ -245,6 +270,7 @@ class DeviceTracker:
 
     def _note(self, entry: _Entry, before: Device | None) -> None:
         after = self._export(entry)
+        entry.device_class = after.device_class
         pending = self._pending.get(entry.device_id)
         if before is None or (pending is not None and pending[0] == "seen"):
             self._pending[entry.device_id] = ("seen", after)

@@ -1,6 +1,7 @@
-"""WLAN monitoring: the ``[wlan]`` config, active probes, the UniFi controller adapter and the monitor."""
+"""WLAN monitoring: active probes (``probes``), the UniFi controller adapter (``unifi``) and the
+monitor (``monitor``).
 
-from agent.monitors.wlan.config import ControllerConfig, ProbeTarget, TargetTable, WlanConfig, parse_wlan
-from agent.monitors.wlan.monitor import WlanMonitor
-
-__all__ = ["ControllerConfig", "ProbeTarget", "TargetTable", "WlanConfig", "WlanMonitor", "parse_wlan"]
+The ``[wlan]`` config lives in ``base.agentconfig.wlan`` (central checks a layer with the same
+types). Nothing is imported here: the controller adapter is loaded only by a monitor that has a
+controller to ask.
+"""

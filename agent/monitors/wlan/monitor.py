@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from agent.monitors.interface import MonitorReport, Severity, Signal
-from agent.monitors.wlan.config import ProbeTarget, WlanConfig
 from agent.monitors.wlan.probes import ProbeResult, ProbeWindow, http_probe, tcp_probe
-from agent.monitors.wlan.unifi import ApStatus, ControllerError, WlanController, build_controller
+from base.agentconfig.wlan import ProbeTarget, WlanConfig
+
+if TYPE_CHECKING:
+    from agent.monitors.wlan.unifi import ApStatus, WlanController
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ class WlanMonitor:
         self._windows = {t.name: ProbeWindow(config.window) for t in self._targets}
         self._controller: WlanController | None = None
         if config.controller is not None:
+            # Loaded only here: a school without a controller never imports the adapter.
+            from agent.monitors.wlan.unifi import build_controller
+
             self._controller = build_controller(config.controller)
         self._session: aiohttp.ClientSession | None = None
         self._controller_error: str | None = None
@@ -76,6 +81,8 @@ class WlanMonitor:
     async def _ask_controller(self) -> tuple[list[ApStatus] | None, str | None]:
         if self._controller is None:
             return None, None
+        from agent.monitors.wlan.unifi import ControllerError  # loaded with the controller, in __init__
+
         try:
             return await self._controller.fetch_aps(), None
         except ControllerError as exc:

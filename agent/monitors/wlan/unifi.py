@@ -22,8 +22,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from agent.monitors.wlan.config import ControllerConfig
 from agent.monitors.wlan.probes import FetchError, fetch_json, finite_number
+from base.agentconfig.wlan import ControllerConfig
 
 log = logging.getLogger(__name__)
 

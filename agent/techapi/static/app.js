@@ -39,6 +39,14 @@ function when(iso) {
   return date.toLocaleString("de-DE", { dateStyle: "short", timeStyle: "short" });
 }
 
+// "10:42" today, else "03.12.26, 10:42": when the hotline did something, in the reader's time zone.
+function clockTime(iso) {
+  const date = new Date(iso);
+  if (isNaN(date.getTime())) return String(iso);
+  const time = date.toLocaleTimeString("de-DE", { hour: "2-digit", minute: "2-digit" });
+  return date.toDateString() === new Date().toDateString() ? time : date.toLocaleDateString("de-DE", { dateStyle: "short" }) + ", " + time;
+}
+
 function showLogin(message) {
   $("login").hidden = false;
   $("app").hidden = true;
@@ -190,6 +198,13 @@ function renderIncidents(data) {
     }
     for (const note of inc.notes || []) {
       li.appendChild(el("div", (note.by || "?") + " (" + when(note.at) + "): " + note.text, "note"));
+    }
+    // What central staff did, carried to this school in central's signed configuration.
+    for (const step of inc.central || []) {
+      const text = step.action === "acknowledged"
+        ? "quittiert von der Hotline, " + clockTime(step.at) + " (" + step.by + ")"
+        : "Hotline, " + clockTime(step.at) + " (" + step.by + "): " + step.text;
+      li.appendChild(el("div", text, step.action === "acknowledged" ? "ack central" : "note central"));
     }
     const actions = el("form", null, "actions");
     const input = el("input");

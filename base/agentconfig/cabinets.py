@@ -9,12 +9,73 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
-from agent.monitors.cabinets.meters import MeterSpec
-from agent.monitors.cabinets.rules import CabinetConfig
-from agent.monitors.cabinets.window import ChargingWindow, dates_of, days_of, span_of
-from base.config import InvalidValueError, check_timezone, duration, parse_section, setting
+from base.agentconfig.window import ChargingWindow, dates_of, days_of, span_of
+from base.config import InvalidValueError, check_http_url, check_timezone, duration, parse_section, setting
+
+DEFAULT_USER = "admin"  # the only user of Shelly Gen2+ and of Tasmota's web login; Gen1's default
+
+MeterKind = Literal["shelly-gen2", "shelly-gen1", "tasmota", "http-json"]
+EnergyUnit = Literal["wh", "kwh", "wmin", "mwh"]
+KINDS: tuple[str, ...] = get_args(MeterKind)
+ENERGY_UNITS = {"wh": 1.0, "kwh": 1000.0, "wmin": 1.0 / 60.0, "mwh": 0.001}
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _check_username(value: str | None) -> None:
+    if value is not None and ":" in value:
+        raise InvalidValueError("cannot contain ':' (HTTP Basic and Digest separate user and password with it)")
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """How to reach and read one meter: a cabinet's ``meter`` table.
+
+    ``timeout`` is in seconds; ``energy_unit`` is what ``energy_path`` reports (any case in the file).
+    ``channel`` is the 0-based relay/meter index (Shelly ``switch:N``/``em1:N``, Gen1
+    ``meters[N]``, Tasmota ``POWER<N+1>`` and the N-th value of array-valued ENERGY fields).
+    ``username`` defaults to ``admin`` when only a password is given.
+    The path keys are dotted JSON paths for ``http-json`` meters ('data.0.power', list indices allowed).
+    """
+
+    kind: MeterKind = "shelly-gen2"
+    url: str = setting("", required=True, check=check_http_url)
+    channel: int = setting(0, low=0)
+    username: str | None = setting(None, check=_check_username)
+    password: str | None = None
+    timeout: float = duration(5.0, old="timeout_s")
+    power_path: str = "power"
+    energy_path: str | None = None
+    energy_unit: EnergyUnit = setting("wh", coerce=_lower)
+    switch_path: str | None = None
+    temperature_path: str | None = None
+
+    @property
+    def user(self) -> str | None:
+        """The user name to log in with: the configured one, ``admin`` with only a password, else None."""
+        if self.username:
+            return self.username
+        return DEFAULT_USER if self.password else None
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetConfig:
+    """One cabinet: where it is, its meter, its window and thresholds."""
+
+    id: str
+    name: str
+    meter: MeterSpec
+    window: ChargingWindow
+    room: str | None = None
+    slots: int | None = None
+    no_power_below_w: float = 1.0
+    charging_above_w: float = 30.0
+    still_charging_check: timedelta = timedelta(hours=2)
+    max_temperature_c: float = 70.0
 
 
 def _day_list(value: Any) -> Any:
