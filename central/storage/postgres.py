@@ -21,7 +21,7 @@ Every wait is bounded: connecting (``CONNECT_TIMEOUT_S``), taking a pooled conne
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from base.errors import DatabaseError
-from central.errors import AlreadyExistsError
+from central.errors import AlreadyExistsError, StorageFullError
 from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
@@ -43,8 +43,10 @@ from central.storage.interface import (
     ApiTokenInfo,
     ApiTokenRow,
     CodeRow,
+    ConfigLayer,
     EventRow,
     IncidentQuery,
+    IncidentStep,
     IssuedToken,
     OverviewRow,
     Revocation,
@@ -58,14 +60,19 @@ from central.storage.postgres_migrations import run_migrations
 from central.storage.rows import (
     AGENT_FIELDS,
     DELIVERY_FIELDS,
+    DEVICE_MARK_FIELDS,
+    LAYER_FIELDS,
     THREAD_FIELDS,
     agent_of,
     central_incident,
     delivery_of,
     device_of,
     device_values,
+    dump,
     incident_of,
     incident_values,
+    layer_of,
+    step_values,
     thread_of,
 )
 from central.storage.shared import TransactionalMethods
@@ -104,6 +111,12 @@ _PUT_DEVICE = _upsert("devices", DEVICE_FIELDS, ("school_id", "agent_id", "devic
 _PUT_THREAD = _upsert("alert_threads", THREAD_FIELDS, ("channel", "thread"))
 _PUT_SAMPLE = _upsert(
     "samples", ("school_id", "series", "at", "agent_id", "value", "flag"), ("school_id", "series", "at", "agent_id")
+)
+_DEVICE_MARK_COLS = ", ".join(DEVICE_MARK_FIELDS)
+_LAYER_COLS = ", ".join(LAYER_FIELDS)
+_LOG_STEP = (
+    'INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, "by", text, source,'
+    " severity, title) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _DELIVERY_COLS = ", ".join(DELIVERY_FIELDS)
 _DELIVERY_COLS_D = ", ".join(f"d.{name}" for name in DELIVERY_FIELDS)
@@ -178,6 +191,13 @@ async def _run(conn: Conn, sql: str, params: Sequence[Any] = ()) -> int:
     return cur.rowcount
 
 
+async def _run_many(conn: Conn, sql: str, params: Sequence[Sequence[Any]]) -> None:
+    """Run one write for each parameter row, pipelined in one round of statements."""
+    if params:
+        async with conn.cursor() as cur:
+            await cur.executemany(sql, params)
+
+
 class PostgresTransaction:
     """The Transaction methods over one connection inside one PostgreSQL transaction."""
 
@@ -232,6 +252,14 @@ class PostgresTransaction:
         """Remember the sequence of the newest state that listed devices."""
         await _run(self._conn, "UPDATE agents SET devices_seq=%s WHERE agent_id=%s", (seq, agent_id))
 
+    async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
+        """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
+        await _run(
+            self._conn,
+            "UPDATE agents SET config_version=%s, config_overrides=%s WHERE agent_id=%s",
+            (version, dump(list(overrides)), agent_id),
+        )
+
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
         await _run(
@@ -253,6 +281,23 @@ class PostgresTransaction:
         """Insert or replace one incident row."""
         await _run(self._conn, _PUT_INCIDENT, incident_values(row))
 
+    async def get_incidents(
+        self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The incident rows among ``incident_ids`` that exist, by incident_id."""
+        if not incident_ids:
+            return {}
+        rows = await _all(
+            self._conn,
+            "SELECT * FROM incidents WHERE school_id=%s AND origin=%s AND agent_id=%s AND incident_id = ANY(%s)",
+            (school_id, origin, agent_id, sorted(set(incident_ids))),
+        )
+        return {str(r["incident_id"]): incident_of(r) for r in rows}
+
+    async def put_incidents(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace incident rows in one statement."""
+        await _run_many(self._conn, _PUT_INCIDENT, [incident_values(row) for row in rows])
+
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
         rows = await _all(
@@ -260,18 +305,23 @@ class PostgresTransaction:
         )
         return [incident_of(r) for r in rows]
 
-    async def get_device(self, school_id: str, agent_id: str, device_id: str) -> dict[str, Any] | None:
-        """One device row, or None."""
-        row = await _one(
+    async def get_devices(
+        self, school_id: str, agent_id: str, device_ids: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The device rows among ``device_ids`` that exist, by device_id; without ``data``."""
+        if not device_ids:
+            return {}
+        rows = await _all(
             self._conn,
-            "SELECT * FROM devices WHERE school_id=%s AND agent_id=%s AND device_id=%s",
-            (school_id, agent_id, device_id),
+            f"SELECT {_DEVICE_MARK_COLS} FROM devices WHERE school_id=%s AND agent_id=%s"  # noqa: S608 - literal list
+            " AND device_id = ANY(%s)",
+            (school_id, agent_id, sorted(set(device_ids))),
         )
-        return None if row is None else device_of(row)
+        return {str(r["device_id"]): dict(r) for r in rows}
 
-    async def put_device(self, row: dict[str, Any]) -> None:
-        """Insert or replace one device row."""
-        await _run(self._conn, _PUT_DEVICE, device_values(row))
+    async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace device rows in one statement."""
+        await _run_many(self._conn, _PUT_DEVICE, [device_values(row) for row in rows])
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
@@ -295,16 +345,11 @@ class PostgresTransaction:
         self, incident: dict[str, Any], at: str, action: str, by: str | None, text: str | None
     ) -> None:
         """Append one step to an incident's timeline."""
-        await _run(
-            self._conn,
-            'INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, "by", text, source,'
-            " severity, title) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                incident["school_id"], incident["origin"], incident["agent_id"], incident["incident_id"], at, action,
-                by, text, "central" if action.startswith("staff-") else incident["origin"],
-                incident["severity"], incident["title"],
-            ),
-        )  # fmt: skip
+        await self.log_incidents([IncidentStep.of(incident, at, action, by, text)])
+
+    async def log_incidents(self, steps: Sequence[IncidentStep]) -> None:
+        """Append timeline steps in the given order, in one statement."""
+        await _run_many(self._conn, _LOG_STEP, [step_values(step) for step in steps])
 
     async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
         """Keep time-series points; points older than eight days are dropped at the same time."""
@@ -466,8 +511,36 @@ class PostgresTransaction:
         )
 
     async def keyid_enrolled(self, keyid: str) -> bool:
-        """Whether any agent (revoked or not) has this key."""
-        return await _one(self._conn, "SELECT 1 AS one FROM agents WHERE keyid=%s", (keyid,)) is not None
+        """Whether any agent (revoked or not) has this key, or had it before a key rotation."""
+        found = await _one(
+            self._conn,
+            "SELECT 1 AS one FROM agents WHERE keyid=%s UNION ALL SELECT 1 FROM retired_keys WHERE keyid=%s",
+            (keyid, keyid),
+        )
+        return found is not None
+
+    async def retired_keys(self, agent_id: str) -> list[tuple[str, bytes, str]]:
+        """The keys an agent rotated away from: (keyid, raw public key, successor keyid), oldest first."""
+        rows = await _all(
+            self._conn,
+            "SELECT keyid, public_key, successor_keyid FROM retired_keys WHERE agent_id=%s ORDER BY retired_at",
+            (agent_id,),
+        )
+        return [(str(r["keyid"]), bytes(r["public_key"]), str(r["successor_keyid"])) for r in rows]
+
+    async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
+        """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
+        await _run(
+            self._conn,
+            "INSERT INTO retired_keys (keyid, agent_id, public_key, successor_keyid, retired_at)"
+            " SELECT keyid, agent_id, public_key, %s, %s FROM agents WHERE agent_id=%s",
+            (new_keyid, at, agent_id),
+        )
+        await _run(
+            self._conn,
+            "UPDATE agents SET keyid=%s, public_key=%s WHERE agent_id=%s",
+            (new_keyid, new_public_key, agent_id),
+        )
 
     async def add_agent(
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
@@ -540,13 +613,20 @@ class PostgresStore(TransactionalMethods):
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:
-        async with self._pool.connection() as conn, conn.transaction():
-            yield conn
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.errors.DiskFull:
+            # SQLSTATE 53100: the server rolled the transaction back; the same answer as SQLite's SQLITE_FULL.
+            raise StorageFullError(f"disk full on database {self.where}: write rolled back") from None
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
-        async with self._pool.connection() as conn:
-            yield conn
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.errors.DiskFull:
+            raise StorageFullError(f"disk full on database {self.where}: write rolled back") from None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
@@ -731,6 +811,36 @@ class PostgresStore(TransactionalMethods):
         )
         return [str(r["jti"]) for r in rows]
 
+    # ------------------------------------------------------------------ agent configuration
+
+    async def add_config_layer(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+        """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
+        row = await self._fetch_one(
+            "INSERT INTO config_layers (scope, toml, settings, created_at, created_by)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING version",
+            (scope, toml, settings, at, by),
+        )
+        return 0 if row is None else int(row["version"])
+
+    async def config_layers(self, scopes: Sequence[str]) -> list[ConfigLayer]:
+        """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
+        rows = await self._fetch_all(
+            f"SELECT DISTINCT ON (scope) {_LAYER_COLS} FROM config_layers"  # noqa: S608 - literal column list
+            " WHERE scope = ANY(%s) ORDER BY scope, version DESC",
+            (list(scopes),),
+        )
+        newest = {str(r["scope"]): layer_of(r) for r in rows}
+        return [newest[scope] for scope in scopes if scope in newest]
+
+    async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
+        """Versions of one scope's layer (None: of every scope), newest first."""
+        rows = await self._fetch_all(
+            f"SELECT {_LAYER_COLS} FROM config_layers WHERE %s::text IS NULL OR scope=%s"  # noqa: S608
+            " ORDER BY version DESC LIMIT %s",
+            (scope, scope, limit),
+        )
+        return [layer_of(r) for r in rows]
+
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""
         clauses: list[str] = []
@@ -887,6 +997,19 @@ class PostgresStore(TransactionalMethods):
             (school_id, since),
         )
         return [Sample(**r) for r in rows]
+
+    async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``."""
+        rows = await self._fetch_all(
+            'SELECT l.incident_id, l.action, l."by", l.text, l.at FROM incident_log l JOIN incidents i'
+            " ON i.school_id=l.school_id AND i.origin=l.origin AND i.agent_id=l.agent_id"
+            " AND i.incident_id=l.incident_id"
+            " WHERE l.school_id=%s AND l.origin='agent' AND l.agent_id=%s AND l.source='central'"
+            " AND l.action IN ('staff-ack', 'staff-note') AND (i.status='open' OR i.resolved_at >= %s)"
+            " ORDER BY l.at DESC, l.id DESC LIMIT %s",  # the same minute: the order they were made in
+            (school_id, agent_id, since, limit),
+        )
+        return [dict(r) for r in reversed(rows)]
 
     async def claim_alert_deliveries(
         self, now: str, lease_until: str, limit: int, delivery_id: int | None = None

@@ -692,7 +692,7 @@ class SqliteStore(TransactionalMethods):
 
     # ------------------------------------------------------------------ agent configuration
 
-    async def add_configlayer_of(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
+    async def add_config_layer(self, scope: str, toml: str, settings: str, at: str, by: str) -> int:
         """Store a new version of the ``scope`` layer (``carrier:NAME``/``school:ID``); its version number."""
         async with self.transaction():
             cur = self._conn.execute(

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from central.ingest import Ingestor
 from central.storage.interface import Storage
+from central.storage.sqlite import SqliteStore
 from protocol.encoding import b64encode, dumps
 from protocol.envelope import sign, sign_envelope
 from protocol.errors import RevokedKeyError
@@ -276,7 +277,7 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
 
 
 async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
-    store: SqliteStore, agent: FakeAgent, clock: FakeClock
+    store: Storage, agent: FakeAgent, clock: FakeClock
 ) -> None:
     """The key step refuses a revoked key for every payload type, before the signature is looked at.
 
@@ -298,6 +299,7 @@ async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
     assert await held(store, agent) == []
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # caps SQLite's own connection
 async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_and_heals(
     client: TestClient, store: SqliteStore, agent: FakeAgent
 ) -> None:
@@ -308,6 +310,7 @@ async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_
     """
     assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
     big = [make_event(seq, T0, "health.snapshot", {"host": {"pad": "x" * 3000}}) for seq in range(4, 40)]
+    assert isinstance(store, SqliteStore)
     conn = store._conn  # central's one connection: the page cap is per connection
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 8}")  # room for a few events, not for 36
