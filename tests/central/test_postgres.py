@@ -7,7 +7,14 @@ loopback socket, as two `serve` processes would be.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import pwd
+import secrets
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,9 +30,10 @@ from central.storage.postgres import PostgresStore
 from central.storage.postgres_migrations import LATEST, MIGRATIONS
 from central.web.app import create_app
 from protocol.keys import generate_private_key, public_key_b64
-from tests.pg import Server
+from protocol.schema import make_event
+from tests.pg import Server, admin, database_url
 
-from .conftest import CentralTestServer, FakeAgent, FakeClock, enroll
+from .conftest import T0, CentralTestServer, FakeAgent, FakeClock, enroll
 
 
 def test_the_steps_are_those_of_sqlite() -> None:
@@ -44,6 +52,49 @@ async def test_a_newer_schema_is_refused_and_left_alone(pg_server: Server) -> No
         await PostgresStore.open(url)
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM schools").fetchone() == (1,)
+
+
+def _old_schema(url: str, steps: int) -> None:
+    """A database as the release of schema version ``steps`` left it (its steps, its bookkeeping)."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, name text NOT NULL,"
+                     " applied_at text NOT NULL DEFAULT 'then')")  # fmt: skip
+        for migration in MIGRATIONS[:steps]:
+            for statement in migration.statements:
+                conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
+            )
+
+
+@pytest.mark.parametrize("steps", range(1, LATEST))
+async def test_a_database_of_every_older_version_is_migrated_with_its_data(pg_server: Server, steps: int) -> None:
+    url = pg_server.new_schema()
+    _old_schema(url, steps)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schools (id, name, carrier, created_at) VALUES ('gs-nord', 'GS Nord', 'K', 'x')")
+        conn.execute(
+            "INSERT INTO agents (agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, acked_seq)"
+            " VALUES ('a-1', 'gs-nord', 'kid', '\\x00', 'srv', '0.1', '2025-01-01T00:00:00Z', 2)"
+        )
+        for seq in (1, 2):
+            conn.execute(
+                "INSERT INTO events (agent_id, seq, school_id, kind, at, digest, body, received_at)"
+                " VALUES ('a-1', %s, 'gs-nord', 'health.snapshot', '2025-01-01T00:00:00Z', 'd', '{}', 'r')",
+                (seq,),
+            )
+    store = await PostgresStore.open(url)
+    try:
+        assert [e.seq for e in await store.get_events("a-1")] == [1, 2]
+        agent = await store.get_agent("a-1")
+        assert agent is not None and agent.acked_seq == 2 and not agent.revoked
+        assert agent.config_version is None and agent.config_overrides == ()
+        assert [s.school.id for s in await store.school_summaries()] == ["gs-nord"]
+    finally:
+        await store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == list(range(1, LATEST + 1))
 
 
 async def test_two_nodes_starting_at_once_migrate_once(pg_server: Server) -> None:
@@ -135,3 +186,73 @@ async def test_doctor_reads_the_schema_and_names_an_unreachable_server_without_i
     assert ready.outcome == "ok" and f"0 school(s), schema {LATEST}" in ready.detail
     (down,) = check_postgres("postgresql://schulwart:s3cret-pw@127.0.0.1:1/x")
     assert down.outcome == "fail" and "127.0.0.1:1/x" in down.detail and "s3cret-pw" not in down.detail
+
+
+@pytest.fixture
+def small_tablespace() -> Iterator[tuple[str, Path]]:
+    """A PostgreSQL database whose files live on a 16 MiB tmpfs (its URL, the mount); root and a local server."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no local postgres user: the server is elsewhere")
+    mount = Path(tempfile.mkdtemp(prefix="schulwart-pg-"))
+    mount.chmod(0o755)
+    options = f"size=16m,uid={owner.pw_uid},gid={owner.pw_gid},mode=700"
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)]
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        mount.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    name = f"schulwart_full_{secrets.token_hex(4)}"
+    try:
+        with admin() as conn:
+            try:
+                conn.execute(f"CREATE TABLESPACE {name} LOCATION '{mount}'")
+            except psycopg.Error as exc:
+                pytest.skip(f"the server cannot use a local tablespace: {exc}")
+            conn.execute(f"CREATE DATABASE {name} TABLESPACE {name}")
+        yield database_url(name), mount
+    finally:
+        with admin() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"DROP TABLESPACE IF EXISTS {name}")
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+async def test_a_full_disk_under_postgresql_answers_507_stores_nothing_and_heals(
+    aiohttp_client: Any, small_tablespace: tuple[str, Path], config: CentralConfig, keys: Keystore, clock: FakeClock
+) -> None:
+    """SQLSTATE 53100 (disk full) part-way through a batch: the batch is rolled back whole, central
+    answers 507 store_full as it does on SQLite, and the agent's resend goes through once there is room."""
+    url, mount = small_tablespace
+    store = await PostgresStore.open(url)
+    try:
+        await store.add_school("gs-nord", "GS Nord", "Musterstadt", "2024-05-01T00:00:00.000000Z")
+        client = await aiohttp_client(CentralTestServer(create_app(config, store, keys, clock=clock)))
+        agent = await enroll(client, store, clock)
+        resp = await client.post("/v1/reports", data=agent.report(1, 3))
+        assert resp.status == 200, await resp.text()
+        filler = mount / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as fh:  # every free byte, as root may
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        # Incompressible text, so that the table must grow (TOAST would squeeze repeated bytes).
+        big = [
+            make_event(seq, T0, "health.snapshot", {"host": {"pad": secrets.token_urlsafe(3000)}})
+            for seq in range(4, 40)
+        ]
+        resp = await client.post("/v1/reports", data=agent.sign_events(big))
+        assert (resp.status, (await resp.json())["error"]) == (507, "store_full")
+        assert [e.seq for e in await store.get_events(agent.agent_id)] == [1, 2, 3]
+        held = await store.get_agent(agent.agent_id)
+        assert held is not None and held.acked_seq == 3
+        filler.unlink()  # space returns: the same batch, resent, is stored whole
+        resp = await client.post("/v1/reports", data=agent.sign_events(big))
+        assert (resp.status, await resp.json()) == (200, {"acked_through": 39})
+        assert [e.seq for e in await store.get_events(agent.agent_id)] == list(range(1, 40))
+    finally:
+        await store.close()
