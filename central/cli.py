@@ -56,7 +56,7 @@ from central.enrollment import create_code, hash_secret, valid_id
 from central.errors import AlreadyExistsError, NotFoundError
 from central.ingest import MAX_BUNDLE_BYTES, Ingestor
 from central.keystore import load_keystore, start_rotation
-from central.storage import open_store
+from central.storage import describe_database, open_store
 from central.storage.interface import AlertDelivery, IssuedToken, Storage
 from central.timestamps import iso
 from central.users import check_password, hash_password, parse_role
@@ -84,7 +84,7 @@ def _quiet(config: CentralConfig, *, creates: bool = False) -> CentralConfig:
     setup_logging("WARNING")
     if creates:
         create_data_dir(config.data_dir)
-    else:
+    elif config.db_path is not None:  # a PostgreSQL database is shared: it exists before any node does
         require_database(config.db_path, config.data_dir, "a new central starts with `schulwart-central school add`")
     return config
 
@@ -99,7 +99,7 @@ def _operator() -> str:
 
 def _with_store(config: CentralConfig, work: Callable[[Storage], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = open_store(config)
+        store = await open_store(config)
         try:
             return await work(store)
         finally:
@@ -135,7 +135,11 @@ def cli() -> None:
 @common_options("central")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8400; 0 picks a free one).")
-@click.option("--db", default=None, help="SQLite path or sqlite:///path (default: central.sqlite3 in the data dir).")
+@click.option(
+    "--db",
+    default=None,
+    help="SQLite path, sqlite:///path or postgresql://user@host/dbname (default: central.sqlite3 in the data dir).",
+)
 @cli_errors
 def serve(data_dir: Path | None, config_path: Path | None, host: str | None, port: int | None, db: str | None) -> None:
     """Run central until SIGINT/SIGTERM.
@@ -150,7 +154,7 @@ def serve(data_dir: Path | None, config_path: Path | None, host: str | None, por
 
 async def _serve(config: CentralConfig) -> None:
     keys = load_keystore(config.data_dir)
-    store = open_store(config)
+    store = await open_store(config)
     try:
         async with contextlib.AsyncExitStack() as stack:
             alerts = None
@@ -164,7 +168,7 @@ async def _serve(config: CentralConfig) -> None:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             runner, url = await start(create_app(config, store, keys, alerts=alerts), config.host, config.port)
-            log.info("central listening on %s (database %s)", url, config.db_path)
+            log.info("central listening on %s (database %s)", url, describe_database(config))
             await stop.wait()
             log.info("central stopping")
             await runner.cleanup()

@@ -63,21 +63,37 @@ class CentralConfig:
     config_file: Path | None = None  # where relative paths in [alerts] are read from
 
     @property
-    def db_path(self) -> Path:
-        """The SQLite file: --db / `db` when given, else central.sqlite3 in the data dir."""
+    def database(self) -> Path | str:
+        """--db / `db` parsed: a SQLite file (Path) or a PostgreSQL URL (str); default central.sqlite3
+        in the data dir."""
         return parse_db_url(self.db, self.data_dir)
 
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file, or None when the database is PostgreSQL."""
+        database = self.database
+        return database if isinstance(database, Path) else None
 
-def parse_db_url(url: str | None, data_dir: Path) -> Path:
-    """A SQLite path from a plain path or sqlite:///path; PostgreSQL is refused for now."""
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def parse_db_url(url: str | None, data_dir: Path) -> Path | str:
+    """A SQLite path (Path) from a plain path or sqlite:///path, or a PostgreSQL URL (str, as given).
+
+    PostgreSQL URLs are libpq connection URIs (postgresql://user@host:port/dbname?…; PostgreSQL
+    documentation, "Connection URIs"). Raises ConfigError for another scheme.
+    """
     if not url:
         return data_dir / DB_FILE
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("PostgreSQL is not supported yet: use a SQLite path for --db")
+    if url.startswith(POSTGRES_SCHEMES):
+        return url
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite://") :])
     if "://" in url:
-        raise ConfigError(f"unsupported database URL {url.split('://')[0]}://… (use a path or sqlite:///path)")
+        raise ConfigError(
+            f"unsupported database URL {url.split('://')[0]}://… (use a path, sqlite:///path or postgresql://…)"
+        )
     return Path(url)
 
 
@@ -94,7 +110,7 @@ class CentralSection:
 
     host: str = "127.0.0.1"
     port: int = setting(8400, low=0, high=65535)
-    db: str | None = setting(None, check=_check_db)  # a path or sqlite:///path
+    db: str | None = setting(None, check=_check_db)  # a path, sqlite:///path or postgresql://…
     log_level: str = "INFO"
     silent_window: timedelta = duration(timedelta(minutes=15))
     silent_check_interval: timedelta = duration(timedelta(seconds=30))
@@ -148,5 +164,5 @@ def load_config(path: Path | None, data_dir: Path, **overrides: Any) -> CentralC
     config = replace(config, **clean)
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port {config.port} is outside 0..65535")
-    config.db_path  # noqa: B018 - refuse a bad --db URL now, with one line
+    config.database  # noqa: B018 - refuse a bad --db URL now, with one line
     return config

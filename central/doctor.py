@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from base.cli import Check
+from base.errors import DatabaseError
 from base.secretfile import read_secret_file
 from base.sqlite import schema_version
 from central.config import CentralConfig
@@ -29,6 +30,8 @@ MIN_FREE_FRACTION = 0.05
 def check_database(config: CentralConfig) -> list[Check]:
     """The database opens read-only, passes SQLite's quick check, and its schema is one this central knows."""
     path = config.db_path
+    if path is None:
+        return check_postgres(str(config.database))
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
@@ -51,6 +54,35 @@ def check_database(config: CentralConfig) -> list[Check]:
     if mode & 0o077:
         checks.append(Check("database mode", "fail", f"{path} is {mode:04o}: chmod 600 {path}"))
     return checks
+
+
+def check_postgres(url: str) -> list[Check]:
+    """The PostgreSQL server answers within 5 s (read-only session) and its schema is one this central knows."""
+    import psycopg
+
+    from central.storage.postgres import describe, with_options
+    from central.storage.postgres_migrations import LATEST as PG_LATEST
+
+    where = describe(url)
+    try:
+        options = with_options(url, "-c default_transaction_read_only=on")
+        with psycopg.connect(url, connect_timeout=5, options=options) as conn:
+            exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+            version = 0
+            schools = 0
+            if exists and exists[0]:
+                version = int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])  # type: ignore[index]
+            if version:
+                schools = int(conn.execute("SELECT count(*) FROM schools").fetchone()[0])  # type: ignore[index]
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return [Check("database", "fail", f"{where}: {first}")]
+    except DatabaseError as exc:
+        return [Check("database", "fail", exc.message)]
+    if version > PG_LATEST:
+        return [Check("database", "fail", f"{where} has schema {version}, this central knows {PG_LATEST}: upgrade")]
+    later = "" if version == PG_LATEST else f"; migrated from schema {version} to {PG_LATEST} at the next start"
+    return [Check("database", "ok", f"{where}: {schools} school(s), schema {version}{later}")]
 
 
 def check_keys(data_dir: Path) -> list[Check]:

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from base.clock import Clock
-from base.ratelimit import FailureLimiter
 from central.config import AgentSyncPolicy
 from central.errors import InvalidCodeError, KeyEnrolledError, NotFoundError, RateLimitedError
 from central.keystore import Keystore
+from central.limits import SharedFailureLimiter
 from central.metrics import Metrics
 from central.storage.interface import SchoolRow, Storage
 from central.timestamps import from_iso, iso
@@ -99,7 +99,7 @@ class Enroller:
         store: Storage,
         keys: Keystore,
         clock: Clock,
-        limiter: FailureLimiter,
+        limiter: SharedFailureLimiter,
         sync: AgentSyncPolicy,
         metrics: Metrics | None = None,
     ) -> None:
@@ -116,7 +116,7 @@ class Enroller:
         school = "-"
         try:
             request = parse_enroll_request(body)
-            if self.limiter.blocked(source):
+            if await self.limiter.blocked(source):
                 raise RateLimitedError("too many wrong enrollment codes from this address; try again later")
             public_key = load_public_key_b64(request.public_key)
             raw = public_key_raw(public_key)
@@ -146,15 +146,23 @@ class Enroller:
         self, code: str, raw_key: bytes, request: EnrollRequest, agent_id: str, now: datetime, source: str
     ) -> SchoolRow:
         """In one transaction: the code is valid and unused, the key is new; use the code, add the agent."""
+        try:
+            return await self._claim_code(code, raw_key, request, agent_id, now)
+        except InvalidCodeError:
+            # Counted after the transaction: the count is shared by every node, and is kept.
+            await self.limiter.fail(source)
+            raise
+
+    async def _claim_code(
+        self, code: str, raw_key: bytes, request: EnrollRequest, agent_id: str, now: datetime
+    ) -> SchoolRow:
         secret, pin = split_enroll_code(code)
         keys = self.keys.at(now)  # after a key rotation's switch, codes carry the new keys' pin
         if pin is not None and not pin_matches(pin, public_key_raw(keys.config_key), public_key_raw(keys.token_key)):
-            self.limiter.fail(source)
             raise InvalidCodeError("enrollment code was made by another central (its key pin does not match)")
         async with self.store.transaction() as tx:
             row = await tx.find_code(hash_secret(secret))
             if row is None or row.used_at is not None or from_iso(row.expires_at) <= now:
-                self.limiter.fail(source)
                 state = "unknown" if row is None else ("used" if row.used_at else "expired")
                 raise InvalidCodeError(f"enrollment code is {state}", school_id=row.school_id if row else None)
             kid = keyid(raw_key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 INCIDENT_FIELDS = (
@@ -35,6 +36,9 @@ INCIDENT_FIELDS = (
     "code",  # the title's code in protocol.messages, or None
     "params",  # the title's params (an object), or None
 )
+
+# Time-series points older than this are dropped as new ones arrive (the school detail charts seven days).
+SAMPLES_KEPT = timedelta(days=8)
 
 DEVICE_FIELDS = (
     "school_id",
@@ -392,6 +396,20 @@ class Transaction(Protocol):
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
 
+    async def raise_central_incident(
+        self,
+        school_id: str,
+        incident_id: str,
+        category: str,
+        severity: str,
+        title: str,
+        subject: str | None,
+        at: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Open a central incident unless it is open already; True when it was opened."""
+
     async def alert_candidates(self) -> list[dict[str, Any]]:
         """Incidents alert routing must look at: every open one, and every one with an open alert thread.
 
@@ -653,3 +671,11 @@ class Storage(Protocol):
 
     async def requeue_alert_delivery(self, delivery_id: int, at: str) -> AlertDelivery | None:
         """A dead message back to pending with no attempts, due at ``at``; None when it is not dead."""
+
+    # ------------------------------------------------------------------ shared failure limits
+
+    async def count_failures(self, scope: str, source: str, since: str) -> int:
+        """Failed attempts of one source in one scope at or after ``since`` (stored-format UTC)."""
+
+    async def add_failure(self, scope: str, source: str, at: str, forget_before: str) -> None:
+        """Record a failed attempt; the scope's attempts before ``forget_before`` are deleted."""

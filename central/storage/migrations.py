@@ -145,6 +145,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX retired_keys_agent ON retired_keys(agent_id)",
         ),
     ),
+    Migration(
+        6,
+        "failure limits shared by every central node",
+        statements(
+            # Wrong enrollment codes and logins per source, counted across nodes; pruned to one window.
+            "CREATE TABLE failures (scope TEXT NOT NULL, source TEXT NOT NULL, at TEXT NOT NULL)",
+            "CREATE INDEX failures_source ON failures(scope, source, at)",
+            "CREATE INDEX failures_at ON failures(scope, at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

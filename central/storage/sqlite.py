@@ -10,11 +10,9 @@ every commit durable before central acknowledges it.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from central.errors import AlreadyExistsError, StorageFullError
 from central.storage.interface import (
     DEVICE_FIELDS,
     INCIDENT_FIELDS,
+    SAMPLES_KEPT,
     AgentRow,
     AlertDelivery,
     AlertThread,
@@ -44,12 +43,28 @@ from central.storage.interface import (
     UserRow,
 )
 from central.storage.migrations import run_migrations
+from central.storage.rows import (
+    DELIVERY_FIELDS,
+    DEVICE_MARK_FIELDS,
+    THREAD_FIELDS,
+    agent_of,
+    central_incident,
+    delivery_of,
+    device_of,
+    device_values,
+    dump,
+    incident_of,
+    incident_values,
+    layer_of,
+    step_values,
+    thread_of,
+)
+from central.storage.shared import TransactionalMethods
 from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
 # Keys per "IN (...)" lookup: far below SQLite's limit on bound parameters (32766 since 3.32).
 _KEYS_PER_QUERY = 500
-SAMPLES_KEPT = timedelta(days=8)  # the school detail charts seven days
 
 _AGENT_COLUMNS = (
     "agent_id, school_id, keyid, public_key, hostname, version, enrolled_at, revoked_at, acked_seq,"
@@ -64,59 +79,16 @@ _AGENTS_OF = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ? IS NULL OR school_id=
 _INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(INCIDENT_FIELDS))
 _DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
 _PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
-_DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what folding a batch reads
-_DEVICE_MARK_COLS = ", ".join(_DEVICE_MARK_FIELDS)
+_DEVICE_MARK_COLS = ", ".join(DEVICE_MARK_FIELDS)
 _PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
 
 
-_THREAD_FIELDS = tuple(AlertThread.__dataclass_fields__)
-_DELIVERY_FIELDS = tuple(AlertDelivery.__dataclass_fields__)
-_DELIVERY_COLS = ", ".join(_DELIVERY_FIELDS)
-_DELIVERY_COLS_D = ", ".join(f"d.{name}" for name in _DELIVERY_FIELDS)
+_DELIVERY_COLS = ", ".join(DELIVERY_FIELDS)
+_DELIVERY_COLS_D = ", ".join(f"d.{name}" for name in DELIVERY_FIELDS)
 _PUT_THREAD = (
-    f"INSERT OR REPLACE INTO alert_threads ({', '.join(_THREAD_FIELDS)})"  # noqa: S608 - literal column list
-    f" VALUES ({', '.join('?' * len(_THREAD_FIELDS))})"
+    f"INSERT OR REPLACE INTO alert_threads ({', '.join(THREAD_FIELDS)})"  # noqa: S608 - literal column list
+    f" VALUES ({', '.join('?' * len(THREAD_FIELDS))})"
 )
-
-
-def _thread(row: sqlite3.Row | None) -> AlertThread | None:
-    if row is None:
-        return None
-    values = {key: row[key] for key in _THREAD_FIELDS}
-    values["acked"] = bool(values["acked"])
-    return AlertThread(**values)
-
-
-def _delivery(row: sqlite3.Row | None) -> AlertDelivery | None:
-    return None if row is None else AlertDelivery(*(row[key] for key in _DELIVERY_FIELDS))
-
-
-def _agent(row: sqlite3.Row | None) -> AgentRow | None:
-    if row is None:
-        return None
-    values = {key: row[key] for key in row.keys()}
-    values["config_overrides"] = tuple(json.loads(values["config_overrides"] or "[]"))
-    return AgentRow(**values)
-
-
-def _layer(row: sqlite3.Row) -> ConfigLayer:
-    return ConfigLayer(*(row[key] for key in ("version", "scope", "toml", "settings", "created_at", "created_by")))
-
-
-def _incident(row: sqlite3.Row) -> dict[str, Any]:
-    out = {key: row[key] for key in INCIDENT_FIELDS}
-    out["notes"] = json.loads(row["notes"])
-    out["params"] = json.loads(row["params"]) if row["params"] else None
-    return out
-
-
-def _incident_value(row: dict[str, Any], key: str) -> Any:
-    if key == "notes":
-        return _dump(row["notes"])
-    if key in ("code", "params"):  # rows built before codes existed may lack them
-        value = row.get(key)
-        return _dump(value) if key == "params" and value is not None else value
-    return row[key]
 
 
 _USER_COLUMNS = "name, role, carrier, password_hash, created_at"
@@ -145,24 +117,6 @@ ORDER BY s.id
 """  # noqa: S608 - built from literals only
 
 
-def _device(row: sqlite3.Row) -> dict[str, Any]:
-    out = {key: row[key] for key in DEVICE_FIELDS}
-    out["data"] = json.loads(row["data"])
-    return out
-
-
-# Built once: json.dumps() with options builds a new encoder on every call (a row per device).
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _dump(value: Any) -> str:
-    return _JSON.encode(value)
-
-
-def _device_values(row: dict[str, Any]) -> list[Any]:
-    return [_dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
-
-
 def _chunks(keys: Collection[str]) -> Iterator[list[str]]:
     ordered = sorted(set(keys))
     for start in range(0, len(ordered), _KEYS_PER_QUERY):
@@ -173,14 +127,6 @@ _LOG_STEP = (
     "INSERT INTO incident_log (school_id, origin, agent_id, incident_id, at, action, by, text, source,"
     " severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _step_values(step: IncidentStep) -> tuple[Any, ...]:
-    source = "central" if step.action.startswith("staff-") else step.origin
-    return (
-        step.school_id, step.origin, step.agent_id, step.incident_id, step.at, step.action, step.by, step.text,
-        source, step.severity, step.title,
-    )  # fmt: skip
 
 
 def open_migrated(path: Path) -> sqlite3.Connection:
@@ -209,7 +155,7 @@ class SqliteTransaction:
 
     async def get_agent(self, agent_id: str) -> AgentRow | None:
         """The agent as of now, inside the lock."""
-        return _agent(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+        return agent_of(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
 
     async def event_digests(self, agent_id: str, seq_from: int, seq_to: int) -> dict[int, str]:
         """Digests of the held events of that range."""
@@ -251,7 +197,7 @@ class SqliteTransaction:
         """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
         self._conn.execute(
             "UPDATE agents SET config_version=?, config_overrides=? WHERE agent_id=?",
-            (version, json.dumps(list(overrides)), agent_id),
+            (version, dump(list(overrides)), agent_id),
         )
 
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
@@ -267,11 +213,11 @@ class SqliteTransaction:
             "SELECT * FROM incidents WHERE school_id=? AND origin=? AND agent_id=? AND incident_id=?",
             (school_id, origin, agent_id, incident_id),
         ).fetchone()
-        return None if row is None else _incident(row)
+        return None if row is None else incident_of(row)
 
     async def put_incident(self, row: dict[str, Any]) -> None:
         """Insert or replace one incident row."""
-        self._conn.execute(_PUT_INCIDENT, [_incident_value(row, key) for key in INCIDENT_FIELDS])
+        self._conn.execute(_PUT_INCIDENT, incident_values(row))
 
     async def get_incidents(
         self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
@@ -285,19 +231,19 @@ class SqliteTransaction:
                 (school_id, origin, agent_id, *chunk),
             )
             for row in rows:
-                out[row["incident_id"]] = _incident(row)
+                out[row["incident_id"]] = incident_of(row)
         return out
 
     async def put_incidents(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert or replace incident rows in one statement."""
-        self._conn.executemany(_PUT_INCIDENT, [[_incident_value(row, key) for key in INCIDENT_FIELDS] for row in rows])
+        self._conn.executemany(_PUT_INCIDENT, [incident_values(row) for row in rows])
 
     async def open_agent_incidents(self, agent_id: str) -> list[dict[str, Any]]:
         """The open incidents an agent reported."""
         rows = self._conn.execute(
             "SELECT * FROM incidents WHERE agent_id=? AND origin='agent' AND status='open'", (agent_id,)
         )
-        return [_incident(r) for r in rows]
+        return [incident_of(r) for r in rows]
 
     async def get_devices(
         self, school_id: str, agent_id: str, device_ids: Collection[str]
@@ -311,16 +257,16 @@ class SqliteTransaction:
                 (school_id, agent_id, *chunk),
             )
             for row in rows:
-                out[row["device_id"]] = dict(zip(_DEVICE_MARK_FIELDS, row, strict=True))
+                out[row["device_id"]] = dict(zip(DEVICE_MARK_FIELDS, row, strict=True))
         return out
 
     async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert or replace device rows in one statement."""
-        self._conn.executemany(_PUT_DEVICE, [_device_values(row) for row in rows])
+        self._conn.executemany(_PUT_DEVICE, [device_values(row) for row in rows])
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
-        return [_device(r) for r in self._conn.execute("SELECT * FROM devices WHERE agent_id=?", (agent_id,))]
+        return [device_of(r) for r in self._conn.execute("SELECT * FROM devices WHERE agent_id=?", (agent_id,))]
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
@@ -343,7 +289,7 @@ class SqliteTransaction:
 
     async def log_incidents(self, steps: Sequence[IncidentStep]) -> None:
         """Append timeline steps in the given order, in one statement."""
-        self._conn.executemany(_LOG_STEP, [_step_values(step) for step in steps])
+        self._conn.executemany(_LOG_STEP, [step_values(step) for step in steps])
 
     async def add_samples(self, school_id: str, agent_id: str, samples: Sequence[Sample]) -> None:
         """Keep time-series points; points older than eight days are dropped at the same time."""
@@ -378,27 +324,7 @@ class SqliteTransaction:
         row = await self.get_incident(school_id, "central", "", incident_id)
         if row is not None and row["status"] == "open":
             return False
-        fresh: dict[str, Any] = {
-                "school_id": school_id,
-                "origin": "central",
-                "agent_id": "",
-                "incident_id": incident_id,
-                "key": incident_id,
-                "category": category,
-                "severity": severity,
-                "title": title,
-                "subject": subject,
-                "status": "open",
-                "status_seq": 0,
-                "opened_at": at,
-                "resolved_at": None,
-                "acknowledged_by": None,
-                "acknowledged_at": None,
-                "notes": [],
-                "updated_at": at,
-                "code": code,
-                "params": params,
-            }
+        fresh = central_incident(school_id, incident_id, category, severity, title, subject, at, code, params)
         await self.put_incident(fresh)
         await self.log_incident(fresh, at, "opened", None, None)
         return True
@@ -417,20 +343,20 @@ class SqliteTransaction:
         )
         out = []
         for row in rows:
-            item = _incident(row)
+            item = incident_of(row)
             item["carrier"], item["school_name"] = row["carrier"], row["school_name"]
             out.append(item)
         return out
 
     async def get_alert_thread(self, channel: str, thread: str) -> AlertThread | None:
         """One alert thread, or None."""
-        return _thread(
+        return thread_of(
             self._conn.execute("SELECT * FROM alert_threads WHERE channel=? AND thread=?", (channel, thread)).fetchone()
         )
 
     async def put_alert_thread(self, row: AlertThread) -> None:
         """Insert or replace one alert thread."""
-        self._conn.execute(_PUT_THREAD, [getattr(row, key) for key in _THREAD_FIELDS])
+        self._conn.execute(_PUT_THREAD, [getattr(row, key) for key in THREAD_FIELDS])
 
     async def open_alert_channels(self, thread: str) -> list[str]:
         """The channels on which this thread is still open."""
@@ -452,7 +378,7 @@ class SqliteTransaction:
 
     async def get_alert_delivery_of(self, channel: str, thread: str, kind: str) -> AlertDelivery | None:
         """The message of that kind in that thread, or None."""
-        return _delivery(
+        return delivery_of(
             self._conn.execute(
                 f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE channel=? AND thread=? AND kind=?",  # noqa: S608
                 (channel, thread, kind),
@@ -479,7 +405,7 @@ class SqliteTransaction:
 
     async def gathering_digest(self, channel: str, cause: str) -> AlertDelivery | None:
         """A digest of this cause on this channel not yet attempted (more members may join), or None."""
-        return _delivery(
+        return delivery_of(
             self._conn.execute(
                 f"SELECT {_DELIVERY_COLS_D} FROM alert_deliveries d JOIN alert_threads t"  # noqa: S608
                 " ON t.channel=d.channel AND t.thread=d.thread"
@@ -541,7 +467,7 @@ class SqliteTransaction:
         )
 
 
-class SqliteStore:
+class SqliteStore(TransactionalMethods):
     """Central's database in one SQLite file."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
@@ -662,11 +588,11 @@ class SqliteStore:
 
     async def agent_by_keyid(self, keyid: str) -> AgentRow | None:
         """The agent enrolled with this key (revoked ones too)."""
-        return _agent(self._conn.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
+        return agent_of(self._conn.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
 
     async def get_agent(self, agent_id: str) -> AgentRow | None:
         """One agent, or None."""
-        return _agent(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+        return agent_of(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
 
     async def list_agents(self, school_id: str | None = None) -> list[AgentRow]:
         """Agents, optionally of one school."""
@@ -674,7 +600,7 @@ class SqliteStore:
             _AGENTS_OF,
             (school_id, school_id),
         )
-        return [a for a in map(_agent, rows) if a is not None]
+        return [a for a in map(agent_of, rows) if a is not None]
 
     async def revoke_agent(self, agent_id: str, at: str, by: str | None = None) -> bool:
         """Revoke (recording when and by whom; a second revoke keeps the first); False when no such agent."""
@@ -784,7 +710,7 @@ class SqliteStore:
                 (scope,),
             ).fetchone()
             if row is not None:
-                found.append(_layer(row))
+                found.append(layer_of(row))
         return found
 
     async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
@@ -794,7 +720,7 @@ class SqliteStore:
             " ORDER BY version DESC LIMIT ?",
             (scope, scope, limit),
         )
-        return [_layer(r) for r in rows]
+        return [layer_of(r) for r in rows]
 
     async def list_incidents(self, query: IncidentQuery) -> list[dict[str, Any]]:
         """Incidents matching the filters, newest change first."""
@@ -825,7 +751,7 @@ class SqliteStore:
         )
         out = []
         for row in rows:
-            item = _incident(row)
+            item = incident_of(row)
             item["carrier"] = row["carrier"]
             out.append(item)
         return out
@@ -833,7 +759,7 @@ class SqliteStore:
     async def list_devices(self, school_id: str) -> list[dict[str, Any]]:
         """The current devices of one school."""
         rows = self._conn.execute("SELECT * FROM devices WHERE school_id=? ORDER BY class, device_id", (school_id,))
-        return [_device(r) for r in rows]
+        return [device_of(r) for r in rows]
 
     async def count_events(self, agent_id: str) -> int:
         """How many events of an agent are held."""
@@ -846,24 +772,6 @@ class SqliteStore:
             (agent_id,),
         )
         return [EventRow(*r) for r in rows]
-
-    async def raise_central_incident(
-        self,
-        school_id: str,
-        incident_id: str,
-        category: str,
-        severity: str,
-        title: str,
-        subject: str | None,
-        at: str,
-        code: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> bool:
-        """Open a central incident unless it is open already; True when it was opened."""
-        async with self.transaction() as tx:
-            return await tx.raise_central_incident(
-                school_id, incident_id, category, severity, title, subject, at, code, params
-            )
 
     # ------------------------------------------------------------------ dashboard
 
@@ -951,7 +859,7 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             return None
-        out = _incident(row)
+        out = incident_of(row)
         out["carrier"] = row["carrier"]
         return out
 
@@ -963,34 +871,6 @@ class SqliteStore:
             (school_id,),
         )
         return [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows]
-
-    async def _staff_step(
-        self, key: tuple[str, str, str, str], at: str, action: str, by: str, text: str | None
-    ) -> bool:
-        async with self.transaction() as tx:
-            row = await tx.get_incident(*key)
-            if row is None:
-                return False
-            if action == "staff-ack":
-                row["acknowledged_by"], row["acknowledged_at"] = by, at
-            else:
-                row["notes"].append({"by": by, "text": text, "at": at, "source": "central"})
-            row["updated_at"] = at
-            await tx.put_incident(row)
-            await tx.log_incident(row, at, action, by, text)
-            return True
-
-    async def staff_acknowledge(
-        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, at: str
-    ) -> bool:
-        """Central staff acknowledge an incident (recorded with their name); False when no such incident."""
-        return await self._staff_step((school_id, origin, agent_id, incident_id), at, "staff-ack", by, None)
-
-    async def staff_note(
-        self, school_id: str, origin: str, agent_id: str, incident_id: str, by: str, text: str, at: str
-    ) -> bool:
-        """Central staff add a note to an incident; False when no such incident."""
-        return await self._staff_step((school_id, origin, agent_id, incident_id), at, "staff-note", by, text)
 
     async def samples(self, school_id: str, since: str) -> list[Sample]:
         """A school's time-series points since ``since``, by series and time."""
@@ -1014,11 +894,6 @@ class SqliteStore:
         keys = ("incident_id", "action", "by", "text", "at")
         return [dict(zip(keys, tuple(r), strict=True)) for r in reversed(rows)]
 
-    async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
-        """Resolve a central incident if open; True when it was open."""
-        async with self.transaction() as tx:
-            return await tx.resolve_central_incident(school_id, incident_id, at)
-
     async def claim_alert_deliveries(
         self, now: str, lease_until: str, limit: int, delivery_id: int | None = None
     ) -> list[AlertDelivery]:
@@ -1033,7 +908,7 @@ class SqliteStore:
                 " ORDER BY d.next_attempt_at, d.id LIMIT ?",
                 (now, now, delivery_id, delivery_id, limit),
             ).fetchall()
-            claimed = [d for d in map(_delivery, rows) if d is not None]
+            claimed = [d for d in map(delivery_of, rows) if d is not None]
             self._conn.executemany(
                 "UPDATE alert_deliveries SET lease_until=? WHERE id=?", [(lease_until, d.id) for d in claimed]
             )
@@ -1079,7 +954,7 @@ class SqliteStore:
             " ORDER BY id DESC LIMIT ?",
             (status, status, limit),
         )
-        return [d for d in map(_delivery, rows) if d is not None]
+        return [d for d in map(delivery_of, rows) if d is not None]
 
     async def requeue_alert_delivery(self, delivery_id: int, at: str) -> AlertDelivery | None:
         """A dead message back to pending with no attempts, due at ``at``; None when it is not dead."""
@@ -1091,8 +966,23 @@ class SqliteStore:
             )
             if not cur.rowcount:
                 return None
-            return _delivery(
+            return delivery_of(
                 self._conn.execute(
                     f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE id=?", (delivery_id,)  # noqa: S608
                 ).fetchone()
             )
+
+    # ------------------------------------------------------------------ shared failure limits
+
+    async def count_failures(self, scope: str, source: str, since: str) -> int:
+        """Failed attempts of one source in one scope at or after ``since``."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM failures WHERE scope=? AND source=? AND at>=?", (scope, source, since)
+        ).fetchone()
+        return int(row[0])
+
+    async def add_failure(self, scope: str, source: str, at: str, forget_before: str) -> None:
+        """Record a failed attempt; the scope's attempts before ``forget_before`` are deleted."""
+        async with self.transaction():
+            self._conn.execute("DELETE FROM failures WHERE scope=? AND at<?", (scope, forget_before))
+            self._conn.execute("INSERT INTO failures (scope, source, at) VALUES (?, ?, ?)", (scope, source, at))

@@ -15,7 +15,6 @@ from aiohttp import web
 from base.clock import Clock, SystemClock
 from base.connguard import ConnectionGuard, ConnectionLimits, GuardedTCPSite, install_loop_error_handler
 from base.httpheaders import security_headers
-from base.ratelimit import FailureLimiter
 from base.version import version
 from central.alerts.service import AlertService
 from central.alerts.service import run_in_background as run_alerts
@@ -24,6 +23,7 @@ from central.enrollment import Enroller
 from central.errors import http_status
 from central.ingest import Ingestor
 from central.keystore import Keystore
+from central.limits import SharedFailureLimiter
 from central.metrics import CONTENT_TYPE_LATEST, Metrics
 from central.silence import run_in_background
 from central.storage.interface import Storage
@@ -136,9 +136,7 @@ def create_app(
         store,
         keys,
         clock,
-        FailureLimiter(
-            clock.monotonic, config.enroll_max_failures, config.enroll_failure_window.total_seconds(), 10_000
-        ),
+        SharedFailureLimiter(store, "enroll", clock, config.enroll_max_failures, config.enroll_failure_window),
         config.sync,
         metrics,
     )
@@ -152,7 +150,7 @@ def create_app(
     app.router.add_get("/v1/openapi.json", openapi.view)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
-    app[LOGIN_LIMITER] = auth.login_limiter(clock.monotonic)
+    app[LOGIN_LIMITER] = auth.login_limiter(store, clock)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("central.web", "templates"),

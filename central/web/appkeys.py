@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from base.clock import Clock
-from base.ratelimit import FailureLimiter
 from central.config import CentralConfig
 from central.enrollment import Enroller
 from central.ingest import Ingestor
 from central.keystore import Keystore
+from central.limits import SharedFailureLimiter
 from central.metrics import Metrics
 from central.storage.interface import Storage
 
@@ -20,4 +20,4 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS = web.AppKey("metrics", Metrics)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 ENROLLER = web.AppKey("enroller", Enroller)
-LOGIN_LIMITER = web.AppKey("login_limiter", FailureLimiter)
+LOGIN_LIMITER = web.AppKey("login_limiter", SharedFailureLimiter)

@@ -23,8 +23,9 @@ from urllib.parse import quote
 import aiohttp_jinja2
 from aiohttp import web
 
-from base.ratelimit import FailureLimiter
-from central.storage.interface import ApiTokenRow, SessionRow
+from base.clock import Clock
+from central.limits import SharedFailureLimiter
+from central.storage.interface import ApiTokenRow, SessionRow, Storage
 from central.timestamps import iso
 from central.users import verify_password
 from central.web.appkeys import CLOCK, LOGIN_LIMITER, STORE
@@ -48,9 +49,9 @@ CSP = (
 )
 
 
-def login_limiter(monotonic: Callable[[], float]) -> FailureLimiter:
-    """The limiter of wrong logins (sources ``addr:…`` and ``user:…``)."""
-    return FailureLimiter(monotonic, LOGIN_MAX_FAILURES, LOGIN_WINDOW.total_seconds(), 10_000)
+def login_limiter(store: Storage, clock: Clock) -> SharedFailureLimiter:
+    """The limiter of wrong logins (sources ``addr:…`` and ``user:…``), shared by every node."""
+    return SharedFailureLimiter(store, "login", clock, LOGIN_MAX_FAILURES, LOGIN_WINDOW)
 
 
 def session_hash(session_id: str) -> str:
@@ -131,7 +132,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))
     limiter = request.app[LOGIN_LIMITER]
     sources = (f"addr:{request.remote}", f"user:{name.casefold()}")
-    if any(limiter.blocked(s) for s in sources):
+    if any([await limiter.blocked(s) for s in sources]):
         log.warning("login refused (too many failures) user=%r from=%s", name, request.remote)
         return _login_page(request, 429, words("login_limited"))
     store = request.app[STORE]
@@ -140,7 +141,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if user is None or not ok:
         for source in sources:
-            limiter.fail(source)
+            await limiter.fail(source)
         log.warning("login failed user=%r from=%s", name, request.remote)
         return _login_page(request, 401, words("login_failed"))
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

@@ -80,7 +80,7 @@ class Central:
 async def central(tmp_path: Path) -> AsyncIterator[Central]:
     config = load_config(None, tmp_path / "central")
     config.data_dir.mkdir(mode=0o700)
-    store = open_store(config)
+    store = await open_store(config)
     await store.add_school("gs-nord", "GS Nord", "Kreis A", "2026-01-01T00:00:00.000000Z")
     token = "t" * 40
     await store.add_api_token(hash_secret(token), "tests", None, "2026-01-01T00:00:00.000000Z")

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(120)
 
 async def _serve(data_dir: Path, clock: FakeClock) -> AsyncIterator[str]:
     config = load_config(None, data_dir)
-    store = open_store(config)
+    store = await open_store(config)
     app = create_app(config, store, load_keystore(data_dir, clock.now()), clock=clock, silence_monitor=False)
     runner, url = await start(app, "127.0.0.1", 0)
     try:
@@ -55,7 +55,7 @@ async def test_a_rotated_config_and_token_key_are_trusted_after_the_grace_period
     central_dir = tmp_path / "central"
     central_dir.mkdir(mode=0o700)
     config = load_config(None, central_dir)
-    store = open_store(config)
+    store = await open_store(config)
     await store.add_school("gs-nord", "GS Nord", "Kreis A", "2026-01-01T00:00:00.000000Z")
     old = load_keystore(central_dir, clock.now())
     code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), old)

@@ -106,7 +106,7 @@ def test_central_sections_refuse_a_misspelt_key(tmp_path: Path, text: str, secti
         ("[central]\nsilent_window = true\n", "[central] silent_window must be seconds or a duration"),
         ("[central]\nport = true\n", "[central] port must be an integer (got true)"),
         ("[central]\nport = 70000\n", "[central] port = 70000 is outside 0..65535"),
-        ("[central]\ndb = 'postgresql://x'\n", "[central] db is refused: PostgreSQL"),
+        ("[central]\ndb = 'mysql://x'\n", "[central] db is refused: unsupported database URL mysql://"),
         ("[sync]\nmax_batch_events = true\n", "[sync] max_batch_events must be an integer (got true)"),
         ("[sync]\nreport_interval = true\n", "[sync] report_interval must be seconds or a duration"),
         ("[sync]\nreport_interval = 1.5\n", "[sync] report_interval must be whole seconds"),
@@ -349,3 +349,20 @@ def test_loader_refusals(raw: dict[str, object], message: str) -> None:
 
 def test_document_without_a_file_is_the_defaults() -> None:
     assert load_document(_Doc, None) == _Doc()
+
+
+@pytest.mark.parametrize(
+    ("db", "database"),
+    [
+        ("postgresql://schulwart@db.example/schulwart", "postgresql://schulwart@db.example/schulwart"),
+        ("postgres://db.example:5433/s?sslmode=require", "postgres://db.example:5433/s?sslmode=require"),
+        ("sqlite:///var/lib/c.sqlite3", Path("/var/lib/c.sqlite3")),
+        ("/var/lib/c.sqlite3", Path("/var/lib/c.sqlite3")),
+    ],
+)
+def test_central_db_is_a_sqlite_path_or_a_postgresql_url(tmp_path: Path, db: str, database: object) -> None:
+    path = tmp_path / "central.toml"
+    path.write_text(f"[central]\ndb = '{db}'\n")
+    config = load_central_config(path, tmp_path)
+    assert config.database == database
+    assert config.db_path == (database if isinstance(database, Path) else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,17 +17,22 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from base.clock import FakeClock as BaseFakeClock
-from central.config import CentralConfig
+from central.config import DB_FILE, CentralConfig
 from central.enrollment import create_code, hash_secret
 from central.keystore import Keystore, load_keystore
+from central.storage.interface import Storage
+from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.web.app import create_app, make_runner
 from central.web.appkeys import KEYS
 from protocol.envelope import sign
 from protocol.keys import generate_private_key, public_key_b64
 from protocol.schema import REPORT_TYPE, STATE_TYPE, build_report, build_state, make_event
+from tests.pg import pg_server  # noqa: F401 - the session's PostgreSQL database, for the store fixture
 
 T0 = datetime(2024, 5, 6, 8, 0, tzinfo=UTC)
+# Every test that takes the ``store`` fixture runs once per backend.
+BACKENDS = ("sqlite", "postgresql")
 API_TOKEN = "swc_test-token-all"
 CARRIER_TOKEN = "swc_test-token-musterstadt"
 
@@ -130,9 +136,36 @@ def keys(tmp_path: Path) -> Keystore:
     return load_keystore(tmp_path)
 
 
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, config: CentralConfig) -> str:
+    """The test's database as ``--db`` and the config file's ``db`` name it, once per backend: a SQLite
+    file in tmp_path, or the session's PostgreSQL database emptied for this test."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_server").fresh())
+    return str(config.data_dir / DB_FILE)
+
+
 @pytest.fixture
-async def store(config: CentralConfig) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore.open(config.db_path)
+def central_toml(tmp_path: Path, database: str) -> Path:
+    """A central.toml naming the test's database, for the command line (``--config``)."""
+    path = tmp_path / "central.toml"
+    path.write_text(db_section(database))
+    return path
+
+
+def db_section(database: str) -> str:
+    """The [central] section that names this database."""
+    return f"[central]\ndb = {json.dumps(database)}\n"
+
+
+@pytest.fixture
+async def store(database: str) -> AsyncIterator[Storage]:
+    """The central store on the test's database, with three schools and two read-API tokens."""
+    db: Storage
+    if database.startswith("postgresql://"):
+        db = await PostgresStore.open(database)
+    else:
+        db = SqliteStore.open(Path(database))
     await db.add_school("gs-nord", "GS Nord", "Musterstadt", "2024-05-01T00:00:00.000000Z")
     await db.add_school("gs-sued", "GS Süd", "Musterstadt", "2024-05-01T00:00:00.000000Z")
     await db.add_school("gs-ost", "GS Ost", "Anderdorf", "2024-05-01T00:00:00.000000Z")
@@ -144,7 +177,7 @@ async def store(config: CentralConfig) -> AsyncIterator[SqliteStore]:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Any, config: CentralConfig, store: SqliteStore, keys: Keystore, clock: FakeClock
+    aiohttp_client: Any, config: CentralConfig, store: Storage, keys: Keystore, clock: FakeClock
 ) -> TestClient:
     app = create_app(config, store, keys, clock=clock, silence_monitor=False)
     return await aiohttp_client(CentralTestServer(app))
@@ -152,7 +185,7 @@ async def client(
 
 async def enroll(
     client: TestClient,
-    store: SqliteStore,
+    store: Storage,
     clock: FakeClock,
     school_id: str = "gs-nord",
     key: Ed25519PrivateKey | None = None,
@@ -170,7 +203,7 @@ async def enroll(
 
 
 @pytest.fixture
-async def agent(client: TestClient, store: SqliteStore, clock: FakeClock) -> FakeAgent:
+async def agent(client: TestClient, store: Storage, clock: FakeClock) -> FakeAgent:
     return await enroll(client, store, clock)
 
 

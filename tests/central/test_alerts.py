@@ -28,10 +28,10 @@ from central import cli
 from central.alerts.config import AlertsSection
 from central.alerts.service import AlertService, open_alerts
 from central.config import CentralFile
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from protocol.schema import make_event
 from tests.central.alert_servers import FakeZammad, SmtpSink, WebhookSink
-from tests.central.conftest import FakeAgent, FakeClock, enroll, incident
+from tests.central.conftest import FakeAgent, FakeClock, db_section, enroll, incident
 
 HOOK_SECRET = "hook-secret-3f9a"
 ZAMMAD_TOKEN = "zammad-token-77c1"
@@ -65,7 +65,7 @@ async def zammad() -> AsyncIterator[FakeZammad]:
 
 def write_config(
     tmp_path: Path, smtp: SmtpSink, hook: WebhookSink, zammad: FakeZammad, *, extra: str = "",
-    channels: str = ALL_CHANNELS, rule: str = "",
+    channels: str = ALL_CHANNELS, rule: str = "", database: str | None = None,
 ) -> Path:
     """central.toml with the three channels (secrets in files beside it) and one rule."""
     (tmp_path / "smtp.pass").write_text(SMTP_PASSWORD + "\n")
@@ -73,6 +73,7 @@ def write_config(
     (tmp_path / "zammad.token").write_text(ZAMMAD_TOKEN + "\n")
     path = tmp_path / "central.toml"
     path.write_text(f"""
+{db_section(database) if database else ""}
 [alerts]
 public_url = "https://central.kreis.example"
 max_attempts = 3
@@ -145,7 +146,7 @@ async def central(*args: str) -> tuple[int, str]:
 
 @pytest.fixture
 async def service_for(
-    tmp_path: Path, store: SqliteStore, clock: FakeClock
+    tmp_path: Path, store: Storage, clock: FakeClock
 ) -> AsyncIterator[Any]:
     """A factory: the AlertService of a config file; closed at the end of the test."""
     stack: list[Any] = []
@@ -214,10 +215,10 @@ async def test_an_incident_reaches_mail_webhook_and_zammad_once_and_its_end_upda
 
 
 async def test_a_webhook_that_fails_three_times_is_dead_until_retry_from_the_cli(
-    tmp_path: Path, client: TestClient, agent: FakeAgent, clock: FakeClock, store: SqliteStore, smtp: SmtpSink,
-    hook: WebhookSink, zammad: FakeZammad, service_for: Any,
+    tmp_path: Path, client: TestClient, agent: FakeAgent, clock: FakeClock, store: Storage, smtp: SmtpSink,
+    hook: WebhookSink, zammad: FakeZammad, service_for: Any, database: str,
 ) -> None:
-    path = write_config(tmp_path, smtp, hook, zammad, channels='["ops"]')
+    path = write_config(tmp_path, smtp, hook, zammad, channels='["ops"]', database=database)
     service = await service_for(path)
     hook.failures = 3
     await post(client, agent, opened(1, clock.now(), "i1"))
@@ -249,7 +250,7 @@ async def test_a_webhook_that_fails_three_times_is_dead_until_retry_from_the_cli
 
 
 async def test_a_4xx_answer_goes_to_the_dead_letter_list_at_once(
-    tmp_path: Path, client: TestClient, agent: FakeAgent, clock: FakeClock, store: SqliteStore, smtp: SmtpSink,
+    tmp_path: Path, client: TestClient, agent: FakeAgent, clock: FakeClock, store: Storage, smtp: SmtpSink,
     hook: WebhookSink, zammad: FakeZammad, service_for: Any,
 ) -> None:
     path = write_config(tmp_path, smtp, hook, zammad, channels='["helpdesk"]')
@@ -297,7 +298,7 @@ async def test_nothing_is_sent_inside_a_holiday_from_the_ics_file(
 
 
 async def test_a_flood_of_one_cause_across_many_schools_is_one_digest(
-    tmp_path: Path, client: TestClient, store: SqliteStore, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
+    tmp_path: Path, client: TestClient, store: Storage, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
     zammad: FakeZammad, service_for: Any,
 ) -> None:
     service = await service_for(write_config(tmp_path, smtp, hook, zammad, extra="digest_threshold = 3"))
@@ -344,7 +345,7 @@ async def test_quiet_hours_defer_warnings_but_not_critical_ones_and_a_quick_fix_
 
 
 async def test_rules_route_by_carrier_school_category_and_severity(
-    tmp_path: Path, client: TestClient, store: SqliteStore, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
+    tmp_path: Path, client: TestClient, store: Storage, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
     zammad: FakeZammad, service_for: Any,
 ) -> None:
     rule = """
@@ -365,9 +366,9 @@ min_severity = "info"
 
 
 async def test_english_on_request_and_a_test_message_from_the_cli(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpSink, hook: WebhookSink, zammad: FakeZammad,
+    tmp_path: Path, store: Storage, smtp: SmtpSink, hook: WebhookSink, zammad: FakeZammad, database: str,
 ) -> None:
-    path = write_config(tmp_path, smtp, hook, zammad, extra='language = "en"')
+    path = write_config(tmp_path, smtp, hook, zammad, extra='language = "en"', database=database)
     common = ["--data-dir", str(tmp_path), "--config", str(path)]
     code, output = await central("alerts", "test", "ops", *common)
     assert code == 0 and "test message sent through ops" in output
@@ -407,7 +408,7 @@ def test_config_refusals_are_one_line_naming_the_key(tmp_path: Path) -> None:
 
 
 async def test_an_unreadable_secret_file_is_named_and_its_content_never_shown(
-    tmp_path: Path, store: SqliteStore, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink, zammad: FakeZammad,
+    tmp_path: Path, store: Storage, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink, zammad: FakeZammad,
 ) -> None:
     path = write_config(tmp_path, smtp, hook, zammad)
     (tmp_path / "hook.secret").unlink()
@@ -449,7 +450,7 @@ def test_serve_with_an_unreadable_secret_file_stops_with_one_line_naming_it(tmp_
 
 
 async def test_the_app_runs_alert_routing_in_the_background(
-    aiohttp_client: Any, tmp_path: Path, store: SqliteStore, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
+    aiohttp_client: Any, tmp_path: Path, store: Storage, clock: FakeClock, smtp: SmtpSink, hook: WebhookSink,
     zammad: FakeZammad, service_for: Any,
 ) -> None:
     from central.config import CentralConfig

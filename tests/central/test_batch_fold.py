@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from protocol.schema import make_event
 
 from .conftest import T0, FakeAgent, FakeClock, enroll, incident
@@ -61,7 +61,7 @@ def _history(seed: int, length: int) -> list[dict[str, Any]]:
     return out
 
 
-async def _view(store: SqliteStore, agent: FakeAgent) -> dict[str, Any]:
+async def _view(store: Storage, agent: FakeAgent) -> dict[str, Any]:
     """Everything the current view holds of one agent, with its id taken out."""
 
     def strip(row: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +87,7 @@ async def _view(store: SqliteStore, agent: FakeAgent) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("state_first", [False, True])
 async def test_one_batch_folds_to_the_rows_of_one_event_at_a_time(
-    client: TestClient, store: SqliteStore, clock: FakeClock, seed: int, state_first: bool
+    client: TestClient, store: Storage, clock: FakeClock, seed: int, state_first: bool
 ) -> None:
     events = _history(seed, 60)
     whole, single = await enroll(client, store, clock, "gs-nord"), await enroll(client, store, clock, "gs-sued")

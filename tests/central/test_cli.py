@@ -183,7 +183,9 @@ def test_import_refusals(central, tmp_path: Path) -> None:
 
 
 def test_serve_refuses_with_one_line(central, tmp_path: Path) -> None:
-    assert "PostgreSQL is not supported yet" in one_error_line(*central("serve", "--db", "postgresql://db/x"))
+    # An unreachable PostgreSQL: one line naming host, port and database, never the password.
+    line = one_error_line(*central("serve", "--db", "postgresql://schulwart:s3cret-pw@127.0.0.1:1/x"))
+    assert "127.0.0.1:1/x" in line and "s3cret-pw" not in line
     one_error_line(*central("serve", "--db", "mysql://db/x"))
     one_error_line(*central("serve", "--port", "70000"))
     key_file = tmp_path / "keys" / TOKEN_KEY_FILE

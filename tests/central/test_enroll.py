@@ -8,7 +8,7 @@ from datetime import timedelta
 from aiohttp.test_utils import TestClient
 
 from central.enrollment import create_code
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from central.web.appkeys import KEYS
 from protocol.encoding import b64encode
 from protocol.keys import generate_private_key, public_key_b64
@@ -29,7 +29,7 @@ def request(code: str, key: str | None = None) -> dict[str, str]:
     }
 
 
-async def test_enroll_answer(client: TestClient, store: SqliteStore, clock: FakeClock) -> None:
+async def test_enroll_answer(client: TestClient, store: Storage, clock: FakeClock) -> None:
     agent = await enroll(client, store, clock, "gs-ost")
     body = agent.enrollment
     assert body["school_id"] == "gs-ost" and body["carrier"] == "Anderdorf" and body["school_name"] == "GS Ost"
@@ -46,7 +46,7 @@ async def test_enroll_answer(client: TestClient, store: SqliteStore, clock: Fake
 
 
 async def test_code_works_once_and_is_not_logged(
-    client: TestClient, store: SqliteStore, clock: FakeClock, caplog
+    client: TestClient, store: Storage, clock: FakeClock, caplog
 ) -> None:
     caplog.set_level(logging.INFO)
     code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
@@ -61,7 +61,7 @@ async def test_code_works_once_and_is_not_logged(
     assert not any(code in r.getMessage() for r in caplog.records)
 
 
-async def test_expired_and_unknown_codes(client: TestClient, store: SqliteStore, clock: FakeClock) -> None:
+async def test_expired_and_unknown_codes(client: TestClient, store: Storage, clock: FakeClock) -> None:
     code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     clock.advance(timedelta(hours=1, seconds=1))
     for attempt in (code, "not-a-code"):
@@ -71,7 +71,7 @@ async def test_expired_and_unknown_codes(client: TestClient, store: SqliteStore,
 
 
 async def test_small_order_keys_refused_without_burning_the_code(
-    client: TestClient, store: SqliteStore, clock: FakeClock
+    client: TestClient, store: Storage, clock: FakeClock
 ) -> None:
     code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     for raw in (IDENTITY, ORDER_8, b"\x00" * 31):
@@ -82,7 +82,7 @@ async def test_small_order_keys_refused_without_burning_the_code(
     assert resp.status == 201
 
 
-async def test_key_already_enrolled(client: TestClient, store: SqliteStore, clock: FakeClock) -> None:
+async def test_key_already_enrolled(client: TestClient, store: Storage, clock: FakeClock) -> None:
     key = generate_private_key()
     await enroll(client, store, clock, key=key)
     code = await create_code(store, "gs-sued", timedelta(hours=1), clock.now(), client.server.app[KEYS])
@@ -99,7 +99,7 @@ async def test_malformed_requests(client: TestClient) -> None:
         assert "error" in await resp.json()
 
 
-async def test_wrong_codes_are_rate_limited(client: TestClient, store: SqliteStore, clock: FakeClock) -> None:
+async def test_wrong_codes_are_rate_limited(client: TestClient, store: Storage, clock: FakeClock) -> None:
     for _ in range(5):  # the config fixture allows 5 failures per window
         resp = await client.post("/v1/enroll", json=request("wrong"))
         assert resp.status == 403

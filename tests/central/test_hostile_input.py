@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient
 
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from protocol.encoding import dumps
 from protocol.envelope import sign_envelope
 from protocol.schema import REPORT_TYPE
@@ -23,7 +23,7 @@ def _signed(agent: FakeAgent, payload: bytes) -> bytes:
     ids=["float overflow", "lone surrogate", "surrogate key"],
 )
 async def test_signed_report_with_unwritable_value_is_400(
-    client: TestClient, store: SqliteStore, agent: FakeAgent, data: str
+    client: TestClient, store: Storage, agent: FakeAgent, data: str
 ) -> None:
     payload = (
         f'{{"v":1,"agent_id":"{agent.agent_id}","school_id":"{agent.school_id}","seq_from":1,"seq_to":1,'

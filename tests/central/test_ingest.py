@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from central.ingest import Ingestor
+from central.storage.interface import Storage
 from central.storage.sqlite import SqliteStore
 from protocol.encoding import b64encode, dumps
 from protocol.envelope import sign, sign_envelope
@@ -26,11 +27,11 @@ async def post(client: TestClient, body: bytes, **headers: str) -> tuple[int, di
     return resp.status, await resp.json()
 
 
-async def held(store: SqliteStore, agent: FakeAgent) -> list[int]:
+async def held(store: Storage, agent: FakeAgent) -> list[int]:
     return [e.seq for e in await store.get_events(agent.agent_id)]
 
 
-async def test_send_and_resend_three_times(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_send_and_resend_three_times(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     body = agent.report(1, 10)
     assert await post(client, body) == (200, {"acked_through": 10})
     before = await store.get_events(agent.agent_id)
@@ -40,7 +41,7 @@ async def test_send_and_resend_three_times(client: TestClient, store: SqliteStor
     assert await held(store, agent) == list(range(1, 11))
 
 
-async def test_out_of_order_batches(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_out_of_order_batches(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     assert await post(client, agent.report(1, 10)) == (200, {"acked_through": 10})
     assert await post(client, agent.report(21, 30)) == (409, {"error": "sequence_gap", "expected_seq": 11})
     assert await held(store, agent) == list(range(1, 11))
@@ -53,13 +54,13 @@ async def test_out_of_order_batches(client: TestClient, store: SqliteStore, agen
     assert await held(store, agent) == list(range(1, 36))
 
 
-async def test_first_batch_must_start_at_one(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_first_batch_must_start_at_one(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     assert await post(client, agent.report(2, 5)) == (409, {"error": "sequence_gap", "expected_seq": 1})
     assert await held(store, agent) == []
 
 
 async def test_forked_history_is_a_conflict_with_alert_and_incident(
-    client: TestClient, store: SqliteStore, agent: FakeAgent, caplog
+    client: TestClient, store: Storage, agent: FakeAgent, caplog
 ) -> None:
     assert await post(client, agent.report(1, 10)) == (200, {"acked_through": 10})
     before = await store.get_events(agent.agent_id)
@@ -83,7 +84,7 @@ async def test_forked_history_is_a_conflict_with_alert_and_incident(
     assert "forked" in forked[0]["title"]
 
 
-async def test_tampered_batch(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_tampered_batch(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     envelope = json.loads(agent.report(1, 3))
     payload = bytearray(build_report(agent.agent_id, agent.school_id, agent.events(1, 3), T0))
     payload[40] ^= 0x01
@@ -92,7 +93,7 @@ async def test_tampered_batch(client: TestClient, store: SqliteStore, agent: Fak
     assert await held(store, agent) == []
 
 
-async def test_payload_type_swapped_or_unknown(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_payload_type_swapped_or_unknown(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     payload = agent.payload(agent.events(1, 3))
     for payload_type in (CONFIG_TYPE, BUNDLE_TYPE, "application/vnd.schulwart.report+json;v=0"):
         assert await post(client, sign(payload, payload_type, agent.key)) == (400, {"error": "unsupported_type"})
@@ -100,7 +101,7 @@ async def test_payload_type_swapped_or_unknown(client: TestClient, store: Sqlite
 
 
 async def test_signed_by_another_agents_key(
-    client: TestClient, store: SqliteStore, clock: FakeClock, agent: FakeAgent
+    client: TestClient, store: Storage, clock: FakeClock, agent: FakeAgent
 ) -> None:
     other = await enroll(client, store, clock, "gs-nord")
     # B's valid signature over a payload naming A.
@@ -113,18 +114,18 @@ async def test_signed_by_another_agents_key(
     assert await held(store, agent) == [] and await held(store, other) == []
 
 
-async def test_unknown_key(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_unknown_key(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     stranger = FakeAgent(agent.agent_id, agent.school_id, generate_private_key())
     assert await post(client, stranger.report(1, 3)) == (401, {"error": "unknown_key"})
     assert await held(store, agent) == []
 
 
-async def test_envelope_for_another_school(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_envelope_for_another_school(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     assert await post(client, agent.report(1, 3, school_id="gs-sued")) == (403, {"error": "identity_mismatch"})
     assert await held(store, agent) == []
 
 
-async def test_revoked_agent(client: TestClient, store: SqliteStore, agent: FakeAgent, clock: FakeClock) -> None:
+async def test_revoked_agent(client: TestClient, store: Storage, agent: FakeAgent, clock: FakeClock) -> None:
     assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
     assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
     assert await post(client, agent.report(4, 6)) == (403, {"error": "revoked_key"})
@@ -134,7 +135,7 @@ async def test_revoked_agent(client: TestClient, store: SqliteStore, agent: Fake
     assert await held(store, agent) == [1, 2, 3]
 
 
-async def test_gzip_accepted_and_bomb_refused(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_gzip_accepted_and_bomb_refused(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     assert await post(client, gzip.compress(agent.report(1, 5)), **{"Content-Encoding": "gzip"}) == (
         200,
         {"acked_through": 5},
@@ -155,7 +156,7 @@ async def test_gzip_accepted_and_bomb_refused(client: TestClient, store: SqliteS
     assert 'schulwart_central_refusals_total{reason="unsupported_encoding",route="/v1/reports"} 1.0' in metrics
 
 
-async def test_two_megabyte_body(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_two_megabyte_body(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     big = b'{"payloadType":"x","payload":"' + b"A" * (2 * 1024 * 1024) + b'","signatures":[]}'
     status, body = await post(client, big)
     assert (status, body["error"]) == (413, "too_large")
@@ -169,7 +170,7 @@ async def test_two_megabyte_body(client: TestClient, store: SqliteStore, agent: 
     assert await held(store, agent) == []
 
 
-async def test_too_many_events_and_long_fields(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_too_many_events_and_long_fields(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     events = [make_event(s, T0, "device.lost", {"id": f"d{s}", "class": "x"}) for s in range(1, 2002)]
     status, body = await post(client, agent.sign_events(events))
     assert (status, body) == (413, {"error": "too_large", "detail": "2001 events is over the cap of 2000"})
@@ -186,7 +187,7 @@ def _raw_payload_envelope(agent: FakeAgent, payload: bytes) -> bytes:
     return dumps(sign_envelope(payload, REPORT_TYPE, agent.key))
 
 
-async def test_hostile_json_is_400_never_500(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_hostile_json_is_400_never_500(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     good = json.loads(agent.report(1, 1))
     event = json.dumps(agent.events(1, 1)[0])
     head = f'{{"v":1,"agent_id":"{agent.agent_id}","school_id":"{agent.school_id}",'
@@ -221,7 +222,7 @@ async def test_hostile_json_is_400_never_500(client: TestClient, store: SqliteSt
     assert await held(store, agent) == []
 
 
-async def test_url_safe_base64_accepted(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_url_safe_base64_accepted(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     envelope = json.loads(agent.report(1, 4))
     envelope["payload"] = envelope["payload"].replace("+", "-").replace("/", "_").rstrip("=")
     sig = envelope["signatures"][0]
@@ -229,7 +230,7 @@ async def test_url_safe_base64_accepted(client: TestClient, store: SqliteStore, 
     assert await post(client, dumps(envelope)) == (200, {"acked_through": 4})
 
 
-async def test_concurrent_duplicate_posts(client: TestClient, store: SqliteStore, agent: FakeAgent) -> None:
+async def test_concurrent_duplicate_posts(client: TestClient, store: Storage, agent: FakeAgent) -> None:
     body = agent.report(1, 50)
     answers = await asyncio.gather(*(post(client, body) for _ in range(6)))
     assert answers == [(200, {"acked_through": 50})] * 6
@@ -242,7 +243,7 @@ async def test_concurrent_duplicate_posts(client: TestClient, store: SqliteStore
 
 
 async def test_clock_skew_is_flagged_not_refused(
-    client: TestClient, store: SqliteStore, clock: FakeClock, agent: FakeAgent
+    client: TestClient, store: Storage, clock: FakeClock, agent: FakeAgent
 ) -> None:
     from datetime import timedelta
 
@@ -276,7 +277,7 @@ async def test_agent_config_is_signed(client: TestClient, agent: FakeAgent, cloc
 
 
 async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
-    store: SqliteStore, agent: FakeAgent, clock: FakeClock
+    store: Storage, agent: FakeAgent, clock: FakeClock
 ) -> None:
     """The key step refuses a revoked key for every payload type, before the signature is looked at.
 
@@ -298,6 +299,7 @@ async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
     assert await held(store, agent) == []
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # caps SQLite's own connection
 async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_and_heals(
     client: TestClient, store: SqliteStore, agent: FakeAgent
 ) -> None:
@@ -308,6 +310,7 @@ async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_
     """
     assert await post(client, agent.report(1, 3)) == (200, {"acked_through": 3})
     big = [make_event(seq, T0, "health.snapshot", {"host": {"pad": "x" * 3000}}) for seq in range(4, 40)]
+    assert isinstance(store, SqliteStore)
     conn = store._conn  # central's one connection: the page cap is per connection
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 8}")  # room for a few events, not for 36

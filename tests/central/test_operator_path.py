@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from central.enrollment import create_code, keys_pin
 from central.keystore import Keystore
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from central.web.appkeys import KEYS
 from protocol.envelope import sign, verify
 from protocol.keys import generate_private_key, keyid, load_public_key_b64, public_key_b64, split_enroll_code
@@ -31,11 +31,15 @@ CENTRAL = str(Path(sys.executable).parent / "schulwart-central")
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CENTRAL, *args, "--data-dir", str(tmp_path)], capture_output=True, text=True,
+    """The command on the test's data dir and, through central.toml (the central_toml fixture), its database."""
+    config = ["--config", str(tmp_path / "central.toml")] if (tmp_path / "central.toml").exists() else []
+    return subprocess.run([CENTRAL, *args, "--data-dir", str(tmp_path), *config], capture_output=True, text=True,
                           check=False, timeout=60)  # fmt: skip
 
 
-async def test_a_revoked_agent_keeps_its_schools_history(client: TestClient, agent: FakeAgent, tmp_path: Path) -> None:
+async def test_a_revoked_agent_keeps_its_schools_history(
+    client: TestClient, agent: FakeAgent, tmp_path: Path, central_toml: Path
+) -> None:
     assert (await post(client, agent.sign_events(incident_events(agent))))[0] == 200
     before = await get(client, "/v1/schools/gs-nord")
     assert before["status"] == "degraded" and before["revoked_agent"] is None
@@ -59,7 +63,7 @@ async def test_a_revoked_agent_keeps_its_schools_history(client: TestClient, age
 
 
 async def test_codes_carry_the_pin_of_centrals_keys(
-    client: TestClient, store: SqliteStore, clock: FakeClock, keys: Keystore
+    client: TestClient, store: Storage, clock: FakeClock, keys: Keystore
 ) -> None:
     code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     secret, pin = split_enroll_code(code)
@@ -74,7 +78,7 @@ async def test_codes_carry_the_pin_of_centrals_keys(
 
 
 async def test_revoked_technician_tokens_travel_in_the_signed_config(
-    client: TestClient, agent: FakeAgent, tmp_path: Path, clock: FakeClock
+    client: TestClient, agent: FakeAgent, tmp_path: Path, central_toml: Path, clock: FakeClock
 ) -> None:
     issued = cli(tmp_path, "token", "issue", "--technician", "anna", "--scope", "school:gs-nord")
     assert issued.returncode == 0, issued.stderr
@@ -86,8 +90,8 @@ async def test_revoked_technician_tokens_travel_in_the_signed_config(
     assert config.settings["revoked_tokens"] == [row["jti"]]
 
 
-async def test_a_hostname_with_newlines_cannot_forge_rows(client: TestClient, store: SqliteStore,
-                                                          clock: FakeClock, tmp_path: Path) -> None:  # fmt: skip
+async def test_a_hostname_with_newlines_cannot_forge_rows(client: TestClient, store: Storage, clock: FakeClock,
+                                                          tmp_path: Path, central_toml: Path) -> None:  # fmt: skip
     code = await create_code(store, "gs-nord", timedelta(hours=1), clock.now(), client.server.app[KEYS])
     forged = "srv\nag-forged  gs-ost  evil  9.9  0  -  active\x1b[2J"
     body = {"code": code, "public_key": public_key_b64(generate_private_key()), "hostname": forged,

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from base.version import version
 from central.silence import check_silence
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from central.web.app import create_app
 from protocol.schema import make_event
 
@@ -108,7 +108,7 @@ async def test_newer_history_beats_older_state(client: TestClient, agent: FakeAg
 
 
 async def test_schools_list_status_and_carrier_scope(
-    client: TestClient, store: SqliteStore, clock: FakeClock, agent: FakeAgent
+    client: TestClient, store: Storage, clock: FakeClock, agent: FakeAgent
 ) -> None:
     schools = {s["id"]: s for s in (await get(client, "/v1/schools"))["schools"]}
     assert set(schools) == {"gs-nord", "gs-sued", "gs-ost"}
@@ -136,7 +136,7 @@ async def test_read_api_needs_a_token(client: TestClient) -> None:
             assert resp.status == 401 and await resp.json() == {"error": "unauthorized"}
 
 
-async def test_incident_filters(client: TestClient, store: SqliteStore, clock: FakeClock, agent: FakeAgent) -> None:
+async def test_incident_filters(client: TestClient, store: Storage, clock: FakeClock, agent: FakeAgent) -> None:
     assert await post(client, agent.sign_events(incident_events(agent))) == (200, {"acked_through": 7})
     assert [i["id"] for i in (await get(client, "/v1/incidents"))["incidents"]] == ["i2"]
     assert [i["id"] for i in (await get(client, "/v1/incidents?state=resolved"))["incidents"]] == ["i1"]
@@ -154,7 +154,7 @@ async def test_incident_filters(client: TestClient, store: SqliteStore, clock: F
 
 
 async def test_agent_silent_incident(
-    client: TestClient, store: SqliteStore, clock: FakeClock, agent: FakeAgent
+    client: TestClient, store: Storage, clock: FakeClock, agent: FakeAgent
 ) -> None:
     window = timedelta(minutes=15)
     assert await post(client, agent.report(1, 1)) == (200, {"acked_through": 1})

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from .conftest import (
     AGENT,
     BIN,
@@ -201,8 +199,6 @@ def test_schulwart_data_dir_env_is_honoured(tmp_path: Path, live_agent: LiveAgen
     assert json.loads(st.stdout)["identity"]["school_id"] == live_agent.school
 
 
-@pytest.mark.xfail(strict=True, reason="deviation: `serve --db postgresql://…` is refused as 'PostgreSQL is not "
-                   "supported yet'; the contract: --db URL is a sqlite path or postgresql://…")
 def test_serve_accepts_postgresql_url(tmp_path: Path) -> None:
     p = central("serve", "--data-dir", str(tmp_path), "--port", "0",
                 "--db", "postgresql://schulwart@127.0.0.1:1/schulwart", timeout=20)

@@ -14,7 +14,9 @@ from tests.central.conftest import (  # noqa: F401 - fixtures re-used here
     FakeClock,
     clock,
     config,
+    database,
     keys,
+    pg_server,
     store,
 )
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient
 
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from tests.central.conftest import FakeClock, enroll
 from tests.dashboard.conftest import PASSWORD, csrf_of, login
 
@@ -22,7 +22,7 @@ async def test_pages_need_a_login_and_the_api_says_401(web: TestClient) -> None:
 
 
 async def test_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(
-    web: TestClient, store: SqliteStore, caplog: pytest.LogCaptureFixture
+    web: TestClient, store: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     resp = await login(web)
@@ -70,7 +70,7 @@ async def test_next_never_leaves_the_site(web: TestClient) -> None:
     assert resp.headers["Location"] == "/"
 
 
-async def test_actions_need_the_session_s_csrf_token(web: TestClient, store: SqliteStore) -> None:
+async def test_actions_need_the_session_s_csrf_token(web: TestClient, store: Storage) -> None:
     at = "2024-05-06T08:00:00.000000Z"
     await store.raise_central_incident(
         "gs-nord", "central-silent", "agent", "warning", "Agent silent", None, at, code="central.silent",
@@ -94,7 +94,7 @@ async def test_actions_need_the_session_s_csrf_token(web: TestClient, store: Sql
     assert bad.status == 400 and "Ungültige Eingabe" in await bad.text()
 
 
-async def test_a_carrier_user_cannot_act_on_or_read_another_carrier(web: TestClient, store: SqliteStore) -> None:
+async def test_a_carrier_user_cannot_act_on_or_read_another_carrier(web: TestClient, store: Storage) -> None:
     await store.raise_central_incident("gs-ost", "central-silent", "agent", "warning", "Agent silent", None,
                                        "2024-05-06T08:00:00.000000Z")  # fmt: skip
     await login(web, "musterstadt")
@@ -147,7 +147,7 @@ async def test_the_live_fragment_is_only_the_table(web: TestClient) -> None:
 
 
 async def test_a_school_page_shows_aps_and_cabinets_as_an_agent_sends_them(
-    web: TestClient, store: SqliteStore, clock: FakeClock
+    web: TestClient, store: Storage, clock: FakeClock
 ) -> None:
     """With names not shared, the snapshot lists APs and cabinets by pseudonym and without names;
     the page must still render (it answered 500 once an agent's first full snapshot arrived)."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from central.storage.sqlite import SqliteStore
+from central.storage.interface import Storage
 from tests.dashboard.conftest import login
 
 AT = "2024-05-06T08:00:00.000000Z"
 
 
 async def test_the_school_page_shows_the_configuration_each_agent_runs(
-    web: TestClient, store: SqliteStore, clock: object
+    web: TestClient, store: Storage, clock: object
 ) -> None:
     from tests.central.conftest import enroll
 
