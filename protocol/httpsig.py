@@ -54,6 +54,10 @@ _INPUT = re.compile(
     r'sw=\("@method" "@path"\);created=(?P<created>[0-9]{1,12});keyid="(?P<keyid>[0-9a-f]{64})";alg="ed25519"'
 )
 _SIG = re.compile(r"sw=:(?P<sig>[A-Za-z0-9+/=]{1,120}):")
+# What the two headers must look like, for the OpenAPI document: the profile's parameters, and
+# a 64-byte signature in canonical base64 (86 characters, the last one's low 4 bits zero, "==").
+SIGNATURE_INPUT_PATTERN = _INPUT.pattern
+SIGNATURE_PATTERN = r"sw=:[A-Za-z0-9+/]{85}[AQgw]==:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from protocol.encoding import dumps
+from protocol.httpsig import SIGNATURE_INPUT_PATTERN, SIGNATURE_PATTERN
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 # What the server's readers accept, as patterns: base64 in either alphabet, padded or not (the
@@ -207,8 +208,10 @@ SPEC: dict[str, Any] = {
                 "of central's time. If-None-Match with the current ETag gets 304.",
                 "parameters": [
                     {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "Signature-Input", "in": "header", "required": True, "schema": {"type": "string"}},
-                    {"name": "Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+                    {"name": "Signature-Input", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": f"^{SIGNATURE_INPUT_PATTERN}$"}},
+                    {"name": "Signature", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": f"^{SIGNATURE_PATTERN}$"}},
                     {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
                 ],
                 "responses": {

@@ -85,3 +85,22 @@ def test_any_header_text_is_refused_or_parsed_never_crashes(signature_input: str
         parse_request_signature({"Signature-Input": signature_input, "Signature": signature})
     except (MalformedError, BadSignatureError):
         pass
+
+
+def test_the_documented_header_patterns_match_what_is_signed_and_what_is_read() -> None:
+    """The OpenAPI document's patterns: every signed request matches them, and whatever matches them parses."""
+    import base64
+    import re
+
+    from protocol.httpsig import SIGNATURE_INPUT_PATTERN, SIGNATURE_PATTERN
+
+    for created in range(1732960000, 1732960050):
+        headers = sign_request("GET", "/v1/agents/a/config", created, generate_private_key())
+        assert re.fullmatch(SIGNATURE_PATTERN, headers["Signature"])
+        assert re.fullmatch(SIGNATURE_INPUT_PATTERN, headers["Signature-Input"])
+    for last in "AQgw":  # the only last characters whose low 4 bits are zero: canonical base64 of 64 bytes
+        signature = "sw=:" + "/" * 85 + last + "==:"
+        assert re.fullmatch(SIGNATURE_PATTERN, signature)
+        headers = {"Signature-Input": f'sw=("@method" "@path");created=1;keyid="{"0" * 64}";alg="ed25519"',
+                   "Signature": signature}  # fmt: skip
+        assert parse_request_signature(headers).signature == base64.b64decode("/" * 85 + last + "==")
