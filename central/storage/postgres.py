@@ -64,7 +64,6 @@ from central.storage.rows import (
     LAYER_FIELDS,
     THREAD_FIELDS,
     agent_of,
-    central_incident,
     delivery_of,
     device_of,
     device_values,
@@ -75,7 +74,7 @@ from central.storage.rows import (
     step_values,
     thread_of,
 )
-from central.storage.shared import TransactionalMethods
+from central.storage.shared import IncidentSteps, TransactionalMethods
 from central.timestamps import from_iso, iso
 
 log = logging.getLogger(__name__)
@@ -198,7 +197,7 @@ async def _run_many(conn: Conn, sql: str, params: Sequence[Sequence[Any]]) -> No
             await cur.executemany(sql, params)
 
 
-class PostgresTransaction:
+class PostgresTransaction(IncidentSteps):
     """The Transaction methods over one connection inside one PostgreSQL transaction."""
 
     def __init__(self, conn: Conn) -> None:
@@ -370,27 +369,6 @@ class PostgresTransaction:
             (school_id,),
         )
         return {str(r["class"]): int(r["n"]) for r in rows}
-
-    async def raise_central_incident(
-        self,
-        school_id: str,
-        incident_id: str,
-        category: str,
-        severity: str,
-        title: str,
-        subject: str | None,
-        at: str,
-        code: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> bool:
-        """Open a central incident unless it is open already; True when it was opened."""
-        row = await self.get_incident(school_id, "central", "", incident_id)
-        if row is not None and row["status"] == "open":
-            return False
-        fresh = central_incident(school_id, incident_id, category, severity, title, subject, at, code, params)
-        await self.put_incident(fresh)
-        await self.log_incident(fresh, at, "opened", None, None)
-        return True
 
     async def alert_candidates(self) -> list[dict[str, Any]]:
         """Every open incident and every incident with an open alert thread, with carrier and school name.

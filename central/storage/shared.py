@@ -1,7 +1,8 @@
-"""Storage methods written once, on top of ``transaction()``: each backend's store inherits them.
+"""Storage and Transaction methods written once: each backend's store and transaction inherit them.
 
-They are the standalone forms of Transaction methods (raise and resolve a central incident) and
-the staff steps, whose logic does not depend on the SQL dialect.
+The store's are the standalone forms of Transaction methods (raise and resolve a central
+incident) and the staff steps; the transaction's are built on its own reads and writes. Neither
+depends on the SQL dialect.
 """
 
 from __future__ import annotations
@@ -10,7 +11,43 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from central.storage.interface import Transaction
-from central.storage.rows import staff_step
+from central.storage.rows import central_incident, staff_step
+
+
+class IncidentSteps:
+    """Mixin for a backend's Transaction: steps made of its get_incident, put_incident and log_incident."""
+
+    async def get_incident(self, school_id: str, origin: str, agent_id: str, incident_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def put_incident(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def log_incident(
+        self, incident: dict[str, Any], at: str, action: str, by: str | None, text: str | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def raise_central_incident(
+        self,
+        school_id: str,
+        incident_id: str,
+        category: str,
+        severity: str,
+        title: str,
+        subject: str | None,
+        at: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Open a central incident unless it is open already; True when it was opened."""
+        row = await self.get_incident(school_id, "central", "", incident_id)
+        if row is not None and row["status"] == "open":
+            return False
+        fresh = central_incident(school_id, incident_id, category, severity, title, subject, at, code, params)
+        await self.put_incident(fresh)
+        await self.log_incident(fresh, at, "opened", None, None)
+        return True
 
 
 class TransactionalMethods:

@@ -48,7 +48,6 @@ from central.storage.rows import (
     DEVICE_MARK_FIELDS,
     THREAD_FIELDS,
     agent_of,
-    central_incident,
     delivery_of,
     device_of,
     device_values,
@@ -59,7 +58,7 @@ from central.storage.rows import (
     step_values,
     thread_of,
 )
-from central.storage.shared import TransactionalMethods
+from central.storage.shared import IncidentSteps, TransactionalMethods
 from central.timestamps import from_iso, iso
 
 BUSY_TIMEOUT_MS = 5000
@@ -147,7 +146,7 @@ def open_migrated(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteTransaction:
+class SqliteTransaction(IncidentSteps):
     """The Transaction methods over a connection inside BEGIN IMMEDIATE."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -307,27 +306,6 @@ class SqliteTransaction:
             "SELECT class, count(*) FROM devices WHERE school_id=? AND state != 'lost' GROUP BY class", (school_id,)
         )
         return {str(r[0]): int(r[1]) for r in rows}
-
-    async def raise_central_incident(
-        self,
-        school_id: str,
-        incident_id: str,
-        category: str,
-        severity: str,
-        title: str,
-        subject: str | None,
-        at: str,
-        code: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> bool:
-        """Open a central incident unless it is open already; True when it was opened."""
-        row = await self.get_incident(school_id, "central", "", incident_id)
-        if row is not None and row["status"] == "open":
-            return False
-        fresh = central_incident(school_id, incident_id, category, severity, title, subject, at, code, params)
-        await self.put_incident(fresh)
-        await self.log_incident(fresh, at, "opened", None, None)
-        return True
 
     async def alert_candidates(self) -> list[dict[str, Any]]:
         """Every open incident and every incident with an open alert thread, with carrier and school name."""
