@@ -239,19 +239,20 @@ def ui_language() -> str:
     return "en"
 
 
-_EMPTY = {
+EmptyList = Literal["devices", "incidents", "schools", "agents", "tokens", "users", "configuration layers"]
+_EMPTY: dict[EmptyList, tuple[str, str]] = {
     "devices": ("no devices", "keine Geräte"),
     "incidents": ("no incidents", "keine Vorfälle"),
     "schools": ("no schools", "keine Schulen"),
     "agents": ("no agents", "keine Agenten"),
     "tokens": ("no tokens", "keine Token"),
     "users": ("no users", "keine Benutzer"),
+    "configuration layers": ("no configuration layers", "keine Konfigurationsebenen"),
 }
 
 
-def empty_message(what: str) -> str:
-    """What an empty list says, e.g. "no incidents" / "keine Vorfälle" (``what``: devices, incidents, schools,
-    agents, tokens, users)."""
+def empty_message(what: EmptyList) -> str:
+    """What an empty list says, e.g. "no incidents" / "keine Vorfälle"; every kind of list has its words."""
     english, german = _EMPTY[what]
     return german if ui_language() == "de" else english
 

@@ -18,7 +18,16 @@ from typing import Any
 import aiohttp
 import click
 
-from base.cli import clean_cell, cli_errors, common_options, empty_message, format_moment, format_table, load_toml
+from base.cli import (
+    EmptyList,
+    clean_cell,
+    cli_errors,
+    common_options,
+    empty_message,
+    format_moment,
+    format_table,
+    load_toml,
+)
 from base.config import parse_section
 from base.errors import ConfigError
 
@@ -98,7 +107,7 @@ def _target(
 _TIME_KEYS = frozenset({"opened_at", "resolved_at", "last_seen", "acknowledged_at"})
 
 
-def _rows(items: object, columns: Sequence[tuple[str, str]], what: str) -> str:
+def _rows(items: object, columns: Sequence[tuple[str, str]], what: EmptyList) -> str:
     """The same table the local command prints: times through format_moment, cells cleaned by format_table."""
     if not isinstance(items, list):
         items = []

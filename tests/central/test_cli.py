@@ -234,3 +234,23 @@ def test_api_token_for_a_carrier_without_schools_warns(tmp_path) -> None:
     fine = subprocess.run([central, "api-token", "create", "--name", "t2", "--carrier", "Kreis A", "--data-dir", data],
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert fine.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "empty"),
+    [
+        (["config", "history", "--school", "gs-nord"], "no configuration layers"),
+        (["config", "history", "--carrier", "Musterstadt"], "no configuration layers"),
+        (["agent", "list"], "no agents"),
+        (["user", "list"], "no users"),
+        (["api-token", "list"], "no tokens"),
+    ],
+)
+def test_every_list_on_a_fresh_install_says_it_is_empty(central, monkeypatch, args: list[str], empty: str) -> None:
+    """A new install has nothing to list yet: one plain line, exit 0 (config history crashed here once)."""
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.delenv("LANGUAGE", raising=False)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    code, out, err = central(*args)
+    assert (code, out.strip()) == (0, empty), err
