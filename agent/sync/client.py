@@ -453,6 +453,11 @@ class SyncClient:
                 log.info("school=%s config fetch failed: %s", self.school, reason)
                 return
             case Refused(status=status, error=error):
+                if status in (401, 403) and self._took_new_key():
+                    # `rotate-key` ran while this agent was running: central has retired the old key,
+                    # so ask again at once, signed with the new one, instead of waiting for a report.
+                    await self.fetch_config()
+                    return
                 log.warning("school=%s central refuses the config request (%d %s)", self.school, status, error)
                 return
         try:

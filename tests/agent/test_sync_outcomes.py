@@ -352,3 +352,26 @@ async def test_thinning_never_rewrites_what_is_on_the_wire(rig: Callable[..., Ri
     await r.client.cycle()
     assert len(transport.reports()) >= 3 and transport.changed_on_the_wire == []
     assert r.outbox.stats().depth == 0
+
+
+async def test_a_config_request_refused_after_rotate_key_is_signed_again_with_the_new_key(
+    rig: Callable[..., Rig],
+) -> None:
+    """`rotate-key` retired the running agent's key at central: the config fetch switches at once.
+
+    Before, only a refused report made the switch, so a quiet school fetched no configuration
+    (and no revocations) for up to a snapshot interval.
+    """
+    from protocol.httpsig import parse_request_signature
+
+    r = rig()
+    new_key = generate_private_key()
+    r.client._reload_key = lambda: (_identity(), new_key)
+    r.transport.config = Refused(401, "unknown_key")
+    await r.client.fetch_config()
+    signers = [parse_request_signature(h).keyid for h in r.transport.config_requests]
+    assert signers == [keyid(AGENT_KEY), keyid(new_key)]
+    assert keyid(r.client.key) == keyid(new_key)
+    # Refused again with the new key too: no loop, one request more at the next fetch only.
+    await r.client.fetch_config()
+    assert len(r.transport.config_requests) == 3
