@@ -446,40 +446,144 @@ class SqliteTransaction(IncidentSteps):
 
 
 class SqliteStore(TransactionalMethods):
-    """Central's database in one SQLite file."""
+    """Central's database in one SQLite file, with group commit.
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    Writes go through one connection, one ``transaction()`` at a time. Transactions that
+    arrive while a COMMIT is being made durable are gathered into the next group: each is its
+    own SAVEPOINT inside one ``BEGIN IMMEDIATE``, and the group is made durable by one COMMIT
+    (one fsync) that runs in a worker thread, so the event loop parses and verifies the next
+    reports meanwhile instead of waiting for the disk. A caller's ``transaction()`` returns
+    only once its group is durable, and raises when that group could not be committed
+    (StorageFullError on a full disk): nothing is acknowledged that is not on disk.
+
+    Reads outside a transaction use a second, read-only connection: WAL gives them the last
+    committed state, never a group's writes before its COMMIT.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, reader: sqlite3.Connection | None = None) -> None:
         self._conn = conn
+        self._reader = reader if reader is not None else conn
         self.path = path
+        # Held by a transaction's body and by the COMMIT: the writer connection has one user at a time.
         self._lock = asyncio.Lock()
+        self._group: asyncio.Future[None] | None = None  # the open group's COMMIT outcome
+        self._commit_pending = False
+        self._kept_in_group = 0  # units of the open group released, waiting for its COMMIT
+        self._committer: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> SqliteStore:
         """Open and migrate; DatabaseError with one line when that is impossible."""
-        return cls(open_migrated(path), path)
+        conn = open_migrated(path)
+        try:
+            reader = connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
+            reader.row_factory = sqlite3.Row
+            reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, reader)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
-        """One atomic unit: commit on leaving, roll back on an exception."""
+        """One atomic unit: kept on leaving once its group is durable, rolled back on an exception.
+
+        Raises StorageFullError when the disk is full (this unit's writes or its group's COMMIT).
+        """
         async with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self._group is None:
+                self._open_group()
+            group = self._group
+            assert group is not None
             try:
-                yield SqliteTransaction(self._conn)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                # SQLite may already have rolled back on SQLITE_FULL: roll back only what is open.
+                self._conn.execute("SAVEPOINT unit")
+                try:
+                    yield SqliteTransaction(self._conn)
+                    self._conn.execute("RELEASE unit")
+                    self._kept_in_group += 1
+                except BaseException as exc:
+                    self._undo_unit(exc)
+                    if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+                        raise StorageFullError(f"disk full writing {self.path}: write rolled back") from None
+                    raise
+            finally:
+                # Even after a failed unit: an open group holds the file's write lock until its COMMIT.
+                if self._group is not None and not self._commit_pending:
+                    self._commit_pending = True
+                    self._committer = asyncio.get_running_loop().create_task(self._commit_group())
+        # Shielded: a caller that goes away does not cancel the COMMIT the others wait for.
+        await asyncio.shield(group)
+
+    def _open_group(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._kept_in_group = 0
+        self._group = asyncio.get_running_loop().create_future()
+
+    def _undo_unit(self, exc: BaseException) -> None:
+        """Roll back one unit; when SQLite already rolled back the whole group (SQLITE_FULL), fail the group."""
+        if self._kept_in_group == 0 and self._conn.in_transaction:
+            # Nothing else in the group: end it now rather than hold the write lock until a COMMIT.
+            self._conn.execute("ROLLBACK")
+            group, self._group = self._group, None
+            if group is not None:
+                group.set_result(None)
+            return
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK TO unit")
+                self._conn.execute("RELEASE unit")
+                return
+            except sqlite3.Error as undo:
+                exc = undo
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if is_disk_full(exc):
-                    raise StorageFullError(f"disk full writing {self.path}: write rolled back") from None
-                raise
-            except BaseException:
+        self._fail_group(exc)
+
+    def _fail_group(self, exc: BaseException) -> None:
+        group, self._group = self._group, None
+        if group is not None and not group.done():
+            full = isinstance(exc, sqlite3.Error) and is_disk_full(exc)
+            group.set_exception(
+                StorageFullError(f"disk full writing {self.path}: write rolled back")
+                if full
+                else DatabaseError(f"database {self.path}: transaction rolled back: {exc}")
+            )
+            group.exception()  # retrieved here: a group whose callers all went away logs no warning
+
+    async def _commit_group(self) -> None:
+        async with self._lock:
+            self._commit_pending = False
+            group, self._group = self._group, None
+            if group is None:  # failed and rolled back already
+                return
+            # The fsync of a durable COMMIT takes milliseconds: off the event loop. Shielded and
+            # awaited to its end even when this task is cancelled (at shutdown): the thread runs on.
+            commit = asyncio.ensure_future(asyncio.to_thread(self._conn.execute, "COMMIT"))
+            cancelled = False
+            while not commit.done():
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError:
+                    cancelled = True
+                except Exception:  # noqa: S110 - read from the future below
+                    pass
+            error = commit.exception()
+            if error is None:
+                group.set_result(None)
+            else:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                raise
+                self._group = group
+                self._fail_group(error)
+            if cancelled:
+                raise asyncio.CancelledError
 
     async def close(self) -> None:
-        """Release the connection."""
+        """Wait for a pending COMMIT, then release the connections."""
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
+        if self._reader is not self._conn:
+            self._reader.close()
         self._conn.close()
 
     async def add_school(self, school_id: str, name: str, carrier: str, at: str) -> None:
@@ -495,14 +599,14 @@ class SqliteStore(TransactionalMethods):
 
     async def get_school(self, school_id: str) -> SchoolRow | None:
         """One school, or None."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT id, name, carrier, created_at FROM schools WHERE id=?", (school_id,)
         ).fetchone()
         return None if row is None else SchoolRow(*row)
 
     async def list_schools(self, carrier: str | None = None) -> list[SchoolRow]:
         """Schools, optionally of one carrier, by id."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT id, name, carrier, created_at FROM schools WHERE ? IS NULL OR carrier=? ORDER BY id",
             (carrier, carrier),
         )
@@ -510,11 +614,11 @@ class SqliteStore(TransactionalMethods):
 
     async def carrier_exists(self, carrier: str) -> bool:
         """Whether any school belongs to this carrier."""
-        return self._conn.execute("SELECT 1 FROM schools WHERE carrier=? LIMIT 1", (carrier,)).fetchone() is not None
+        return self._reader.execute("SELECT 1 FROM schools WHERE carrier=? LIMIT 1", (carrier,)).fetchone() is not None
 
     async def school_summaries(self, carrier: str | None = None, school_id: str | None = None) -> list[SchoolSummary]:
         """Per-school counts for the status list."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             """
             SELECT s.id, s.name, s.carrier, s.created_at,
               (SELECT count(*) FROM agents a WHERE a.school_id=s.id AND a.revoked_at IS NULL),
@@ -549,7 +653,7 @@ class SqliteStore(TransactionalMethods):
         ]
 
     def _last_revoked(self, school_id: str) -> Revocation | None:
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT agent_id, revoked_at, revoked_by FROM agents WHERE school_id=? AND revoked_at IS NOT NULL"
             " ORDER BY revoked_at DESC, agent_id LIMIT 1",
             (school_id,),
@@ -566,15 +670,15 @@ class SqliteStore(TransactionalMethods):
 
     async def agent_by_keyid(self, keyid: str) -> AgentRow | None:
         """The agent enrolled with this key (revoked ones too)."""
-        return agent_of(self._conn.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
+        return agent_of(self._reader.execute(_AGENT_BY_KEYID, (keyid,)).fetchone())
 
     async def get_agent(self, agent_id: str) -> AgentRow | None:
         """One agent, or None."""
-        return agent_of(self._conn.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
+        return agent_of(self._reader.execute(_AGENT_BY_ID, (agent_id,)).fetchone())
 
     async def list_agents(self, school_id: str | None = None) -> list[AgentRow]:
         """Agents, optionally of one school."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             _AGENTS_OF,
             (school_id, school_id),
         )
@@ -592,7 +696,7 @@ class SqliteStore(TransactionalMethods):
 
     async def agent_snapshot(self, agent_id: str) -> tuple[str | None, str | None]:
         """(snapshot JSON, its time) of one agent."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT snapshot_json, snapshot_at FROM agents WHERE agent_id=?", (agent_id,)
         ).fetchone()
         return (None, None) if row is None else (row[0], row[1])
@@ -607,19 +711,19 @@ class SqliteStore(TransactionalMethods):
 
     async def find_api_token(self, token_hash: str) -> ApiTokenRow | None:
         """A read-API token by its hash; None when unknown or revoked."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT name, carrier FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL", (token_hash,)
         ).fetchone()
         return None if row is None else ApiTokenRow(row[0], row[1])
 
     async def api_token_name_active(self, name: str) -> bool:
         """Whether an unrevoked read-API token has this name."""
-        row = self._conn.execute("SELECT 1 FROM api_tokens WHERE name=? AND revoked_at IS NULL", (name,)).fetchone()
+        row = self._reader.execute("SELECT 1 FROM api_tokens WHERE name=? AND revoked_at IS NULL", (name,)).fetchone()
         return row is not None
 
     async def list_api_tokens(self) -> list[ApiTokenInfo]:
         """Every read-API token, revoked ones too, oldest first."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT name, carrier, created_at, revoked_at, revoked_by FROM api_tokens ORDER BY created_at, name"
         )
         return [ApiTokenInfo(*r) for r in rows]
@@ -644,7 +748,7 @@ class SqliteStore(TransactionalMethods):
 
     async def list_issued_tokens(self, expired_before: str | None = None) -> list[IssuedToken]:
         """The issued-token log, newest first; with ``expired_before`` only tokens expiring after it."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT jti, technician, scope, issued_at, expires_at, issued_by, revoked_at, revoked_by"
             " FROM issued_tokens WHERE ? IS NULL OR expires_at > ? ORDER BY issued_at DESC, jti",
             (expired_before, expired_before),
@@ -663,7 +767,7 @@ class SqliteStore(TransactionalMethods):
 
     async def revoked_token_ids(self, now: str) -> list[str]:
         """The jtis of revoked technician tokens that have not expired yet."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT jti FROM issued_tokens WHERE revoked_at IS NOT NULL AND expires_at > ? ORDER BY jti", (now,)
         )
         return [str(r[0]) for r in rows]
@@ -683,7 +787,7 @@ class SqliteStore(TransactionalMethods):
         """The newest version of each of these scopes' layers (a scope never set is left out), in ``scopes`` order."""
         found: list[ConfigLayer] = []
         for scope in scopes:
-            row = self._conn.execute(
+            row = self._reader.execute(
                 f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE scope=? ORDER BY version DESC LIMIT 1",  # noqa: S608
                 (scope,),
             ).fetchone()
@@ -693,7 +797,7 @@ class SqliteStore(TransactionalMethods):
 
     async def config_history(self, scope: str | None, limit: int = 100) -> list[ConfigLayer]:
         """Versions of one scope's layer (None: of every scope), newest first."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             f"SELECT {_LAYER_COLUMNS} FROM config_layers WHERE ? IS NULL OR scope=?"  # noqa: S608
             " ORDER BY version DESC LIMIT ?",
             (scope, scope, limit),
@@ -722,7 +826,7 @@ class SqliteStore(TransactionalMethods):
             clauses.append("i.category=?")
             params.append(query.category)
         where = " AND ".join(clauses) or "1"
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             f"SELECT i.*, s.carrier AS carrier FROM incidents i JOIN schools s ON s.id=i.school_id"  # noqa: S608 - clauses are literals
             f" WHERE {where} ORDER BY i.updated_at DESC LIMIT ?",
             (*params, query.limit),
@@ -736,16 +840,16 @@ class SqliteStore(TransactionalMethods):
 
     async def list_devices(self, school_id: str) -> list[dict[str, Any]]:
         """The current devices of one school."""
-        rows = self._conn.execute("SELECT * FROM devices WHERE school_id=? ORDER BY class, device_id", (school_id,))
+        rows = self._reader.execute("SELECT * FROM devices WHERE school_id=? ORDER BY class, device_id", (school_id,))
         return [device_of(r) for r in rows]
 
     async def count_events(self, agent_id: str) -> int:
         """How many events of an agent are held."""
-        return int(self._conn.execute("SELECT count(*) FROM events WHERE agent_id=?", (agent_id,)).fetchone()[0])
+        return int(self._reader.execute("SELECT count(*) FROM events WHERE agent_id=?", (agent_id,)).fetchone()[0])
 
     async def get_events(self, agent_id: str) -> list[EventRow]:
         """Every held event of an agent, by seq."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT agent_id, seq, school_id, kind, at, digest, body FROM events WHERE agent_id=? ORDER BY seq",
             (agent_id,),
         )
@@ -767,12 +871,12 @@ class SqliteStore(TransactionalMethods):
 
     async def get_user(self, name: str) -> UserRow | None:
         """One user, or None."""
-        row = self._conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name=?", (name,)).fetchone()  # noqa: S608
+        row = self._reader.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name=?", (name,)).fetchone()  # noqa: S608
         return None if row is None else UserRow(*row)
 
     async def list_users(self) -> list[UserRow]:
         """Every user, by name."""
-        return [UserRow(*r) for r in self._conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608
+        return [UserRow(*r) for r in self._reader.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608
 
     async def remove_user(self, name: str) -> bool:
         """Delete a user and end its sessions; False when there is no such user."""
@@ -799,7 +903,7 @@ class SqliteStore(TransactionalMethods):
 
     async def get_session(self, id_hash: str, now: str) -> SessionRow | None:
         """The session with this id hash if it has not expired and its user still exists."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT u.name, u.role, u.carrier, u.password_hash, u.created_at, s.csrf, s.expires_at"
             " FROM sessions s JOIN users u ON u.name=s.user_name WHERE s.id_hash=? AND s.expires_at > ?",
             (id_hash, now),
@@ -814,7 +918,7 @@ class SqliteStore(TransactionalMethods):
 
     async def overview(self, carrier: str | None, today_since: str, usual_since: str) -> list[OverviewRow]:
         """Every school's overview row (optionally one carrier's); times are stored-format UTC."""
-        rows = self._conn.execute(_OVERVIEW, {"carrier": carrier, "today": today_since, "usual": usual_since})
+        rows = self._reader.execute(_OVERVIEW, {"carrier": carrier, "today": today_since, "usual": usual_since})
         return [
             OverviewRow(
                 summary=SchoolSummary(SchoolRow(r[0], r[1], r[2], r[3]), r[4], r[5], r[6], r[7], r[8], r[9]),
@@ -830,7 +934,7 @@ class SqliteStore(TransactionalMethods):
 
     async def get_incident(self, school_id: str, origin: str, agent_id: str, incident_id: str) -> dict[str, Any] | None:
         """One incident row (with its school's ``carrier``), or None."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT i.*, s.carrier AS carrier FROM incidents i JOIN schools s ON s.id=i.school_id"
             " WHERE i.school_id=? AND i.origin=? AND i.agent_id=? AND i.incident_id=?",
             (school_id, origin, agent_id, incident_id),
@@ -843,7 +947,7 @@ class SqliteStore(TransactionalMethods):
 
     async def incident_log(self, school_id: str) -> list[dict[str, Any]]:
         """Every recorded step of a school's incidents, oldest first."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT school_id, origin, agent_id, incident_id, at, action, by, text, source, severity, title"
             " FROM incident_log WHERE school_id=? ORDER BY at, rowid",
             (school_id,),
@@ -852,7 +956,7 @@ class SqliteStore(TransactionalMethods):
 
     async def samples(self, school_id: str, since: str) -> list[Sample]:
         """A school's time-series points since ``since``, by series and time."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT series, at, value, flag FROM samples WHERE school_id=? AND at >= ? ORDER BY series, at",
             (school_id, since),
         )
@@ -860,7 +964,7 @@ class SqliteStore(TransactionalMethods):
 
     async def staff_steps(self, school_id: str, agent_id: str, since: str, limit: int = 200) -> list[dict[str, Any]]:
         """Central staff's acks and notes on one agent's incidents that are open or resolved at/after ``since``."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             "SELECT l.incident_id, l.action, l.by, l.text, l.at FROM incident_log l JOIN incidents i"
             " ON i.school_id=l.school_id AND i.origin=l.origin AND i.agent_id=l.agent_id"
             " AND i.incident_id=l.incident_id"
@@ -920,14 +1024,14 @@ class SqliteStore(TransactionalMethods):
 
     async def alert_thread_ref(self, channel: str, thread: str) -> str | None:
         """The channel's reference for the thread's first message (a Zammad ticket id), or None."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT external_ref FROM alert_threads WHERE channel=? AND thread=?", (channel, thread)
         ).fetchone()
         return None if row is None else row[0]
 
     async def list_alert_deliveries(self, status: str | None, limit: int = 200) -> list[AlertDelivery]:
         """Messages of one status (None: every status), newest first."""
-        rows = self._conn.execute(
+        rows = self._reader.execute(
             f"SELECT {_DELIVERY_COLS} FROM alert_deliveries WHERE ? IS NULL OR status=?"  # noqa: S608
             " ORDER BY id DESC LIMIT ?",
             (status, status, limit),
@@ -954,7 +1058,7 @@ class SqliteStore(TransactionalMethods):
 
     async def count_failures(self, scope: str, source: str, since: str) -> int:
         """Failed attempts of one source in one scope at or after ``since``."""
-        row = self._conn.execute(
+        row = self._reader.execute(
             "SELECT count(*) FROM failures WHERE scope=? AND source=? AND at>=?", (scope, source, since)
         ).fetchone()
         return int(row[0])
