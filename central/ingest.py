@@ -33,7 +33,7 @@ from protocol.errors import (
     TooLargeError,
     UnknownKeyError,
 )
-from protocol.keys import load_public_key
+from protocol.keys import stored_public_key
 from protocol.schema import (
     BUNDLE_TYPE,
     MAX_EVENTS,
@@ -149,12 +149,12 @@ class Ingestor:
         return agent, verified
 
     def _public_key(self, raw: bytes) -> Ed25519PublicKey:
-        """The loaded key: its small-order check (pure Python) runs once per key, not per batch."""
+        """The loaded key, kept: a batch reuses its agent's key object instead of building it again."""
         key = self._keys.get(raw)
         if key is None:
             if len(self._keys) >= _KEYS_CACHED:
                 self._keys.clear()
-            key = self._keys[raw] = load_public_key(raw)
+            key = self._keys[raw] = stored_public_key(raw)
         return key
 
     async def ingest(self, body: bytes, *, expected_agent: str | None = None) -> IngestResult:

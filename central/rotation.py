@@ -20,7 +20,7 @@ from central.storage.interface import Storage
 from central.timestamps import iso
 from protocol.envelope import verify
 from protocol.errors import IdentityError, RevokedKeyError, UnknownKeyError
-from protocol.keys import load_public_key, public_key_raw
+from protocol.keys import public_key_raw, stored_public_key
 from protocol.rotation import ROTATION_TYPE, parse_rotation
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ async def rotate_key(store: Storage, agent_id: str, body: bytes, now: datetime) 
         if agent.revoked:
             raise RevokedKeyError(f"agent {agent_id} is revoked: enroll again")
         retired = {kid: (raw, successor) for kid, raw, successor in await tx.retired_keys(agent_id)}
-        keys = {agent.keyid: load_public_key(agent.public_key)}
-        keys.update({kid: load_public_key(raw) for kid, (raw, _successor) in retired.items()})
+        keys = {agent.keyid: stored_public_key(agent.public_key)}
+        keys.update({kid: stored_public_key(raw) for kid, (raw, _successor) in retired.items()})
         verified = verify(body, keys, [ROTATION_TYPE], max_bytes=MAX_ROTATION_BODY)
         rotation = parse_rotation(verified.payload, verified.keyid)
         if (rotation.agent_id, rotation.school_id) != (agent.agent_id, agent.school_id):

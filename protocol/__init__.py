@@ -57,6 +57,7 @@ from .keys import (
     public_key_b64,
     public_key_raw,
     split_enroll_code,
+    stored_public_key,
 )
 from .schema import (
     BUNDLE_TYPE,
@@ -166,6 +167,7 @@ __all__ = [
     "keyid",
     "load_public_key",
     "load_public_key_b64",
+    "stored_public_key",
     "loads_strict",
     "make_event",
     "pae",

@@ -28,6 +28,7 @@ __all__ = [
     "keyid",
     "load_public_key",
     "load_public_key_b64",
+    "stored_public_key",
     "private_key_from_pem",
     "private_key_to_pem",
     "public_key_b64",
@@ -192,6 +193,18 @@ def load_public_key(raw: bytes) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:  # pragma: no cover - cryptography accepts every canonical point
         raise WeakKeyError(f"public key refused: {exc}") from None
+
+
+def stored_public_key(raw: bytes) -> Ed25519PublicKey:
+    """A public key read back from our own storage, where only keys ``load_public_key`` accepted are written.
+
+    The small-order check is not run again: it is pure Python (about a millisecond), and a
+    central verifying thousands of agents' reports and signed requests a minute would spend a
+    core's tenth on repeating it. WeakKeyError when ``raw`` is not 32 bytes.
+    """
+    if len(raw) != 32:
+        raise WeakKeyError(f"public key must be 32 bytes, got {len(raw)}", reason="bad_key_length")
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def load_public_key_b64(text: str) -> Ed25519PublicKey:

@@ -60,7 +60,9 @@ from central.storage.postgres_migrations import run_migrations
 from central.storage.rows import (
     AGENT_FIELDS,
     DELIVERY_FIELDS,
+    DEVICE_KEY,
     DEVICE_MARK_FIELDS,
+    INCIDENT_KEY,
     LAYER_FIELDS,
     THREAD_FIELDS,
     agent_of,
@@ -73,6 +75,7 @@ from central.storage.rows import (
     layer_of,
     step_values,
     thread_of,
+    upsert,
 )
 from central.storage.shared import IncidentSteps, TransactionalMethods
 from central.timestamps import from_iso, iso
@@ -98,15 +101,11 @@ _AGENTS_OF = (
 
 
 def _upsert(table: str, fields: Sequence[str], key: Sequence[str]) -> str:
-    """INSERT … ON CONFLICT (key) DO UPDATE of every other field: SQLite's INSERT OR REPLACE."""
-    cols = ", ".join(fields)
-    marks = ", ".join(["%s"] * len(fields))
-    updates = ", ".join(f"{name}=EXCLUDED.{name}" for name in fields if name not in key)
-    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"  # noqa: S608 - literal names
+    return upsert(table, fields, key, "%s")
 
 
-_PUT_INCIDENT = _upsert("incidents", INCIDENT_FIELDS, ("school_id", "origin", "agent_id", "incident_id"))
-_PUT_DEVICE = _upsert("devices", DEVICE_FIELDS, ("school_id", "agent_id", "device_id"))
+_PUT_INCIDENT = _upsert("incidents", INCIDENT_FIELDS, INCIDENT_KEY)
+_PUT_DEVICE = _upsert("devices", DEVICE_FIELDS, DEVICE_KEY)
 _PUT_THREAD = _upsert("alert_threads", THREAD_FIELDS, ("channel", "thread"))
 _PUT_SAMPLE = _upsert(
     "samples", ("school_id", "series", "at", "agent_id", "value", "flag"), ("school_id", "series", "at", "agent_id")

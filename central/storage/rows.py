@@ -8,7 +8,7 @@ are stored as compact UTF-8 JSON text.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from central.storage.interface import (
@@ -26,6 +26,23 @@ DELIVERY_FIELDS = tuple(AlertDelivery.__dataclass_fields__)
 AGENT_FIELDS = tuple(AgentRow.__dataclass_fields__)
 LAYER_FIELDS = tuple(ConfigLayer.__dataclass_fields__)
 DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what folding a batch reads
+
+INCIDENT_KEY = ("school_id", "origin", "agent_id", "incident_id")
+DEVICE_KEY = ("school_id", "agent_id", "device_id")
+
+
+def upsert(table: str, fields: Sequence[str], key: Sequence[str], mark: str) -> str:
+    """INSERT … ON CONFLICT (key) DO UPDATE of every other field, with ``mark`` as the placeholder.
+
+    Both backends speak this form (SQLite since 3.24). Unlike SQLite's INSERT OR REPLACE, which
+    deletes the row and inserts it again with every index entry, it updates the row in place and
+    touches only the indexes of changed columns.
+    """
+    cols = ", ".join(fields)
+    marks = ", ".join([mark] * len(fields))
+    updates = ", ".join(f"{name}=excluded.{name}" for name in fields if name not in key)
+    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"  # noqa: S608 - literal names
+
 
 # Built once: json.dumps() with options builds a new encoder on every call (a row per device).
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)

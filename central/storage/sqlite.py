@@ -45,7 +45,9 @@ from central.storage.interface import (
 from central.storage.migrations import run_migrations
 from central.storage.rows import (
     DELIVERY_FIELDS,
+    DEVICE_KEY,
     DEVICE_MARK_FIELDS,
+    INCIDENT_KEY,
     THREAD_FIELDS,
     agent_of,
     delivery_of,
@@ -57,6 +59,7 @@ from central.storage.rows import (
     layer_of,
     step_values,
     thread_of,
+    upsert,
 )
 from central.storage.shared import IncidentSteps, TransactionalMethods
 from central.timestamps import from_iso, iso
@@ -75,11 +78,9 @@ _LAYER_COLUMNS = "version, scope, toml, settings, created_at, created_by"
 _AGENT_BY_ID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id=?"  # noqa: S608
 _AGENT_BY_KEYID = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE keyid=?"  # noqa: S608
 _AGENTS_OF = f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ? IS NULL OR school_id=? ORDER BY school_id, agent_id"  # noqa: S608
-_INCIDENT_COLS, _INCIDENT_QS = ", ".join(INCIDENT_FIELDS), ", ".join("?" * len(INCIDENT_FIELDS))
-_DEVICE_COLS, _DEVICE_QS = ", ".join(DEVICE_FIELDS), ", ".join("?" * len(DEVICE_FIELDS))
-_PUT_INCIDENT = f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLS}) VALUES ({_INCIDENT_QS})"  # noqa: S608
+_PUT_INCIDENT = upsert("incidents", INCIDENT_FIELDS, INCIDENT_KEY, "?")
 _DEVICE_MARK_COLS = ", ".join(DEVICE_MARK_FIELDS)
-_PUT_DEVICE = f"INSERT OR REPLACE INTO devices ({_DEVICE_COLS}) VALUES ({_DEVICE_QS})"  # noqa: S608
+_PUT_DEVICE = upsert("devices", DEVICE_FIELDS, DEVICE_KEY, "?")
 
 
 _DELIVERY_COLS = ", ".join(DELIVERY_FIELDS)

@@ -13,7 +13,7 @@ from central.web.body import check_encoding, decode_content, read_capped
 from protocol.encoding import dumps
 from protocol.errors import IdentityError, RevokedKeyError, UnknownKeyError
 from protocol.httpsig import parse_request_signature, verify_request
-from protocol.keys import load_public_key
+from protocol.keys import stored_public_key
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -68,7 +68,7 @@ async def agent_config(request: web.Request) -> web.Response:
     if agent.revoked:
         raise RevokedKeyError(f"agent {agent_id} is revoked: enroll again")
     now = app[CLOCK].now()
-    verify_request(request.method, request.rel_url.raw_path, signed, load_public_key(agent.public_key),
+    verify_request(request.method, request.rel_url.raw_path, signed, stored_public_key(agent.public_key),
                    now.timestamp())  # fmt: skip
     school = await app[STORE].get_school(agent.school_id)
     if school is None:  # the agents table references schools: only a hand-edited database gets here

@@ -23,6 +23,7 @@ from protocol.keys import (
     private_key_to_pem,
     public_key_b64,
     public_key_raw,
+    stored_public_key,
 )
 
 P = 2**255 - 19
@@ -118,10 +119,17 @@ def test_random_keys_are_not_flagged() -> None:
 
 
 @pytest.mark.parametrize("raw", [b"", bytes(31), bytes(33)])
-def test_wrong_length_is_refused(raw: bytes) -> None:
+@pytest.mark.parametrize("load", [load_public_key, stored_public_key])
+def test_wrong_length_is_refused(raw: bytes, load: Any) -> None:
     with pytest.raises(errors.WeakKeyError) as info:
-        load_public_key(raw)
+        load(raw)
     assert info.value.reason == "bad_key_length"
+
+
+def test_a_stored_key_reads_back_as_the_key_that_was_stored() -> None:
+    for _ in range(20):
+        raw = public_key_raw(generate_private_key())
+        assert public_key_raw(stored_public_key(raw)) == public_key_raw(load_public_key(raw)) == raw
 
 
 def test_not_a_curve_point_is_refused() -> None:
