@@ -2,6 +2,11 @@
 
 Nothing here imports the project: the programs are driven as subprocesses, the wire format
 is built from the text of docs/protocol.md (DSSE PAE, Ed25519 via pyca/cryptography), and HTTP is urllib.
+
+Every central the suite starts runs once per backend (``BACKENDS``): on a SQLite file in its data
+dir, and on a fresh PostgreSQL database of its own, named by the central's config file so that
+``serve`` and every other command of that central use it. Without a PostgreSQL server the
+PostgreSQL cases skip, or fail under ``SCHULWART_REQUIRE_POSTGRES=1`` (tests/pg.py).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import http.client as httpclient
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,9 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.pg import admin, database_url, unavailable
 
 BIN = Path(sys.executable).parent
 CENTRAL = str(BIN / "schulwart-central")
@@ -39,6 +48,8 @@ AGENT = str(BIN / "schulwart-agent")
 REPORT_TYPE = "application/vnd.schulwart.report+json;v=1"
 STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
 LISTEN_RE = re.compile(r"listening on (https?://[^\s)]+)")
+# Every central the suite starts runs once per backend.
+BACKENDS = ("sqlite", "postgresql")
 
 
 # ---------------------------------------------------------------- subprocesses
@@ -268,9 +279,92 @@ class Enrolled:
         return self.post_raw(json.dumps(p).encode(), STATE_TYPE)
 
 
+# ---------------------------------------------------------------- databases
+
+
+class PgDatabases:
+    """Databases on the test PostgreSQL server, one per central the session starts; all dropped at its end.
+
+    A database per central rather than a schema: it is what an operator configures (a plain URL),
+    and CREATE DATABASE costs a few tens of milliseconds here.
+    """
+
+    def __init__(self) -> None:
+        self.prefix = f"schulwart_contract_{os.getpid()}_{secrets.token_hex(3)}"
+        self.names: list[str] = []
+        self.error: str | None = None
+
+    def create(self) -> str:
+        """The URL of a new empty database; skips (or fails under CI) when the server cannot make one."""
+        if self.error is None:
+            name = f"{self.prefix}_{len(self.names)}"
+            try:
+                with admin() as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+            except psycopg.Error as exc:
+                # Remembered: with no server, every later case is refused at once, not after a timeout.
+                self.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            else:
+                self.names.append(name)
+                return database_url(name)
+        unavailable(self.error)
+        raise AssertionError("unreachable: unavailable() skips or fails")
+
+    def close(self) -> None:
+        if not self.names:
+            return
+        try:
+            with admin() as conn:
+                for name in self.names:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error:
+            pass  # a server gone at the end of the session leaves nothing of ours to clean
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where one central keeps its state: ``url`` None is the default SQLite file in its data dir."""
+
+    backend: str
+    url: str | None = None
+
+    def toml(self, central: str = "") -> str:
+        """A central config file: the [central] section naming this database, then ``central`` (more keys)."""
+        db = f"db = {json.dumps(self.url)}\n" if self.url else ""
+        return f"[central]\n{db}{central}"
+
+    def write_config(self, path: Path, central: str = "") -> Path:
+        path.write_text(self.toml(central))
+        return path
+
+
+def new_database(backend: str, pg: PgDatabases) -> Database:
+    return Database(backend, pg.create() if backend == "postgresql" else None)
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    dbs = PgDatabases()
+    try:
+        yield dbs
+    finally:
+        dbs.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def central_db(request: pytest.FixtureRequest, pg_databases: PgDatabases) -> Database:
+    """A fresh database for a central of the test's own, once per backend."""
+    return new_database(request.param, pg_databases)
+
+
+# ---------------------------------------------------------------- central
+
+
 @dataclass
 class Central:
     data_dir: Path
+    config: Path
+    database: Database
     server: Server | None = None
     read_token: str = ""
 
@@ -279,12 +373,19 @@ class Central:
         assert self.server is not None
         return self.server.url
 
+    @property
+    def backend(self) -> str:
+        return self.database.backend
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return central(*args, "--data-dir", str(self.data_dir))
+        return central(*args, "--data-dir", str(self.data_dir), "--config", str(self.config))
 
     def start(self) -> None:
-        self.server = Server([CENTRAL, "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
-                              "--port", "0"])
+        self.server = Server([CENTRAL, "serve", "--data-dir", str(self.data_dir), "--config", str(self.config),
+                              "--host", "127.0.0.1", "--port", "0"])
+        if self.database.url:  # a central that ignored its config would pass every test on SQLite
+            dbname = urllib.parse.urlsplit(self.database.url).path.lstrip("/")
+            assert f"/{dbname})" in self.server.text(), self.server.text()
 
     def stop(self) -> None:
         if self.server:
@@ -322,17 +423,20 @@ class Central:
         return rows[0]
 
 
-def start_central(data_dir: Path) -> Central:
-    c = Central(data_dir)
+def start_central(data_dir: Path, database: Database, central_toml: str = "") -> Central:
+    """A central serving on ``database``; ``central_toml`` adds keys to its config's [central] section."""
+    config = database.write_config(data_dir.with_name(f"{data_dir.name}.toml"), central_toml)
+    c = Central(data_dir, config, database)
     c.start()  # serve creates the data dir; the other commands refuse one without a database
     c.read_token = only_line(c.cli("api-token", "create", "--name", "contract-suite"))
     return c
 
 
-@pytest.fixture(scope="session")
-def central_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
-    """One central for the whole session; tests make their own schools so they do not interfere."""
-    c = start_central(tmp_path_factory.mktemp("central"))
+@pytest.fixture(scope="session", params=BACKENDS)
+def central_srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                pg_databases: PgDatabases) -> Iterator[Central]:
+    """One central per backend for the whole session; tests make their own schools so they do not interfere."""
+    c = start_central(tmp_path_factory.mktemp("central"), new_database(request.param, pg_databases))
     try:
         yield c
     finally:

@@ -6,11 +6,11 @@ import json
 import re
 from pathlib import Path
 
-from .conftest import enroll_agent, start_central, wait_for
+from .conftest import Database, enroll_agent, start_central, wait_for
 
 
-def test_export_then_import_twice_delivers_once(tmp_path: Path) -> None:
-    c = start_central(tmp_path / "central")
+def test_export_then_import_twice_delivers_once(tmp_path: Path, central_db: Database) -> None:
+    c = start_central(tmp_path / "central", central_db)
     try:
         sid = c.add_school(carrier="Kreis-Offline")
         a = enroll_agent(c, sid, tmp_path / "agent")

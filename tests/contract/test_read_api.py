@@ -15,17 +15,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .conftest import (
-    CENTRAL,
     Central,
+    Database,
     Enrolled,
-    Server,
     assert_error,
-    central,
     event,
     http,
     incident_data,
     only_line,
     pae,
+    start_central,
 )
 
 STATUSES = {"ok", "degraded", "broken", "silent", "new"}
@@ -202,13 +201,8 @@ def test_agent_config_is_signed_with_the_config_key(central_srv: Central, enroll
     assert json.loads(body)["agent_id"] == enrolled.agent_id
 
 
-def test_silent_school(tmp_path: Path) -> None:
-    cfg = tmp_path / "central.toml"
-    cfg.write_text('[central]\nsilent_window = "1s"\nsilent_check_interval = "1s"\n')
-    c = Central(tmp_path / "c")
-    c.server = Server([CENTRAL, "serve", "--data-dir", str(c.data_dir), "--config", str(cfg), "--port", "0"])
-    c.read_token = only_line(central("api-token", "create", "--name", "t", "--data-dir", str(c.data_dir),
-                                     "--config", str(cfg)))
+def test_silent_school(tmp_path: Path, central_db: Database) -> None:
+    c = start_central(tmp_path / "c", central_db, 'silent_window = "1s"\nsilent_check_interval = "1s"\n')
     try:
         sid = c.add_school()
         a = c.enroll(sid)
