@@ -6,7 +6,8 @@ is built from the text of docs/protocol.md (DSSE PAE, Ed25519 via pyca/cryptogra
 Every central the suite starts runs once per backend (``BACKENDS``): on a SQLite file in its data
 dir, and on a fresh PostgreSQL database of its own, named by the central's config file so that
 ``serve`` and every other command of that central use it. Without a PostgreSQL server the
-PostgreSQL cases skip, or fail under ``SCHULWART_REQUIRE_POSTGRES=1`` (tests/pg.py).
+PostgreSQL cases skip, or fail under ``SCHULWART_REQUIRE_POSTGRES=1`` (tests/pg.py). The
+PostgreSQL cases are marked slow: ``pytest -m slow tests/contract`` runs them.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ AGENT = str(BIN / "schulwart-agent")
 REPORT_TYPE = "application/vnd.schulwart.report+json;v=1"
 STATE_TYPE = "application/vnd.schulwart.state+json;v=1"
 LISTEN_RE = re.compile(r"listening on (https?://[^\s)]+)")
-# Every central the suite starts runs once per backend.
-BACKENDS = ("sqlite", "postgresql")
+# Every central the suite starts runs once per backend. The PostgreSQL half runs with the slow
+# tests (`pytest -m slow`, which .ci/run also runs): it doubles the suite's ~90 s, and the
+# default run stays under ten minutes.
+BACKENDS = ("sqlite", pytest.param("postgresql", marks=pytest.mark.slow))
 
 
 # ---------------------------------------------------------------- subprocesses
