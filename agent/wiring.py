@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import AgentConfig, Layered, layer_config, parse_listen
-from agent.identity import Identity, agent_version, load_agent_key, load_identity, read_admin_token
+from agent.identity import NEXT_KEY_FILE, Identity, agent_version, load_agent_key, load_identity, read_admin_token
 from agent.incidents.engine import IncidentEngine
 from agent.live import LiveState
 from agent.monitors.host import HostMonitor
@@ -159,6 +159,7 @@ def _assemble(
             configure=None if local_doc is None else lambda sections: configure(local_doc, sections),
             config_report=report,
             reload_key=lambda: _fresh_key(store, data_dir),
+            rotation_pending=(data_dir / NEXT_KEY_FILE).exists,
         )
 
     def clock_offset() -> float | None:

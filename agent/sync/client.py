@@ -53,6 +53,11 @@ REVOKED_KEY = "agent-revoked"
 FORK_KEY = "agent-history-fork"
 REFUSED_KEY = "agent-sync-refused"
 # The title codes of the sync incidents (protocol.messages), so readers show them in their language.
+# While `rotate-key` is under way (its next key file exists), central may already hold the new key
+# before the command has switched the files: a refused key is then asked again this often, for at
+# most this long, before it counts as revoked (and waits revoked_retry).
+_ROTATION_RECHECK_S = 1.0
+_ROTATION_GRACE_S = 60.0
 _TITLE_CODES = {REVOKED_KEY: "agent.revoked", FORK_KEY: "agent.history_fork", REFUSED_KEY: "agent.sync_refused"}
 
 
@@ -190,6 +195,7 @@ class SyncClient:
         configure: Callable[[Mapping[str, Any]], Reconfiguration] | None = None,
         config_report: ConfigReport | None = None,
         reload_key: Callable[[], tuple[Identity, Ed25519PrivateKey] | None] | None = None,
+        rotation_pending: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -208,6 +214,8 @@ class SyncClient:
         self._last_config: float | None = None
         self._configure = configure
         self._reload_key = reload_key
+        self._rotation_pending = rotation_pending
+        self._rotation_seen: float | None = None  # loop time a refusal first met a rotation under way
         self.config_report = config_report
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
         self.batch_events = settings.max_batch_events
@@ -224,6 +232,21 @@ class SyncClient:
         log.warning("school=%s central refused the old key; signing with the rotated key %s… from now on",
                     self.school, keyid(self.key)[:16])  # fmt: skip
         return True
+
+    def _rotation_under_way(self) -> bool:
+        """Whether a refused key may be a rotation central finished before `rotate-key` switched the files.
+
+        True for at most ``_ROTATION_GRACE_S`` from the first such refusal; a command that died
+        after central's answer leaves its next key behind, and the agent must not wait on it forever.
+        """
+        if not self._rotation_pending():
+            self._rotation_seen = None
+            return False
+        now = asyncio.get_running_loop().time()
+        if self._rotation_seen is None:
+            self._rotation_seen = now
+            log.info("school=%s central refused the key while rotate-key is under way; asking again", self.school)
+        return now - self._rotation_seen < _ROTATION_GRACE_S
 
     def _central_settings(self) -> Mapping[str, Any]:
         stored = self.store.get_setting("central_config") or {}
@@ -245,9 +268,13 @@ class SyncClient:
                     await self.cycle_with_retries()
                 except RevokedError as exc:
                     if self._took_new_key():
+                        self._rotation_seen = None
                         continue  # `rotate-key` ran meanwhile: go again at once, signing with the new key
-                    self._refused(REVOKED_KEY, "Agent revoked / key rejected by central", str(exc))
-                    wait = self.settings.revoked_retry
+                    if self._rotation_under_way():
+                        wait = _ROTATION_RECHECK_S
+                    else:
+                        self._refused(REVOKED_KEY, "Agent revoked / key rejected by central", str(exc))
+                        wait = self.settings.revoked_retry
                 except StoreError as exc:  # e.g. a full disk while recording an ack: try again later
                     log.error("school=%s sync cannot use the store: %s", self.school, exc.message)
                     wait = self.settings.backoff_max

@@ -375,3 +375,32 @@ async def test_a_config_request_refused_after_rotate_key_is_signed_again_with_th
     # Refused again with the new key too: no loop, one request more at the next fetch only.
     await r.client.fetch_config()
     assert len(r.transport.config_requests) == 3
+
+
+@pytest.mark.parametrize("rotating", [True, False])
+async def test_a_key_refused_while_rotate_key_is_under_way_is_asked_again_soon(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch, rotating: bool
+) -> None:
+    """Central finished a rotation before `rotate-key` switched the files (its next key file is there).
+
+    The running agent's next report, signed with the old key, is refused as unknown. That is not
+    a revocation: it used to open the revoked incident and wait an hour (revoked_retry) before
+    trying the rotated key. Without a rotation under way, a refused key still counts as revoked.
+    """
+    import agent.sync.client as client_module
+
+    monkeypatch.setattr(client_module, "_ROTATION_RECHECK_S", 0.01)
+    r = rig(Refused(401, "unknown_key"), Refused(401, "unknown_key"), report_interval=0.01, revoked_retry=3600)
+    r.client._rotation_pending = lambda: rotating
+    _fill(r.outbox, 3)
+    task = asyncio.create_task(r.client.run())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if r.outbox.stats().depth == 0 or r.alerts():
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if rotating:
+        assert r.outbox.stats().depth == 0 and r.alerts() == set()
+    else:
+        assert r.alerts() == {REVOKED_KEY} and r.outbox.stats().depth == 3
