@@ -238,8 +238,9 @@ class GuardedTCPSite(web.TCPSite):
         guard: ConnectionGuard,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool | None = None,
     ) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context)
+        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
         self.guard = guard
 
     async def start(self) -> None:

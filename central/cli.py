@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import logging
@@ -40,7 +41,7 @@ from base.cli import (
     version_option,
 )
 from base.clock import SystemClock
-from base.errors import ConfigError
+from base.errors import ConfigError, SchulwartError
 from central.agent_config import (
     MAX_LAYER_BYTES,
     check_layer,
@@ -61,6 +62,7 @@ from central.storage.interface import AlertDelivery, IssuedToken, Storage
 from central.timestamps import iso
 from central.users import check_password, hash_password, parse_role
 from central.web.app import create_app, start
+from central.workers import WorkerRole, parse_workers, reserve_port, supervise
 from protocol.keys import keyid
 from protocol.tokens import MAX_LIFETIME, issue_technician_token, validate_scope
 
@@ -140,25 +142,85 @@ def cli() -> None:
     default=None,
     help="SQLite path, sqlite:///path or postgresql://user@host/dbname (default: central.sqlite3 in the data dir).",
 )
+@click.option(
+    "--workers",
+    "workers_text",
+    default="1",
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT): a number or 'auto' (one per core). PostgreSQL only.",
+)
 @cli_errors
-def serve(data_dir: Path | None, config_path: Path | None, host: str | None, port: int | None, db: str | None) -> None:
+def serve(
+    data_dir: Path | None,
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    db: str | None,
+    workers_text: str,
+) -> None:
     """Run central until SIGINT/SIGTERM.
 
     Example: schulwart-central serve --data-dir /var/lib/schulwart --port 8400
     """
+    try:
+        workers = parse_workers(workers_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     config = _config(data_dir, config_path, host=host, port=port, db=db)
+    if workers > 1 and config.db_path is not None:
+        # Group commit batches one process's writers; several processes on one SQLite file
+        # would queue on its single write lock instead, and fsync once each.
+        raise click.ClickException(
+            f"--workers {workers} needs PostgreSQL: a SQLite database takes one process (use --workers 1)"
+        )
     setup_logging(config.log_level)
     create_data_dir(config.data_dir)
-    asyncio.run(_serve(config))
+    if workers == 1:
+        asyncio.run(_serve(config))
+        return
+    _serve_workers(config, workers)
 
 
-async def _serve(config: CentralConfig) -> None:
+def _serve_workers(config: CentralConfig, workers: int) -> None:
+    """The parent of ``serve --workers N`` (see central.workers): reserve the port, fork, watch."""
+    load_keystore(config.data_dir)  # a missing or unreadable key stops serve here, once, with one line
+    reserved, port = reserve_port(config.host, config.port)
+    shown = f"[{config.host}]" if ":" in config.host else config.host
+    config = dataclasses.replace(config, port=port)
+
+    def run_worker(role: WorkerRole, ready: Callable[[], None]) -> int:
+        try:
+            asyncio.run(_serve(config, role, ready))
+        except (SchulwartError, OSError) as exc:
+            message = exc.message if isinstance(exc, SchulwartError) else str(exc)
+            click.echo(f"schulwart-central: error: worker {role.index}: {message}", err=True)
+            return 2
+        return 0
+
+    def all_ready() -> None:
+        log.info("central listening on http://%s:%d (database %s, %d workers, pid %d)",
+                 shown, port, describe_database(config), workers, os.getpid())  # fmt: skip
+
+    try:
+        code = supervise(workers, run_worker, on_all_ready=all_ready, keep_fds=[reserved.fileno()])
+    finally:
+        reserved.close()
+    log.info("central stopped")
+    if code:
+        raise SystemExit(code)
+
+
+async def _serve(
+    config: CentralConfig, role: WorkerRole | None = None, ready: Callable[[], None] | None = None
+) -> None:
+    """One process of a node: the app, plus the node's duties when ``role`` says so (worker 0, or alone)."""
+    role = role or WorkerRole()
     keys = load_keystore(config.data_dir)
     store = await open_store(config)
     try:
         async with contextlib.AsyncExitStack() as stack:
             alerts = None
-            if config.alerts.rule:
+            if config.alerts.rule and role.runs_node_duties:
                 # Secrets and the holidays file are read now: a bad one stops serve with one line.
                 alerts = await stack.enter_async_context(
                     open_alerts(store, config.alerts, SystemClock(), config_dir=_config_dir(config))
@@ -167,8 +229,13 @@ async def _serve(config: CentralConfig) -> None:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            runner, url = await start(create_app(config, store, keys, alerts=alerts), config.host, config.port)
-            log.info("central listening on %s (database %s)", url, describe_database(config))
+            app = create_app(config, store, keys, alerts=alerts, silence_monitor=role.runs_node_duties)
+            runner, url = await start(app, config.host, config.port, reuse_port=role.count > 1)
+            if ready is None:
+                log.info("central listening on %s (database %s)", url, describe_database(config))
+            else:
+                log.info("central worker %d of %d ready (pid %d)", role.index, role.count, os.getpid())
+                ready()
             await stop.wait()
             log.info("central stopping")
             await runner.cleanup()

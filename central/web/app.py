@@ -190,15 +190,21 @@ def make_runner(app: web.Application) -> web.AppRunner:
     return web.AppRunner(app, auto_decompress=False, access_log=None)
 
 
-async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    """Listen on host:port (0: any free port); returns the runner and the real URL."""
+async def start(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, str]:
+    """Listen on host:port (0: any free port); returns the runner and the real URL.
+
+    ``reuse_port`` sets SO_REUSEPORT, so the workers of ``serve --workers N`` share the port (the
+    kernel spreads new connections over them).
+    """
     if GUARD not in app:  # an app not made by create_app gets the same limits
         app[GUARD] = ConnectionGuard(CENTRAL_LIMITS, name="central")
         app.middlewares.append(app[GUARD].middleware)
     runner = make_runner(app)
     await runner.setup()
     install_loop_error_handler(asyncio.get_running_loop())
-    site = GuardedTCPSite(runner, host, port, app[GUARD])
+    site = GuardedTCPSite(runner, host, port, app[GUARD], reuse_port=reuse_port or None)
     await site.start()
     address = runner.addresses[0]
     real_host, real_port = address[0], address[1]
