@@ -54,15 +54,32 @@ BIN = Path(sys.executable).parent / "schulwart-central"
 RESULTS = Path(__file__).parent / "results" / "scale.json"
 _LISTEN = re.compile(r"listening on (http://[\d.]+:\d+)")
 
+# (row label, nodes, workers per node): one node as one process, as two (``serve --workers 2``,
+# one per core of the 2-core target), and two nodes of one process.
+PG_CONFIGS = (("postgresql-1", 1, 1), ("postgresql-1 (2 workers)", 1, 2), ("postgresql-2", 2, 1))
+
+def _levels() -> tuple[int, ...]:
+    """LEVELS, or those of SCHULWART_BENCH_SCALE_LEVELS (``5000,15000``: a quicker run to profile)."""
+    given = os.environ.get("SCHULWART_BENCH_SCALE_LEVELS")
+    return tuple(int(x) for x in given.split(",")) if given else LEVELS
+
+
+def _configs() -> set[str] | None:
+    """The configurations SCHULWART_BENCH_SCALE_ONLY names (``postgresql-1,sqlite-1``); None: all."""
+    given = os.environ.get("SCHULWART_BENCH_SCALE_ONLY")
+    return {x.strip() for x in given.split(",")} if given else None
+
+
 Register = Callable[[list[SimAgent]], Awaitable[None]]
 
 
-async def _start_node(data_dir: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
+async def _start_node(data_dir: Path, config: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     log = data_dir.with_suffix(".log")
     with log.open("wb") as handle:
         proc = subprocess.Popen(
-            [str(BIN), "serve", "--port", "0", "--data-dir", str(data_dir), "--config", str(config)], stderr=handle
-        )
+            [str(BIN), "serve", "--port", "0", "--data-dir", str(data_dir), "--config", str(config),
+             "--workers", str(workers)], stderr=handle,
+        )  # fmt: skip
     for _ in range(400):
         match = _LISTEN.search(log.read_text())
         if match:
@@ -75,10 +92,15 @@ async def _start_node(data_dir: Path, config: Path) -> tuple[subprocess.Popen[by
 
 
 def _cpu(pids: list[int]) -> list[float]:
+    """CPU seconds per node: the process and its workers (``serve --workers``), as one figure."""
     out = []
     for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        out.append(times.user + times.system)
+        node = psutil.Process(pid)
+        total = 0.0
+        for proc in (node, *node.children()):
+            times = proc.cpu_times()
+            total += times.user + times.system
+        out.append(total)
     return out
 
 
@@ -133,35 +155,38 @@ async def _level(urls: list[str], pids: list[int], agents_at_60s: int, register:
     }
 
 
-async def _run_config(name: str, tmp: Path, db: str, nodes: int, register: Register) -> dict[str, Any]:
-    config = tmp / f"{name}.toml"
+async def _run_config(
+    name: str, tmp: Path, db: str, nodes: int, register: Register, workers: int = 1
+) -> dict[str, Any]:
+    slug = re.sub(r"[^a-z0-9-]+", "-", name).strip("-")
+    config = tmp / f"{slug}.toml"
     config.write_text(f'[central]\ndb = {json.dumps(db)}\n')  # INFO, as in production (one line a batch)
-    first = tmp / f"{name}-a"
+    first = tmp / f"{slug}-a"
     subprocess.run(
         [str(BIN), "school", "add", "--id", SCHOOL, "--name", "Scale", "--carrier", "Bench", "--data-dir", str(first),
          "--config", str(config)], check=True, capture_output=True,
     )  # fmt: skip
     dirs = [first]
     for n in range(1, nodes):
-        other = tmp / f"{name}-{'abc'[n]}"
+        other = tmp / f"{slug}-{'abc'[n]}"
         shutil.copytree(first / "keys", other / "keys")  # every node signs with the same keys
         dirs.append(other)
     procs = []
     try:
         for d in dirs:
-            procs.append(await _start_node(d, config))
-        levels = []
-        for level in LEVELS:
+            procs.append(await _start_node(d, config, workers))
+        results = []
+        for level in _levels():
             result = await _level([url for _, url in procs], [p.pid for p, _ in procs], level, register)
-            levels.append(result)
+            results.append(result)
             if not result["sustained"]:
                 break
     finally:
         for proc, _ in procs:
             proc.terminate()
             proc.wait(timeout=20)
-    sustained = max((r["agents"] for r in levels if r["sustained"]), default=0)
-    return {"config": name, "nodes": nodes, "levels": levels, "agents_sustained": sustained}
+    sustained = max((r["agents"] for r in results if r["sustained"]), default=0)
+    return {"config": name, "nodes": nodes, "workers": workers, "levels": results, "agents_sustained": sustained}
 
 
 def _rows(agents: list[SimAgent]) -> tuple[list[tuple[str, ...]], list[tuple[Any, ...]]]:
@@ -202,8 +227,11 @@ def _pg_register(url: str) -> Register:
 
 
 async def _run(tmp: Path) -> list[dict[str, Any]]:
-    configs = [await _run_config("sqlite-1", tmp, str(tmp / "central.sqlite3"), 1,
-                                 _sqlite_register(tmp / "central.sqlite3"))]  # fmt: skip
+    only = _configs()
+    configs = []
+    if only is None or "sqlite-1" in only:
+        configs.append(await _run_config("sqlite-1", tmp, str(tmp / "central.sqlite3"), 1,
+                                         _sqlite_register(tmp / "central.sqlite3")))  # fmt: skip
     dbname = f"schulwart_bench_{os.getpid()}"
     try:
         with psycopg.connect(SERVER, autocommit=True, connect_timeout=5) as conn:
@@ -212,17 +240,19 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
         configs.append({"config": "postgresql", "skipped": str(exc).strip().splitlines()[0]})
     else:
         try:
-            for nodes in (1, 2):
+            for label, nodes, workers in PG_CONFIGS:
+                if only is not None and label not in only:
+                    continue
                 # A fresh database per configuration: each starts from empty tables.
-                name = f"{dbname}_{nodes}"
+                name = f"{dbname}_{nodes}_{workers}"
                 with psycopg.connect(SERVER, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f'CREATE DATABASE "{name}"')
                 url = SERVER.rsplit("/", 1)[0] + "/" + name
-                configs.append(await _run_config(f"postgresql-{nodes}", tmp, url, nodes, _pg_register(url)))
+                configs.append(await _run_config(label, tmp, url, nodes, _pg_register(url), workers))
         finally:
             with psycopg.connect(SERVER, autocommit=True, connect_timeout=5) as conn:
-                for name in (f"{dbname}_1", f"{dbname}_2"):
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                for _, nodes, workers in PG_CONFIGS:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{dbname}_{nodes}_{workers}" WITH (FORCE)')
     RESULTS.parent.mkdir(exist_ok=True)
     summary = {"slice_s": SLICE_S, "batch_events": BATCH, "load_average": os.getloadavg(), "configs": configs}
     RESULTS.write_text(json.dumps(summary, indent=1) + "\n")

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncPipeline
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -199,8 +199,26 @@ async def _run_many(conn: Conn, sql: str, params: Sequence[Sequence[Any]]) -> No
 class PostgresTransaction(IncidentSteps):
     """The Transaction methods over one connection inside one PostgreSQL transaction."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, pipeline: AsyncPipeline | None = None) -> None:
         self._conn = conn
+        self._pipeline = pipeline
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a write and wait for it: the number of rows it touched (in pipeline mode, after a sync)."""
+        cur = await self._conn.execute(sql, params)
+        if self._pipeline is not None:
+            await self._pipeline.sync()
+        return cur.rowcount
+
+    async def _send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a write whose result nobody reads, without waiting for it.
+
+        In pipeline mode (ingest's transactions) it travels with the next statement that reads, or
+        with the COMMIT, instead of costing a round trip of its own; the server runs statements in
+        order, so every later read sees it. Should it fail, the error is raised at that next read
+        or the COMMIT, still inside this transaction, which then rolls back whole.
+        """
+        await self._conn.execute(sql, params)
 
     async def get_agent(self, agent_id: str) -> AgentRow | None:
         """The agent as of now, its row locked until the transaction ends (``FOR UPDATE``).
@@ -231,8 +249,7 @@ class PostgresTransaction(IncidentSteps):
         self, agent_id: str, acked_seq: int, at: str, clock_skew_s: float | None, version: str | None
     ) -> None:
         """Set the agent's ack and last report time (and skew and version, when given)."""
-        await _run(
-            self._conn,
+        await self._send(
             "UPDATE agents SET acked_seq=%s, last_report_at=%s, clock_skew_s=coalesce(%s, clock_skew_s),"
             " version=coalesce(%s, version) WHERE agent_id=%s",
             (acked_seq, at, clock_skew_s, version, agent_id),
@@ -240,28 +257,25 @@ class PostgresTransaction(IncidentSteps):
 
     async def set_agent_state(self, agent_id: str, last_seq: int, made_at: str, state_json: str) -> None:
         """Keep this state payload as the agent's newest."""
-        await _run(
-            self._conn,
+        await self._send(
             "UPDATE agents SET state_seq=%s, state_made_at=%s, state_json=%s WHERE agent_id=%s",
             (last_seq, made_at, state_json, agent_id),
         )
 
     async def set_devices_seq(self, agent_id: str, seq: int) -> None:
         """Remember the sequence of the newest state that listed devices."""
-        await _run(self._conn, "UPDATE agents SET devices_seq=%s WHERE agent_id=%s", (seq, agent_id))
+        await self._send("UPDATE agents SET devices_seq=%s WHERE agent_id=%s", (seq, agent_id))
 
     async def set_agent_config_report(self, agent_id: str, version: int, overrides: Sequence[str]) -> None:
         """Keep the configuration version the agent's newest state runs and the keys its own file overrides."""
-        await _run(
-            self._conn,
+        await self._send(
             "UPDATE agents SET config_version=%s, config_overrides=%s WHERE agent_id=%s",
             (version, dump(list(overrides)), agent_id),
         )
 
     async def set_snapshot(self, agent_id: str, snapshot_json: str, seq: int, at: str) -> None:
         """Keep the agent's newest health snapshot."""
-        await _run(
-            self._conn,
+        await self._send(
             "UPDATE agents SET snapshot_json=%s, snapshot_seq=%s, snapshot_at=%s WHERE agent_id=%s",
             (snapshot_json, seq, at, agent_id),
         )
@@ -277,7 +291,7 @@ class PostgresTransaction(IncidentSteps):
 
     async def put_incident(self, row: dict[str, Any]) -> None:
         """Insert or replace one incident row."""
-        await _run(self._conn, _PUT_INCIDENT, incident_values(row))
+        await self._send(_PUT_INCIDENT, incident_values(row))
 
     async def get_incidents(
         self, school_id: str, origin: str, agent_id: str, incident_ids: Collection[str]
@@ -327,8 +341,7 @@ class PostgresTransaction(IncidentSteps):
 
     async def resolve_central_incident(self, school_id: str, incident_id: str, at: str) -> bool:
         """Resolve a central incident if open; True when it was open."""
-        changed = await _run(
-            self._conn,
+        changed = await self._run(
             "UPDATE incidents SET status='resolved', resolved_at=%s, updated_at=%s"
             " WHERE school_id=%s AND origin='central' AND agent_id='' AND incident_id=%s AND status='open'",
             (at, at, school_id, incident_id),
@@ -358,7 +371,7 @@ class PostgresTransaction(IncidentSteps):
                 _PUT_SAMPLE, [(school_id, p.series, p.at, agent_id, p.value, p.flag) for p in samples]
             )
         cutoff = iso(from_iso(max(p.at for p in samples)) - SAMPLES_KEPT)
-        await _run(self._conn, "DELETE FROM samples WHERE school_id=%s AND at < %s", (school_id, cutoff))
+        await self._send("DELETE FROM samples WHERE school_id=%s AND at < %s", (school_id, cutoff))
 
     async def present_device_counts(self, school_id: str) -> dict[str, int]:
         """Devices of a school that are not lost, by class."""
@@ -375,7 +388,7 @@ class PostgresTransaction(IncidentSteps):
         Takes the alert-planning lock first: it is the first read of a plan, and two nodes
         planning at once would otherwise both decide to open the same thread or digest.
         """
-        await _run(self._conn, "SELECT pg_advisory_xact_lock(%s)", (_ALERT_PLAN_LOCK,))
+        await self._run("SELECT pg_advisory_xact_lock(%s)", (_ALERT_PLAN_LOCK,))
         rows = await _all(
             self._conn,
             """SELECT i.*, s.carrier AS carrier, s.name AS school_name FROM incidents i
@@ -402,7 +415,7 @@ class PostgresTransaction(IncidentSteps):
 
     async def put_alert_thread(self, row: AlertThread) -> None:
         """Insert or replace one alert thread."""
-        await _run(self._conn, _PUT_THREAD, [getattr(row, key) for key in THREAD_FIELDS])
+        await self._run(_PUT_THREAD, [getattr(row, key) for key in THREAD_FIELDS])
 
     async def open_alert_channels(self, thread: str) -> list[str]:
         """The channels on which this thread is still open."""
@@ -438,8 +451,7 @@ class PostgresTransaction(IncidentSteps):
 
     async def cancel_alert_deliveries(self, channel: str, thread: str, at: str) -> int:
         """Mark the thread's pending messages cancelled; how many were."""
-        return await _run(
-            self._conn,
+        return await self._run(
             "UPDATE alert_deliveries SET status='cancelled', lease_until=NULL, sent_at=%s"
             " WHERE channel=%s AND thread=%s AND status='pending'",
             (at, channel, thread),
@@ -470,7 +482,7 @@ class PostgresTransaction(IncidentSteps):
 
     async def set_alert_payload(self, delivery_id: int, payload: str) -> None:
         """Replace a queued message's facts (a digest that gained members)."""
-        await _run(self._conn, "UPDATE alert_deliveries SET payload=%s WHERE id=%s", (payload, delivery_id))
+        await self._run("UPDATE alert_deliveries SET payload=%s WHERE id=%s", (payload, delivery_id))
 
     async def find_code(self, code_hash: str) -> CodeRow | None:
         """An enrollment code by its hash, locked until the transaction ends (one agent per code)."""
@@ -483,8 +495,8 @@ class PostgresTransaction(IncidentSteps):
 
     async def use_code(self, code_hash: str, at: str, agent_id: str) -> None:
         """Mark a code used."""
-        await _run(
-            self._conn, "UPDATE enroll_codes SET used_at=%s, used_by=%s WHERE code_hash=%s", (at, agent_id, code_hash)
+        await self._run(
+            "UPDATE enroll_codes SET used_at=%s, used_by=%s WHERE code_hash=%s", (at, agent_id, code_hash)
         )
 
     async def keyid_enrolled(self, keyid: str) -> bool:
@@ -507,14 +519,12 @@ class PostgresTransaction(IncidentSteps):
 
     async def rotate_agent_key(self, agent_id: str, new_keyid: str, new_public_key: bytes, at: str) -> None:
         """Replace the agent's key with the new one and retire the old (recorded with its successor)."""
-        await _run(
-            self._conn,
+        await self._run(
             "INSERT INTO retired_keys (keyid, agent_id, public_key, successor_keyid, retired_at)"
             " SELECT keyid, agent_id, public_key, %s, %s FROM agents WHERE agent_id=%s",
             (new_keyid, at, agent_id),
         )
-        await _run(
-            self._conn,
+        await self._run(
             "UPDATE agents SET keyid=%s, public_key=%s WHERE agent_id=%s",
             (new_keyid, new_public_key, agent_id),
         )
@@ -523,8 +533,7 @@ class PostgresTransaction(IncidentSteps):
         self, agent_id: str, school_id: str, keyid: str, public_key: bytes, hostname: str, version: str, at: str
     ) -> None:
         """Create an agent."""
-        await _run(
-            self._conn,
+        await self._run(
             "INSERT INTO agents (agent_id, school_id, keyid, public_key, hostname, version, enrolled_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (agent_id, school_id, keyid, public_key, hostname, version, at),
@@ -607,9 +616,17 @@ class PostgresStore(TransactionalMethods):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """One atomic unit on one connection: commit on leaving, roll back on an exception."""
-        async with self._tx() as conn:
-            yield PostgresTransaction(conn)
+        """One atomic unit on one connection: commit on leaving, roll back on an exception.
+
+        The connection is in pipeline mode: BEGIN, the writes nobody waits for and the next read
+        go to the server together (an ingested batch made about fourteen round trips, now about
+        six; each costs the node's event loop more CPU than the statement costs PostgreSQL).
+        """
+        try:
+            async with self._pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+                yield PostgresTransaction(conn, pipeline)
+        except psycopg.errors.DiskFull:
+            raise StorageFullError(f"disk full on database {self.where}: write rolled back") from None
 
     async def close(self) -> None:
         """Close every pooled connection."""
