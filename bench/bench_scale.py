@@ -1,5 +1,6 @@
 """Central at scale: thousands of simulated agents, one signed batch per agent per minute, against
-1 node on SQLite, 1 node on PostgreSQL and 2 nodes on PostgreSQL (real `serve` processes on loopback).
+1 node on SQLite, 1 node on PostgreSQL (one process, and ``serve --workers 2``) and 2 nodes on
+PostgreSQL (real `serve` processes on loopback).
 
 Each agent has its own Ed25519 key and sends a realistic batch (BATCH events of the mix in
 sim.fleet) once per 60 s cycle. Time is compressed by measuring a SLICE_S slice of that
