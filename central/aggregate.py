@@ -153,12 +153,12 @@ async def _apply_incident_events(
 
 
 async def _apply_device_events(
-    tx: Transaction, agent: AgentRow, events: Sequence[tuple[Event, DevicePayload]], now: str
+    tx: Transaction, agent: AgentRow, events: Sequence[tuple[Event, DevicePayload, str | None]], now: str
 ) -> None:
     """Fold a batch's device events, in seq order, into one write per device: the newest seq wins."""
-    rows = await tx.get_devices(agent.school_id, agent.agent_id, {p.id for _, p in events})
+    rows = await tx.get_devices(agent.school_id, agent.agent_id, {p.id for _, p, _ in events})
     changed: dict[str, dict[str, Any]] = {}
-    for event, payload in events:
+    for event, payload, data_text in events:
         row = rows.get(payload.id)
         if row is not None and event.seq <= row["seq"]:
             continue
@@ -172,7 +172,8 @@ async def _apply_device_events(
             "device_id": payload.id,
             "class": str(payload.device_class or (row or {}).get("class") or "unknown"),
             "state": state[:32],
-            "data": dict(event.data),  # as received, unknown fields included
+            # As received, unknown fields included; its JSON text when the caller has it already.
+            "data": dict(event.data) if data_text is None else data_text,
             "seq": event.seq,
             "last_seen_at": (row or {}).get("last_seen_at") if lost else stored(event.at, event.moment),
             "updated_at": now,
@@ -181,23 +182,31 @@ async def _apply_device_events(
         await tx.put_devices(list(changed.values()))
 
 
-async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event], now: str) -> None:
+async def apply_events(
+    tx: Transaction,
+    agent: AgentRow,
+    events: Sequence[Event],
+    now: str,
+    data_texts: Sequence[str] | None = None,
+) -> None:
     """Fold newly stored events (consecutive, in seq order) into the current view, a batch at a time.
 
     Each device and incident is read once and written once per batch, in its state after the
-    batch's last event for it: the same rows as applying the events one by one.
+    batch's last event for it: the same rows as applying the events one by one. ``data_texts``,
+    when given, holds each event's ``data`` as JSON text (``Event.canonical_parts``), one per
+    event: device rows store it as it is instead of encoding the data again.
     """
     last_snapshot: Event | None = None
     power: list[Sample] = []
-    devices: list[tuple[Event, DevicePayload]] = []
+    devices: list[tuple[Event, DevicePayload, str | None]] = []
     incidents: list[tuple[Event, IncidentPayload]] = []
-    for event in events:
+    for index, event in enumerate(events):
         payload = event.payload
         if isinstance(payload, HealthSnapshot):
             last_snapshot = event  # only the newest snapshot of a batch is the current one
             power.extend(cabinet_samples(payload.sections, stored(event.at, event.moment)))
         elif isinstance(payload, DevicePayload):
-            devices.append((event, payload))
+            devices.append((event, payload, None if data_texts is None else data_texts[index]))
         else:
             incidents.append((event, payload))
     if devices:

@@ -188,7 +188,8 @@ class Ingestor:
         skew = (from_iso(report.sent_at) - received).total_seconds()
         version = _sender_version(report.extra)
         # One serialisation per event: the sorted-key text is both what is stored and what is digested.
-        canonical = [event.canonical() for event in report.events]
+        # The data's own text is kept too: device rows store it instead of encoding the data again.
+        canonical = [event.canonical_parts() for event in report.events]
         try:
             async with self.store.transaction() as tx:
                 current = await tx.get_agent(agent.agent_id)
@@ -199,7 +200,7 @@ class Ingestor:
                     raise GapError(f"batch starts at {report.seq_from}, expected {ack + 1}", expected_seq=ack + 1)
                 if report.seq_from <= ack:
                     held = await tx.event_digests(agent.agent_id, report.seq_from, min(report.seq_to, ack))
-                    for event, (_, digest) in zip(report.events, canonical, strict=True):
+                    for event, (_, digest, _) in zip(report.events, canonical, strict=True):
                         if event.seq > ack:
                             break
                         if held.get(event.seq) != digest:
@@ -207,10 +208,13 @@ class Ingestor:
                 fresh = [(e, c) for e, c in zip(report.events, canonical, strict=True) if e.seq > ack]
                 if fresh:
                     await tx.insert_events(
-                        [EventRow(agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, t) for e, (t, d) in fresh],
+                        [
+                            EventRow(agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, t)
+                            for e, (t, d, _) in fresh
+                        ],
                         now,
                     )
-                    await aggregate.apply_events(tx, current, [e for e, _ in fresh], now)
+                    await aggregate.apply_events(tx, current, [e for e, _ in fresh], now, [c[2] for _, c in fresh])
                     ack = report.seq_to
                 await tx.record_contact(agent.agent_id, ack, now, skew, version)
                 await tx.resolve_central_incident(agent.school_id, SILENT_INCIDENT, now)

@@ -388,7 +388,10 @@ class Transaction(Protocol):
         """
 
     async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement."""
+        """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement.
+
+        ``data`` is the data object, or its JSON text when the caller has that already.
+        """
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""

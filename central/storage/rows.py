@@ -29,6 +29,7 @@ DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what fold
 
 INCIDENT_KEY = ("school_id", "origin", "agent_id", "incident_id")
 DEVICE_KEY = ("school_id", "agent_id", "device_id")
+_DATA_AT = DEVICE_FIELDS.index("data")
 
 
 def upsert(table: str, fields: Sequence[str], key: Sequence[str], mark: str) -> str:
@@ -122,8 +123,12 @@ def device_of(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def device_values(row: Mapping[str, Any]) -> list[Any]:
-    """A device dict's column values in ``DEVICE_FIELDS`` order, ``data`` encoded."""
-    return [dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
+    """A device dict's column values in ``DEVICE_FIELDS`` order, ``data`` encoded (a str is its JSON text already)."""
+    values = [row[key] for key in DEVICE_FIELDS]
+    data = values[_DATA_AT]
+    if type(data) is not str:
+        values[_DATA_AT] = dump(data)
+    return values
 
 
 def central_incident(

@@ -269,6 +269,9 @@ def test_an_events_canonical_text_is_that_of_the_whole_event_sorted(
     assert text == json.dumps(wire, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert (text, digest) == schema.canonical_event(wire)
     assert event.kind == "health.snapshot" and type(event.kind) is str
+    # The data's own text (what central stores as a device row's data) is the sorted data alone.
+    assert event.canonical_parts() == (text, digest, json.dumps(sections, sort_keys=True, ensure_ascii=False,
+                                                                separators=(",", ":")))
 
 
 @settings(max_examples=300)
