@@ -115,6 +115,16 @@ def incident_values(row: Mapping[str, Any]) -> list[Any]:
     return values
 
 
+def kept_counts(row: Mapping[str, Any] | None) -> tuple[int, dict[str, int] | None]:
+    """``Transaction.kept_device_counts`` from a school's ``devices_gen, counts_gen, counts_json`` row."""
+    if row is None:
+        return -1, None  # no such school: nothing is kept, every snapshot counts
+    generation = int(row["devices_gen"])
+    if row["counts_gen"] != generation or row["counts_json"] is None:
+        return generation, None
+    return generation, {str(cls): int(n) for cls, n in json.loads(row["counts_json"]).items()}
+
+
 def device_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """A device dict (keys ``DEVICE_FIELDS``, ``data`` decoded) from its row."""
     out = {key: row[key] for key in DEVICE_FIELDS}
