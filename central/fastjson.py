@@ -51,8 +51,10 @@ def loads(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if _SURROGATE_ESCAPE.search(data) is None:
         try:
             value = _DECODER.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            value = None  # not necessarily a refusal (NaN, 1e400...): the strict path decides and says why
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            # Not necessarily a refusal (NaN, 1e400, nesting past msgspec's own limit, which it
+            # raises as RecursionError): the strict path decides and says why.
+            value = None
         else:
             if _ENCODER.encode(value) == data:
                 if (type(value) is dict or type(value) is list) and _too_deep(value, max_depth):

@@ -162,8 +162,10 @@ class Ingestor:
         if expected_agent is not None and agent.agent_id != expected_agent:
             raise IdentityError(f"envelope is signed by agent {agent.agent_id}, not {expected_agent}")
         if verified.payload_type == REPORT_TYPE:
-            # Decoded here in C (same values, same refusals as parse_report's own strict decoding).
-            report = parse_report(fastjson.loads(verified.payload), max_events=self.max_events)
+            # Decoded here in C (same values, same refusals as parse_report's own strict decoding);
+            # anything but an object goes to parse_report as bytes, for its own refusal.
+            doc = fastjson.loads(verified.payload)
+            report = parse_report(doc if type(doc) is dict else verified.payload, max_events=self.max_events)
             self._check_identity(agent, report.agent_id, report.school_id)
             return await self._apply_report(agent, report)
         state = parse_state(verified.payload)

@@ -237,9 +237,13 @@ def event_digest(event: Mapping[str, Any]) -> str:
 
 def _parse_event(doc: Any, where: str) -> Event:
     obj = doc if type(doc) is dict else require_obj(doc, where.rstrip(": ") or "event")
-    seq = int_field(obj, "seq", low=1, where=where)
-    at = str_field(obj, "at", max_len=40, where=where)
-    assert at is not None
+    seq: Any = obj.get("seq")
+    at: Any = obj.get("at")
+    # The common case checked inline; the field checks run only to refuse, with their messages.
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        int_field(obj, "seq", low=1, where=where)  # raises
+    if type(at) is not str or len(at) > 40:
+        str_field(obj, "at", max_len=40, where=where)  # raises
     try:
         moment = parse_time(at)
     except MalformedError:  # again, to name the field: the name is built only for a refusal

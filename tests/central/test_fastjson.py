@@ -27,6 +27,8 @@ HOSTILE = [
     b'{"x":Infinity}',
     b'{"x":-Infinity}',
     b"[" * 40 + b"]" * 40,
+    b"[" * 20000 + b"]" * 20000,  # past msgspec's own nesting limit (found by the contract suite)
+    b'{"cpu":' + b"[" * 20000 + b"]" * 20000 + b"}",
     b"[" * 33 + b"1" + b"]" * 33,
     b'{"a":' * 20 + b"[" * 13 + b"1" + b"]" * 13 + b"}" * 20,
     b"{",
