@@ -153,12 +153,13 @@ async def _apply_incident_events(
 
 
 async def _apply_device_events(
-    tx: Transaction, agent: AgentRow, events: Sequence[tuple[Event, DevicePayload]], now: str
+    tx: Transaction, agent: AgentRow, events: Sequence[tuple[Event, DevicePayload, str | None]], now: str
 ) -> None:
     """Fold a batch's device events, in seq order, into one write per device: the newest seq wins."""
-    rows = await tx.get_devices(agent.school_id, agent.agent_id, {p.id for _, p in events})
+    rows = await tx.get_devices(agent.school_id, agent.agent_id, {p.id for _, p, _ in events})
     changed: dict[str, dict[str, Any]] = {}
-    for event, payload in events:
+    recount = False  # whether the school's present devices by class may have changed
+    for event, payload, data_text in events:
         row = rows.get(payload.id)
         if row is not None and event.seq <= row["seq"]:
             continue
@@ -166,38 +167,52 @@ async def _apply_device_events(
         state = "lost" if lost else payload.state or "present"
         if row is None and event.seq <= agent.devices_seq:
             state = "lost"  # a newer device list did not contain it
+        device_class, state = str(payload.device_class or (row or {}).get("class") or "unknown"), state[:32]
+        if row is None or row["class"] != device_class or (row["state"] == "lost") != (state == "lost"):
+            recount = True
         rows[payload.id] = changed[payload.id] = {
             "school_id": agent.school_id,
             "agent_id": agent.agent_id,
             "device_id": payload.id,
-            "class": str(payload.device_class or (row or {}).get("class") or "unknown"),
-            "state": state[:32],
-            "data": dict(event.data),  # as received, unknown fields included
+            "class": device_class,
+            "state": state,
+            # As received, unknown fields included; its JSON text when the caller has it already.
+            "data": dict(event.data) if data_text is None else data_text,
             "seq": event.seq,
             "last_seen_at": (row or {}).get("last_seen_at") if lost else stored(event.at, event.moment),
             "updated_at": now,
         }
     if changed:
         await tx.put_devices(list(changed.values()))
+    if recount:
+        await tx.devices_changed(agent.school_id)
 
 
-async def apply_events(tx: Transaction, agent: AgentRow, events: Sequence[Event], now: str) -> None:
+async def apply_events(
+    tx: Transaction,
+    agent: AgentRow,
+    events: Sequence[Event],
+    now: str,
+    data_texts: Sequence[str] | None = None,
+) -> None:
     """Fold newly stored events (consecutive, in seq order) into the current view, a batch at a time.
 
     Each device and incident is read once and written once per batch, in its state after the
-    batch's last event for it: the same rows as applying the events one by one.
+    batch's last event for it: the same rows as applying the events one by one. ``data_texts``,
+    when given, holds each event's ``data`` as JSON text (``Event.canonical_parts``), one per
+    event: device rows store it as it is instead of encoding the data again.
     """
     last_snapshot: Event | None = None
     power: list[Sample] = []
-    devices: list[tuple[Event, DevicePayload]] = []
+    devices: list[tuple[Event, DevicePayload, str | None]] = []
     incidents: list[tuple[Event, IncidentPayload]] = []
-    for event in events:
+    for index, event in enumerate(events):
         payload = event.payload
         if isinstance(payload, HealthSnapshot):
             last_snapshot = event  # only the newest snapshot of a batch is the current one
             power.extend(cabinet_samples(payload.sections, stored(event.at, event.moment)))
         elif isinstance(payload, DevicePayload):
-            devices.append((event, payload))
+            devices.append((event, payload, None if data_texts is None else data_texts[index]))
         else:
             incidents.append((event, payload))
     if devices:
@@ -235,9 +250,19 @@ def cabinet_samples(sections: Mapping[str, Any], at: str) -> list[Sample]:
 
 
 async def _count_samples(tx: Transaction, school_id: str, at: str) -> list[Sample]:
-    """Devices present by class, one point per hour (the hour's last snapshot wins)."""
+    """Devices present by class, one point per hour (the hour's last snapshot wins).
+
+    The counts are made again only when the school's devices may have changed since they were
+    last made (its device generation moved on): counting every device of a school on every
+    batch with a snapshot was a twelfth of ingest's time.
+    """
     hour = at[:13] + ":00:00.000000Z"
-    counts = await tx.present_device_counts(school_id)
+    # The generation first: counts made after it may only be newer, and a newer generation then
+    # only makes the next snapshot count again.
+    generation, counts = await tx.kept_device_counts(school_id)
+    if counts is None:
+        counts = await tx.present_device_counts(school_id)
+        await tx.keep_device_counts(school_id, generation, counts)
     return [Sample(f"devices:{cls[:32]}", hour, float(n), None) for cls, n in counts.items()]
 
 
@@ -315,6 +340,7 @@ async def _state_devices(tx: Transaction, agent: AgentRow, state: StatePayload, 
             changed[row["device_id"]] = row
     if changed:
         await tx.put_devices(list(changed.values()))
+        await tx.devices_changed(agent.school_id)
     await tx.set_devices_seq(agent.agent_id, mark)
 
 

@@ -185,14 +185,26 @@ class Event:
 
     def canonical(self) -> tuple[str, str]:
         """``canonical_event`` of the event as it appeared on the wire: (sorted-key JSON, SHA-256 hex)."""
+        text, digest, _ = self.canonical_parts()
+        return text, digest
+
+    def canonical_parts(self) -> tuple[str, str, str]:
+        """``canonical()`` and the sorted-key JSON of ``data`` alone: (text, SHA-256 hex, data text).
+
+        The data text is the part of the event's text that spells ``data``, so a reader that
+        stores the data object on its own (central's device rows) need not encode it again.
+        """
         if self.extra or type(self.seq) is not int or type(self.at) is not str or type(self.kind) is not str:
             # No copy of ``data``: the encoder only reads it.
-            return canonical_event({**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data})
+            text, digest = canonical_event(
+                {**self.extra, "seq": self.seq, "at": self.at, "kind": self.kind, "data": self.data}
+            )
+            return text, digest, _CANONICAL.encode(self.data)
         # Without extras the members sort as at, data, kind, seq: the same text as canonical_event()
         # gives, written around the data's own without building and sorting the outer object.
         data = _CANONICAL.encode(self.data)
         text = f'{{"at":{_quote(self.at)},"data":{data},"kind":{_quote(self.kind)},"seq":{self.seq}}}'
-        return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return text, hashlib.sha256(text.encode("utf-8")).hexdigest(), data
 
 
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,9 +237,13 @@ def event_digest(event: Mapping[str, Any]) -> str:
 
 def _parse_event(doc: Any, where: str) -> Event:
     obj = doc if type(doc) is dict else require_obj(doc, where.rstrip(": ") or "event")
-    seq = int_field(obj, "seq", low=1, where=where)
-    at = str_field(obj, "at", max_len=40, where=where)
-    assert at is not None
+    seq: Any = obj.get("seq")
+    at: Any = obj.get("at")
+    # The common case checked inline; the field checks run only to refuse, with their messages.
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        int_field(obj, "seq", low=1, where=where)  # raises
+    if type(at) is not str or len(at) > 40:
+        str_field(obj, "at", max_len=40, where=where)  # raises
     try:
         moment = parse_time(at)
     except MalformedError:  # again, to name the field: the name is built only for a refusal

@@ -388,7 +388,10 @@ class Transaction(Protocol):
         """
 
     async def put_devices(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement."""
+        """Insert or replace device rows (``DEVICE_FIELDS`` each; at most one per key), in one statement.
+
+        ``data`` is the data object, or its JSON text when the caller has that already.
+        """
 
     async def agent_devices(self, agent_id: str) -> list[dict[str, Any]]:
         """Every device row of one agent."""
@@ -479,6 +482,17 @@ class Transaction(Protocol):
 
     async def present_device_counts(self, school_id: str) -> dict[str, int]:
         """Devices of a school that are not lost, by class."""
+
+    async def devices_changed(self, school_id: str) -> None:
+        """Move the school's device generation on: its present devices by class may have changed
+        (a device appeared, was lost, came back or changed class), so kept counts are stale."""
+
+    async def kept_device_counts(self, school_id: str) -> tuple[int, dict[str, int] | None]:
+        """The school's device generation, and the counts kept for it at that generation (None when
+        the kept counts are older, or there are none). Read the generation before counting."""
+
+    async def keep_device_counts(self, school_id: str, generation: int, counts: Mapping[str, int]) -> None:
+        """Keep ``present_device_counts`` as made at device ``generation`` (from ``kept_device_counts``)."""
 
 
 class Storage(Protocol):

@@ -155,6 +155,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX failures_at ON failures(scope, at)",
         ),
     ),
+    Migration(
+        7,
+        "device counts kept per school",
+        statements(
+            # devices_gen moves whenever a school's present devices by class may have changed; the
+            # counts are kept with the generation they were made at (aggregate._count_samples).
+            "ALTER TABLE schools ADD COLUMN devices_gen INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE schools ADD COLUMN counts_gen INTEGER NOT NULL DEFAULT -1",
+            "ALTER TABLE schools ADD COLUMN counts_json TEXT",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -21,7 +21,7 @@ Every wait is bounded: connecting (``CONNECT_TIMEOUT_S``), taking a pooled conne
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -72,6 +72,7 @@ from central.storage.rows import (
     dump,
     incident_of,
     incident_values,
+    kept_counts,
     layer_of,
     step_values,
     thread_of,
@@ -381,6 +382,24 @@ class PostgresTransaction(IncidentSteps):
             (school_id,),
         )
         return {str(r["class"]): int(r["n"]) for r in rows}
+
+    async def devices_changed(self, school_id: str) -> None:
+        """Move the school's device generation on: kept counts are stale."""
+        await _run(self._conn, "UPDATE schools SET devices_gen=devices_gen+1 WHERE id=%s", (school_id,))
+
+    async def kept_device_counts(self, school_id: str) -> tuple[int, dict[str, int] | None]:
+        """The school's device generation and the counts kept at it (None when older or none)."""
+        return kept_counts(
+            await _one(self._conn, "SELECT devices_gen, counts_gen, counts_json FROM schools WHERE id=%s", (school_id,))
+        )
+
+    async def keep_device_counts(self, school_id: str, generation: int, counts: Mapping[str, int]) -> None:
+        """Keep the present-device counts made at ``generation``."""
+        await _run(
+            self._conn,
+            "UPDATE schools SET counts_gen=%s, counts_json=%s WHERE id=%s",
+            (generation, dump(dict(counts)), school_id),
+        )
 
     async def alert_candidates(self) -> list[dict[str, Any]]:
         """Every open incident and every incident with an open alert thread, with carrier and school name.

@@ -164,6 +164,15 @@ MIGRATIONS: tuple[PgMigration, ...] = (
             "CREATE INDEX failures_at ON failures(scope, at)",
         ),
     ),
+    PgMigration(
+        7,
+        "device counts kept per school",
+        (
+            "ALTER TABLE schools ADD COLUMN devices_gen bigint NOT NULL DEFAULT 0",
+            "ALTER TABLE schools ADD COLUMN counts_gen bigint NOT NULL DEFAULT -1",
+            "ALTER TABLE schools ADD COLUMN counts_json text",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -29,6 +29,7 @@ DEVICE_MARK_FIELDS = tuple(f for f in DEVICE_FIELDS if f != "data")  # what fold
 
 INCIDENT_KEY = ("school_id", "origin", "agent_id", "incident_id")
 DEVICE_KEY = ("school_id", "agent_id", "device_id")
+_DATA_AT = DEVICE_FIELDS.index("data")
 
 
 def upsert(table: str, fields: Sequence[str], key: Sequence[str], mark: str) -> str:
@@ -114,6 +115,16 @@ def incident_values(row: Mapping[str, Any]) -> list[Any]:
     return values
 
 
+def kept_counts(row: Mapping[str, Any] | None) -> tuple[int, dict[str, int] | None]:
+    """``Transaction.kept_device_counts`` from a school's ``devices_gen, counts_gen, counts_json`` row."""
+    if row is None:
+        return -1, None  # no such school: nothing is kept, every snapshot counts
+    generation = int(row["devices_gen"])
+    if row["counts_gen"] != generation or row["counts_json"] is None:
+        return generation, None
+    return generation, {str(cls): int(n) for cls, n in json.loads(row["counts_json"]).items()}
+
+
 def device_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """A device dict (keys ``DEVICE_FIELDS``, ``data`` decoded) from its row."""
     out = {key: row[key] for key in DEVICE_FIELDS}
@@ -122,8 +133,12 @@ def device_of(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def device_values(row: Mapping[str, Any]) -> list[Any]:
-    """A device dict's column values in ``DEVICE_FIELDS`` order, ``data`` encoded."""
-    return [dump(row["data"]) if key == "data" else row[key] for key in DEVICE_FIELDS]
+    """A device dict's column values in ``DEVICE_FIELDS`` order, ``data`` encoded (a str is its JSON text already)."""
+    values = [row[key] for key in DEVICE_FIELDS]
+    data = values[_DATA_AT]
+    if type(data) is not str:
+        values[_DATA_AT] = dump(data)
+    return values
 
 
 def central_incident(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from central.storage.rows import (
     dump,
     incident_of,
     incident_values,
+    kept_counts,
     layer_of,
     step_values,
     thread_of,
@@ -307,6 +308,24 @@ class SqliteTransaction(IncidentSteps):
             "SELECT class, count(*) FROM devices WHERE school_id=? AND state != 'lost' GROUP BY class", (school_id,)
         )
         return {str(r[0]): int(r[1]) for r in rows}
+
+    async def devices_changed(self, school_id: str) -> None:
+        """Move the school's device generation on: kept counts are stale."""
+        self._conn.execute("UPDATE schools SET devices_gen=devices_gen+1 WHERE id=?", (school_id,))
+
+    async def kept_device_counts(self, school_id: str) -> tuple[int, dict[str, int] | None]:
+        """The school's device generation and the counts kept at it (None when older or none)."""
+        return kept_counts(
+            self._conn.execute(
+                "SELECT devices_gen, counts_gen, counts_json FROM schools WHERE id=?", (school_id,)
+            ).fetchone()
+        )
+
+    async def keep_device_counts(self, school_id: str, generation: int, counts: Mapping[str, int]) -> None:
+        """Keep the present-device counts made at ``generation``."""
+        self._conn.execute(
+            "UPDATE schools SET counts_gen=?, counts_json=? WHERE id=?", (generation, dump(dict(counts)), school_id)
+        )
 
     async def alert_candidates(self) -> list[dict[str, Any]]:
         """Every open incident and every incident with an open alert thread, with carrier and school name."""

@@ -107,3 +107,26 @@ async def test_one_batch_folds_to_the_rows_of_one_event_at_a_time(
     assert batched["devices"] and batched["timeline"]  # the history did reach the view
     for part in ("devices", "incidents", "timeline", "snapshot", "samples"):
         assert batched[part] == one_by_one[part], part
+
+
+async def test_a_device_row_holds_the_data_of_its_last_event_in_the_batch(
+    client: TestClient, store: Storage, clock: FakeClock
+) -> None:
+    # Device rows take the data's text from the event's canonical text: each row must get its own
+    # device's newest data, unknown members included, whatever the other kinds around it.
+    agent = await enroll(client, store, clock, "gs-nord")
+    events = [
+        make_event(1, T0, "health.snapshot", {"host": {"load": 1}}),
+        make_event(2, T0, "device.seen", {"id": "d-a", "class": "tablet", "model": None, "x-new": [1, "ü"]}),
+        make_event(3, T0, "incident.opened", incident("i-1")),
+        make_event(4, T0, "device.seen", {"id": "d-b", "class": "printer", "model": "P1"}),
+        make_event(5, T0, "device.changed", {"id": "d-a", "class": "tablet", "model": "T2", "state": "asleep"}),
+        make_event(6, T0, "device.lost", {"id": "d-b", "class": "printer", "model": "P1", "z": {"b": 2, "a": 1}}),
+    ]
+    resp = await client.post("/v1/reports", data=agent.sign_events(events))
+    assert resp.status == 200, await resp.text()
+    data = {d["device_id"]: (d["state"], d["data"]) for d in await store.list_devices(agent.school_id)}
+    assert data == {
+        "d-a": ("asleep", {"id": "d-a", "class": "tablet", "model": "T2", "state": "asleep"}),
+        "d-b": ("lost", {"id": "d-b", "class": "printer", "model": "P1", "z": {"b": 2, "a": 1}}),
+    }

@@ -346,3 +346,52 @@ def test_plain_device_data_takes_the_one_pass_check() -> None:
         ["d-1"],
     ):
         assert not events._plain_device(data)
+
+
+_OPENED_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+    st.sampled_from(["i-1", "wlan", "agent", "warning", "critical", "bogus", "", " x", "-i", "ü", "x" * 129]),
+    st.sampled_from(["k" * 256, "k" * 257, "t" * 300, "t" * 301, "x" * 4097]),
+    st.text(max_size=12),
+)
+_OPENED_KEYS = st.sampled_from(["id", "key", "category", "severity", "title", "subject", "code", "x-new"])
+_OPENED_BASE = {"id": "i-1", "key": "k", "category": "wlan", "severity": "warning", "title": "t", "subject": None}
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(_OPENED_KEYS, _OPENED_VALUES, max_size=3), st.lists(_OPENED_KEYS, max_size=2))
+def test_incident_opened_parses_as_the_general_reader_parses_it(change: dict[str, Any], drop: list[str]) -> None:
+    # The one-pass check for plain incident.opened data must agree with the general reader on
+    # every input: the same payload, or the same refusal.
+    data = {k: v for k, v in (_OPENED_BASE | change).items() if k not in drop}
+    try:
+        expected: object = IncidentOpened._read(data, "e.")
+    except errors.ProtocolError as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: object = IncidentOpened.from_data(data, where="e.")
+    except errors.ProtocolError as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
+def test_plain_incident_opened_data_takes_the_one_pass_check() -> None:
+    assert events._plain_opened(_OPENED_BASE)
+    assert events._plain_opened(_OPENED_BASE | {"subject": "ap1", "key": "k" * 256, "title": "t" * 300})
+    for change in (
+        {"subject": "s" * 257},
+        {"category": ["wlan"]},
+        {"severity": {"a": 1}},
+        {"severity": "fatal"},
+        {"id": "-i"},
+        {"key": 1},
+        {"key": "k" * 257},
+        {"title": "t" * 301},
+        {"code": "c"},  # a known optional member goes the general way
+    ):
+        assert not events._plain_opened(_OPENED_BASE | change)
+    assert not events._plain_opened(["i-1"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -96,6 +97,27 @@ def test_bool_where_a_number_belongs_is_refused_even_as_event_seq() -> None:
     doc["events"][0]["seq"] = True
     with pytest.raises(errors.MalformedError):
         schema.parse_report(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "error", "message"),
+    [
+        ("seq", True, errors.MalformedError, "events[0].seq must be an integer"),
+        ("seq", 0, errors.MalformedError, "events[0].seq=0 is outside 1..9223372036854775807"),
+        ("seq", 2**63, errors.MalformedError, "events[0].seq=9223372036854775808 is outside 1..9223372036854775807"),
+        ("at", 5, errors.MalformedError, "events[0].at must be a string"),
+        ("at", None, errors.MalformedError, "events[0].at must be a string"),
+        ("at", "2026-03-02T07:15:00.000000000000000000000Z", errors.TooLargeError,
+         "events[0].at is longer than 40 characters"),
+    ],
+)  # fmt: skip
+def test_an_events_seq_and_at_are_refused_with_their_place(member: str, value: Any, error: type, message: str) -> None:
+    # Checked inline for the common case: a refusal must still name the member and its event.
+    doc = _report(_events(1, 1))
+    doc["events"][0][member] = value
+    with pytest.raises(error) as info:
+        schema.parse_report(json.dumps(doc).encode())
+    assert info.value.message == message
 
 
 @pytest.mark.parametrize("missing", ["id", "key", "category", "severity", "title", "subject"])
@@ -269,6 +291,9 @@ def test_an_events_canonical_text_is_that_of_the_whole_event_sorted(
     assert text == json.dumps(wire, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert (text, digest) == schema.canonical_event(wire)
     assert event.kind == "health.snapshot" and type(event.kind) is str
+    # The data's own text (what central stores as a device row's data) is the sorted data alone.
+    assert event.canonical_parts() == (text, digest, json.dumps(sections, sort_keys=True, ensure_ascii=False,
+                                                                separators=(",", ":")))
 
 
 @settings(max_examples=300)
