@@ -170,6 +170,10 @@ class StateParts:
     dropped_events: int = 0
 
 
+# Seconds between stores of last_sync_at while the cycles have nothing to send.
+LAST_SYNC_REFRESH_S = 300.0
+
+
 def retry_delay(attempt: int, cap: float) -> float:
     """Full-jitter backoff: the seconds to wait before retry ``attempt`` (1, 2, ...).
 
@@ -227,6 +231,8 @@ class SyncClient:
         self._rotation_seen: float | None = None  # loop time a refusal first met a rotation under way
         self.config_report = config_report
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
+        self._exchanged = False  # this cycle sent central something (last_sync_at, below)
+        self._sync_written_at: float | None = None  # monotonic time last_sync_at was last stored
         self.batch_events = settings.max_batch_events
         self.batch_bytes = settings.max_batch_bytes
         self.school = identity.school_id
@@ -354,6 +360,7 @@ class SyncClient:
     async def _post(self, envelope: bytes) -> Accepted | Gap | Conflict | Refused:
         """Send one envelope; RetryLater becomes TransientError and a rejected key RevokedError."""
         outcome = await self._transport.post(envelope)
+        self._exchanged = True
         self._note_offset(self._transport.clock_offset)
         if isinstance(outcome, RetryLater):
             raise TransientError(outcome.reason)
@@ -551,7 +558,13 @@ class SyncClient:
     def _succeeded(self) -> None:
         self.consecutive_failures = 0
         now = self.clock.now()
-        self._quiet_write(lambda: self.store.put_setting("last_sync_at", now.isoformat()))
+        # A cycle with an empty outbox sends nothing: storing its time (a transaction with an
+        # fsync every report interval) is refreshed only every LAST_SYNC_REFRESH_S then.
+        exchanged, self._exchanged = self._exchanged, False
+        mono = self.clock.monotonic()
+        if exchanged or self._sync_written_at is None or mono - self._sync_written_at >= LAST_SYNC_REFRESH_S:
+            self._sync_written_at = mono
+            self._quiet_write(lambda: self.store.put_setting("last_sync_at", now.isoformat()))
         for key in (REVOKED_KEY, FORK_KEY, REFUSED_KEY):
             self._signal(Signal(key, False, "agent", "critical", "", None, now, open_after=1, resolve_after=1))
 
