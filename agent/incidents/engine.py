@@ -4,7 +4,9 @@ A key opens an incident after ``open_after`` bad signals in a row and resolves i
 ``resolve_after`` good ones; a bad signal while an open incident is recovering counts as
 a flap and keeps it open, so a flapping AP gives one incident with a flap count, not fifty.
 Opening, updating (severity or title changed), resolving and acknowledging each write the
-incident row and exactly one outbox event in the same transaction.
+incident row and exactly one outbox event in the same transaction. A round that only refreshes
+an open incident (last_seen, details) updates memory, which the state payload reads; the row
+follows every ``REFRESH_STORED_AFTER`` (5 min), and at once with a flap, update or resolution.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agent.monitors.interface import Signal
@@ -37,6 +39,10 @@ from protocol.messages import LANGUAGES, render_title
 from protocol.schema import format_time, parse_time
 
 log = logging.getLogger(__name__)
+
+# An open incident that stays bad only refreshes last_seen and details each round; its row is
+# rewritten (a transaction with an fsync) when that refresh is this old, not every round.
+REFRESH_STORED_AFTER = timedelta(minutes=5)
 
 _COLUMNS = (
     "id, key, category, severity, title, subject, opened_at, last_seen, resolved_at, flap_count,"
@@ -180,6 +186,8 @@ class IncidentEngine:
         self.school = school
         self._tracks: dict[str, _Track] = {}
         self._open: dict[str, Incident] = {i.key: i for i in list_incidents(store, open_only=True, limit=100_000)}
+        # last_seen as the row holds it, per open incident id (the row lags memory by a refresh)
+        self._stored_seen: dict[str, datetime] = {i.id: i.last_seen for i in self._open.values()}
 
     def open_incidents(self) -> list[Incident]:
         """The incidents open right now."""
@@ -293,7 +301,10 @@ class IncidentEngine:
                 )
                 self.outbox.append_event(conn, update, signal.at)
                 emitted.append((update.kind, updated))
-            else:
+            elif (
+                updated.flap_count != current.flap_count
+                or updated.last_seen - self._stored_seen.get(updated.id, current.last_seen) >= REFRESH_STORED_AFTER
+            ):
                 self._write(conn, updated)
             changed[signal.key] = updated
             return
@@ -335,6 +346,11 @@ class IncidentEngine:
         def t(moment: datetime | None) -> str | None:
             return format_time(moment) if moment else None
 
+        if incident.is_open:
+            self._stored_seen[incident.id] = incident.last_seen
+        else:
+            self._stored_seen.pop(incident.id, None)
+
         conn.execute(
             f"INSERT OR REPLACE INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (
@@ -368,7 +384,11 @@ class IncidentEngine:
         row = self.store.conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()  # noqa: S608
         if row is None:
             raise UnknownIncidentError(incident_id)
-        acked = replace(Incident.from_row(tuple(row)), acknowledged_at=moment, acknowledged_by=by)
+        stored = Incident.from_row(tuple(row))
+        # An open incident's row may lag its last refresh (REFRESH_STORED_AFTER): memory is newer.
+        fresh = self._open.get(stored.key)
+        current = fresh if fresh is not None and fresh.id == stored.id else stored
+        acked = replace(current, acknowledged_at=moment, acknowledged_by=by)
         with self.store.transaction() as conn:
             self._write(conn, acked)
             self.outbox.append_event(conn, IncidentAcknowledged(id=acked.id, by=by, at=format_time(moment)), moment)

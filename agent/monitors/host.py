@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
@@ -100,32 +99,72 @@ def _timedatectl() -> str | None:
         return None
     value = out.stdout.strip()
     if out.returncode != 0 or value not in ("yes", "no"):
-        return None  # no systemd (containers) or no D-Bus: ask the kernel instead
+        return None  # no systemd (containers) or no D-Bus
     return "synced" if value == "yes" else "unsynced"
 
 
+_libc: ctypes.CDLL | None = None
+
+
 def _adjtimex() -> str | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    global _libc  # noqa: PLW0603 - one handle for the process, loaded at the first use
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        if _libc is None:
+            # dlopen(NULL): the libc this interpreter is linked with. find_library("c") would
+            # run `ldconfig -p` (a child process) at every call.
+            _libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(_TIMEX_SIZE)  # modes = 0: read only, needs no privilege
-        state = libc.adjtimex(buf)
+        state = int(_libc.adjtimex(buf))
     except (OSError, AttributeError):
         return None
     if state < 0:
-        return None
+        return None  # EPERM under systemd's ProtectClock
     return "unsynced" if state == _TIME_ERROR else "synced"
 
 
 def clock_sync() -> tuple[str, str | None]:
-    """Ask timedatectl, then adjtimex; 'unknown' when neither answers."""
-    for source, probe in (("timedatectl", _timedatectl), ("adjtimex", _adjtimex)):
+    """Ask the kernel (adjtimex), then timedatectl; 'unknown' when neither answers.
+
+    Returns (state, source): state is synced | unsynced | unknown, source "adjtimex",
+    "timedatectl" or None. timedatectl's NTPSynchronized is itself read from adjtimex, so the
+    kernel is asked first: no child process when it answers.
+    """
+    for source, probe in (("adjtimex", _adjtimex), ("timedatectl", _timedatectl)):
         state = probe()
         if state is not None:
             return state, source
     return "unknown", None
+
+
+class ClockSyncProbe:
+    """:func:`clock_sync` for a monitor that asks every round, without a child process per round.
+
+    The kernel is asked each time (one system call). Where it refuses (systemd's ProtectClock)
+    the answer comes from timedatectl, a child process, so that answer is kept for
+    ``recheck_s`` seconds (default 15 min): whether NTP is synchronised changes rarely and only
+    informs the snapshot, no rule.
+    """
+
+    def __init__(self, recheck_s: float = 900.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.recheck_s = recheck_s
+        self._monotonic = monotonic
+        self._kernel_refused = False
+        self._cached: tuple[str, str | None] | None = None
+        self._cached_at = 0.0
+
+    def __call__(self) -> tuple[str, str | None]:
+        """(state, source) as :func:`clock_sync` gives them."""
+        if not self._kernel_refused:
+            state = _adjtimex()
+            if state is not None:
+                return state, "adjtimex"
+            self._kernel_refused = True  # a seccomp refusal does not go away while we run
+        now = self._monotonic()
+        if self._cached is None or now - self._cached_at >= self.recheck_s:
+            state = _timedatectl()
+            self._cached = (state, "timedatectl") if state is not None else ("unknown", None)
+            self._cached_at = now
+        return self._cached
 
 
 class HostMonitor:
@@ -146,6 +185,7 @@ class HostMonitor:
         self.root = root
         self._clock_offset = clock_offset
         self._process = psutil.Process()
+        self._clock_sync = ClockSyncProbe()
 
     async def start(self) -> None:
         """Prime the CPU counter, so the first collect has a real percentage."""
@@ -189,7 +229,7 @@ class HostMonitor:
                 cpu = float(self._process.cpu_percent(None))
         except (OSError, psutil.Error) as exc:
             log.warning("host monitor: cannot read the agent's own usage: %s", exc)
-        sync, source = clock_sync()
+        sync, source = self._clock_sync()
         return HostSnapshot(
             root=_disk(self.root),
             data=_disk(self.data_dir),

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, assert_never
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
 
 from agent.config import SyncSection
 from agent.identity import Identity, agent_version, raise_time_floor, trusted_central_keys
@@ -170,6 +170,19 @@ class StateParts:
     dropped_events: int = 0
 
 
+# Seconds between stores of last_sync_at while the cycles have nothing to send.
+LAST_SYNC_REFRESH_S = 300.0
+
+
+def retry_delay(attempt: int, cap: float) -> float:
+    """Full-jitter backoff: the seconds to wait before retry ``attempt`` (1, 2, ...).
+
+    Uniform in 0 .. min(2 ** (attempt - 1), cap), as tenacity's wait_random_exponential gave it.
+    """
+    high = cap if attempt > 64 else min(float(2 ** (attempt - 1)), cap)  # 2 ** 64 s is past any cap
+    return random.uniform(0.0, max(high, 0.0))
+
+
 class SyncClient:
     """Moves the outbox to central; one instance, one task.
 
@@ -218,6 +231,8 @@ class SyncClient:
         self._rotation_seen: float | None = None  # loop time a refusal first met a rotation under way
         self.config_report = config_report
         self.clock_offset: float | None = store.get_setting("clock_offset_s")
+        self._exchanged = False  # this cycle sent central something (last_sync_at, below)
+        self._sync_written_at: float | None = None  # monotonic time last_sync_at was last stored
         self.batch_events = settings.max_batch_events
         self.batch_bytes = settings.max_batch_bytes
         self.school = identity.school_id
@@ -295,27 +310,29 @@ class SyncClient:
             await self._transport.aclose()
 
     async def cycle_with_retries(self) -> None:
-        """One cycle, retried on transient errors with capped full-jitter backoff, never giving up."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=wait_random_exponential(multiplier=1, max=self.settings.backoff_max),
-            stop=stop_never,
-            reraise=True,
-            before_sleep=self._before_retry,
-        )
-        async for attempt in retrying:
-            with attempt:
-                await self.cycle()
+        """One cycle, retried on transient errors with capped full-jitter backoff, never giving up.
 
-    def _before_retry(self, state: RetryCallState) -> None:
+        The n-th retry waits uniformly 0 .. min(2 ** (n - 1), backoff_max) seconds. Other errors
+        propagate at once.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.cycle()
+                return
+            except TransientError as exc:
+                delay = retry_delay(attempt, self.settings.backoff_max)
+                self._before_retry(attempt, exc, delay)
+            await asyncio.sleep(delay)
+
+    def _before_retry(self, attempt: int, exc: TransientError, delay: float) -> None:
         self._need_state = True  # reconnecting: the present goes first again
         self.consecutive_failures += 1
-        exc = state.outcome.exception() if state.outcome else None
-        delay = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "school=%s sync failed (attempt %d): %s; retrying in %.1fs; outbox depth %d",
             self.school,
-            state.attempt_number,
+            attempt,
             exc,
             delay,
             self.outbox.stats().depth,
@@ -343,6 +360,7 @@ class SyncClient:
     async def _post(self, envelope: bytes) -> Accepted | Gap | Conflict | Refused:
         """Send one envelope; RetryLater becomes TransientError and a rejected key RevokedError."""
         outcome = await self._transport.post(envelope)
+        self._exchanged = True
         self._note_offset(self._transport.clock_offset)
         if isinstance(outcome, RetryLater):
             raise TransientError(outcome.reason)
@@ -540,7 +558,13 @@ class SyncClient:
     def _succeeded(self) -> None:
         self.consecutive_failures = 0
         now = self.clock.now()
-        self._quiet_write(lambda: self.store.put_setting("last_sync_at", now.isoformat()))
+        # A cycle with an empty outbox sends nothing: storing its time (a transaction with an
+        # fsync every report interval) is refreshed only every LAST_SYNC_REFRESH_S then.
+        exchanged, self._exchanged = self._exchanged, False
+        mono = self.clock.monotonic()
+        if exchanged or self._sync_written_at is None or mono - self._sync_written_at >= LAST_SYNC_REFRESH_S:
+            self._sync_written_at = mono
+            self._quiet_write(lambda: self.store.put_setting("last_sync_at", now.isoformat()))
         for key in (REVOKED_KEY, FORK_KEY, REFUSED_KEY):
             self._signal(Signal(key, False, "agent", "critical", "", None, now, open_after=1, resolve_after=1))
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes.util
+import subprocess
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from agent.monitors.host import ClockState, DiskUse, HostMonitor, HostSnapshot, clock_sync, host_signals
+from agent.monitors import host
+from agent.monitors.host import ClockState, ClockSyncProbe, DiskUse, HostMonitor, HostSnapshot, clock_sync, host_signals
 from base.agentconfig import HostSection
 from base.clock import FakeClock
 
@@ -48,6 +51,51 @@ def test_clock_sync_answers_something() -> None:
     state, source = clock_sync()
     assert state in ("synced", "unsynced", "unknown")
     assert (source is None) == (state == "unknown")
+
+
+def test_the_kernel_is_asked_without_a_child_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # find_library("c") runs `ldconfig -p`, timedatectl is a child process: neither per round.
+    def no_child(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(subprocess, "run", no_child)
+    monkeypatch.setattr(ctypes.util, "find_library", no_child)
+    probe = ClockSyncProbe()
+    for _ in range(3):
+        assert probe() in (("synced", "adjtimex"), ("unsynced", "adjtimex"))
+
+
+def test_timedatectl_is_asked_once_per_recheck_when_the_kernel_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel_calls: list[int] = []
+    asked: list[int] = []
+
+    def refused() -> None:
+        kernel_calls.append(1)
+        return None  # as under ProtectClock
+
+    def timedatectl() -> str:
+        asked.append(1)
+        return "synced" if len(asked) == 1 else "unsynced"
+
+    monkeypatch.setattr(host, "_adjtimex", refused)
+    monkeypatch.setattr(host, "_timedatectl", timedatectl)
+    now = [0.0]
+    probe = ClockSyncProbe(recheck_s=900.0, monotonic=lambda: now[0])
+    for t in (0.0, 60.0, 899.0):
+        now[0] = t
+        assert probe() == ("synced", "timedatectl")
+    assert len(asked) == 1
+    assert len(kernel_calls) == 1  # a refusal is not asked again
+    now[0] = 900.0
+    assert probe() == ("unsynced", "timedatectl")
+    assert len(asked) == 2
+
+
+def test_no_answer_anywhere_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host, "_adjtimex", lambda: None)
+    monkeypatch.setattr(host, "_timedatectl", lambda: None)
+    assert ClockSyncProbe()() == ("unknown", None)
+    assert clock_sync() == ("unknown", None)
 
 
 def _snapshot(**kw: object) -> HostSnapshot:

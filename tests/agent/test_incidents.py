@@ -133,3 +133,46 @@ def test_device_subject_leaves_only_as_pseudonym(engine: IncidentEngine, outbox:
     assert data["details"] == {"battery": 12}
     (local,) = engine.open_incidents()
     assert local.subject == "Lenas iPad"  # technicians on site see the real name
+
+
+def _stored_last_seen(store: Store) -> str:
+    (row,) = store.query("SELECT last_seen FROM incidents WHERE resolved_at IS NULL")
+    return str(row[0])
+
+
+def test_a_steady_open_incident_is_not_rewritten_every_round(
+    engine: IncidentEngine, store: Store, clock: FakeClock
+) -> None:
+    # Each rewrite is a transaction with an fsync; a steady incident's row is refreshed every 5 min.
+    feed(engine, clock, "xxx")
+    stored = _stored_last_seen(store)
+    changes = store.conn.total_changes
+    feed(engine, clock, "x" * 9)  # 4.5 min of rounds, nothing but last_seen moves
+    assert store.conn.total_changes == changes
+    assert _stored_last_seen(store) == stored
+    (incident,) = engine.open_incidents()
+    assert incident.last_seen == clock.now() - timedelta(seconds=30)  # memory (state payload) is current
+    feed(engine, clock, "x")  # 5 min since the row was written
+    assert store.conn.total_changes == changes + 1
+    assert _stored_last_seen(store) != stored
+    (row,) = list_incidents(store, open_only=True)
+    assert row.last_seen == incident.last_seen + timedelta(seconds=30)
+
+
+def test_a_flap_and_a_resolution_are_written_at_once(engine: IncidentEngine, store: Store, clock: FakeClock) -> None:
+    feed(engine, clock, "xxx.x")
+    (row,) = list_incidents(store, open_only=True)
+    assert row.flap_count == 1
+    feed(engine, clock, "...")
+    (row,) = list_incidents(store)
+    assert row.resolved_at is not None
+    assert row.last_seen == clock.now() - timedelta(seconds=30 * 4)  # the last bad round, not a stale refresh
+
+
+def test_an_acknowledgement_keeps_the_fresh_last_seen(engine: IncidentEngine, store: Store, clock: FakeClock) -> None:
+    feed(engine, clock, "xxxxx")
+    (fresh,) = engine.open_incidents()
+    acked = engine.acknowledge(fresh.id, "tech")
+    assert acked.last_seen == fresh.last_seen
+    (row,) = list_incidents(store, open_only=True)
+    assert row.last_seen == fresh.last_seen and row.acknowledged_by == "tech"

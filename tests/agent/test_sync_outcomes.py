@@ -19,6 +19,7 @@ from agent.store import Store
 from agent.store.outbox import Outbox
 from agent.sync.client import (
     FORK_KEY,
+    LAST_SYNC_REFRESH_S,
     REFUSED_KEY,
     REVOKED_KEY,
     BlockedError,
@@ -404,3 +405,23 @@ async def test_a_key_refused_while_rotate_key_is_under_way_is_asked_again_soon(
         assert r.outbox.stats().depth == 0 and r.alerts() == set()
     else:
         assert r.alerts() == {REVOKED_KEY} and r.outbox.stats().depth == 3
+
+
+async def test_idle_cycles_store_last_sync_at_only_now_and_then(rig: Callable[..., Rig], clock: FakeClock) -> None:
+    # An empty outbox sends nothing; storing the cycle's time each report interval was an fsync for nothing.
+    r = rig()
+    await r.client.cycle()  # the state payload goes first: an exchange
+    first = r.store.get_setting("last_sync_at")
+    assert first is not None
+    for _ in range(int(LAST_SYNC_REFRESH_S // 30) - 1):
+        clock.advance(30)
+        await r.client.cycle()
+    assert r.store.get_setting("last_sync_at") == first
+    clock.advance(30)  # LAST_SYNC_REFRESH_S since it was stored
+    await r.client.cycle()
+    refreshed = r.store.get_setting("last_sync_at")
+    assert refreshed == clock.now().isoformat()
+    clock.advance(30)
+    _fill(r.outbox, 1)  # a cycle that sends stores its time at once
+    await r.client.cycle()
+    assert r.store.get_setting("last_sync_at") == clock.now().isoformat()
