@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, assert_never
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_random_exponential
 
 from agent.config import SyncSection
 from agent.identity import Identity, agent_version, raise_time_floor, trusted_central_keys
@@ -174,15 +174,6 @@ class StateParts:
 LAST_SYNC_REFRESH_S = 300.0
 
 
-def retry_delay(attempt: int, cap: float) -> float:
-    """Full-jitter backoff: the seconds to wait before retry ``attempt`` (1, 2, ...).
-
-    Uniform in 0 .. min(2 ** (attempt - 1), cap), as tenacity's wait_random_exponential gave it.
-    """
-    high = cap if attempt > 64 else min(float(2 ** (attempt - 1)), cap)  # 2 ** 64 s is past any cap
-    return random.uniform(0.0, max(high, 0.0))
-
-
 class SyncClient:
     """Moves the outbox to central; one instance, one task.
 
@@ -310,29 +301,27 @@ class SyncClient:
             await self._transport.aclose()
 
     async def cycle_with_retries(self) -> None:
-        """One cycle, retried on transient errors with capped full-jitter backoff, never giving up.
-
-        The n-th retry waits uniformly 0 .. min(2 ** (n - 1), backoff_max) seconds. Other errors
-        propagate at once.
-        """
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
+        """One cycle, retried on transient errors with capped full-jitter backoff, never giving up."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=1, max=self.settings.backoff_max),
+            stop=stop_never,
+            reraise=True,
+            before_sleep=self._before_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
                 await self.cycle()
-                return
-            except TransientError as exc:
-                delay = retry_delay(attempt, self.settings.backoff_max)
-                self._before_retry(attempt, exc, delay)
-            await asyncio.sleep(delay)
 
-    def _before_retry(self, attempt: int, exc: TransientError, delay: float) -> None:
+    def _before_retry(self, state: RetryCallState) -> None:
         self._need_state = True  # reconnecting: the present goes first again
         self.consecutive_failures += 1
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "school=%s sync failed (attempt %d): %s; retrying in %.1fs; outbox depth %d",
             self.school,
-            attempt,
+            state.attempt_number,
             exc,
             delay,
             self.outbox.stats().depth,

@@ -35,7 +35,6 @@ OPTIONAL = {
 NEVER = {
     "cryptography.hazmat.primitives.serialization",  # PEM other than RFC 8410's Ed25519 form
     "importlib.metadata",  # the version is a constant of base.version
-    "tenacity",  # the sync loop's backoff is its own (0.5 MiB)
 }
 
 _PROBE = textwrap.dedent(
