@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -318,20 +319,20 @@ _DEVICE_VALUES = st.one_of(
 _DEVICE_KEYS = st.sampled_from(["id", "class", "model", "state", "name", "local_id", "addresses", "x-new"])
 
 
+def _outcome(read: Callable[[], object]) -> object:
+    """What a reader gives: its payload, or its refusal's type and message."""
+    try:
+        return read()
+    except errors.ProtocolError as exc:
+        return (type(exc), str(exc))
+
+
 @settings(max_examples=400)
 @given(st.dictionaries(_DEVICE_KEYS, _DEVICE_VALUES, max_size=8), st.sampled_from([DeviceSeen, DeviceChanged]))
 def test_device_data_parses_as_the_general_reader_parses_it(data: dict[str, Any], cls: type[DeviceSeen]) -> None:
     # The one-pass check for plain device data must agree with the general reader on every input:
     # the same payload (extras and omissions included), or the same refusal.
-    try:
-        expected: object = cls._read(data, "e.")
-    except errors.ProtocolError as exc:
-        expected = (type(exc), str(exc))
-    try:
-        got: object = cls.from_data(data, where="e.")
-    except errors.ProtocolError as exc:
-        got = (type(exc), str(exc))
-    assert got == expected
+    assert _outcome(lambda: cls.from_data(data, where="e.")) == _outcome(lambda: cls._read(data, "e."))
 
 
 def test_plain_device_data_takes_the_one_pass_check() -> None:
@@ -368,15 +369,9 @@ def test_incident_opened_parses_as_the_general_reader_parses_it(change: dict[str
     # The one-pass check for plain incident.opened data must agree with the general reader on
     # every input: the same payload, or the same refusal.
     data = {k: v for k, v in (_OPENED_BASE | change).items() if k not in drop}
-    try:
-        expected: object = IncidentOpened._read(data, "e.")
-    except errors.ProtocolError as exc:
-        expected = (type(exc), str(exc))
-    try:
-        got: object = IncidentOpened.from_data(data, where="e.")
-    except errors.ProtocolError as exc:
-        got = (type(exc), str(exc))
-    assert got == expected
+    assert _outcome(lambda: IncidentOpened.from_data(data, where="e.")) == _outcome(
+        lambda: IncidentOpened._read(data, "e.")
+    )
 
 
 def test_plain_incident_opened_data_takes_the_one_pass_check() -> None:
