@@ -124,7 +124,8 @@ class Agent:
 
     async def _snapshot_loop(self) -> None:
         try:
-            await asyncio.wait_for(self._first_host.wait(), timeout=15)
+            async with asyncio.timeout(15):  # never asyncio.wait_for: on 3.11 it can swallow the shutdown's cancel
+                await self._first_host.wait()
         except TimeoutError:
             log.warning("school=%s no host data after 15 s; first snapshot without it", self.school)
         while True:
@@ -209,10 +210,10 @@ class Agent:
 
     async def _stop_monitor(self, name: str) -> None:
         monitor, task = self._monitor_tasks.pop(name)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _cancel_and_wait([task])
         try:
-            await asyncio.wait_for(monitor.stop(), timeout=5)
+            async with asyncio.timeout(5):
+                await monitor.stop()
         except (OSError, RuntimeError, TimeoutError) as exc:
             log.warning("school=%s monitor=%s did not stop cleanly: %s", self.school, monitor.name, exc)
 
@@ -245,9 +246,7 @@ class Agent:
                      "restarted" if name in fresh and name in current else "started" if name in fresh else "stopped")
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]], runner: web.AppRunner | None) -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_and_wait(tasks)
         for name in list(self._monitor_tasks):
             await self._stop_monitor(name)
         if runner is not None:
@@ -255,3 +254,22 @@ class Agent:
         stats = self.outbox.stats()
         self.store.close()
         log.info("school=%s agent stopped; outbox last_seq %d, depth %d", self.school, stats.last_seq, stats.depth)
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended.
+
+    A task still running a second after its cancel (a library that swallowed it) is cancelled
+    again, so a lost cancel delays shutdown by a second instead of leaving an agent that ignores
+    SIGTERM. Their errors are taken here, so none is reported as never retrieved.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in pending:
+            log.warning("task %s went on after its cancel; cancelling it again", task.get_name())
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()

@@ -11,6 +11,7 @@ agent incident; a history central disagrees with (fork) is kept and alerted on, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -293,10 +294,9 @@ class SyncClient:
                     self._refused(exc.key, title, str(exc))
                     wait = self.settings.revoked_retry
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
         finally:
             await self._transport.aclose()
 

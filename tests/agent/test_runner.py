@@ -119,3 +119,46 @@ async def test_a_central_that_refuses_the_reports_opens_the_local_incident(
         assert incident.is_open and incident.severity == "critical" and incident.category == "agent"
     finally:
         store.close()
+
+
+@dataclass
+class StopOnFirstHost:
+    """A host monitor whose first report arrives in the same moment as SIGTERM's stop.
+
+    ``yields`` loop turns pass between the stop and the report, so the shutdown's cancel meets
+    the snapshot loop in each step of its wait for the first host report.
+    """
+
+    halt: asyncio.Event
+    yields: int
+    name: str = "host"
+    interval_s: float = 0.05
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def collect(self, now: datetime) -> MonitorReport:
+        if not self.halt.is_set():
+            self.halt.set()
+            for _ in range(self.yields):
+                await asyncio.sleep(0)
+        return MonitorReport("host", {})
+
+
+async def test_a_stop_in_the_moment_of_the_first_host_report_still_stops_the_agent(data_dir: Path) -> None:
+    # Python 3.11's asyncio.wait_for returns the inner result and drops a cancel that arrives in
+    # the loop turn the awaited event is set: the snapshot loop then went on to its next round
+    # (here an hour away) and the agent ignored SIGTERM until killed.
+    config = parse_config({"agent": {"snapshot_interval": 3600}, "discovery": {"enabled": False}})
+    for yields in range(8):
+        agent = build_agent(config, data_dir, SystemClock(), listen="127.0.0.1:0")
+        stop = asyncio.Event()
+        host = StopOnFirstHost(stop, yields)
+        agent.monitors = [m for m in agent.monitors if m.name != "host"] + [host]  # type: ignore[list-item]
+        task = asyncio.create_task(agent.run(stop))
+        done, _ = await asyncio.wait({task}, timeout=20)
+        assert done, f"the agent did not stop (stop {yields} loop turns before the first host report)"
+        assert task.result() is True

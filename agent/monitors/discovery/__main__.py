@@ -57,7 +57,8 @@ async def _run(args: argparse.Namespace) -> None:
                    "devices": snap["devices"], "by_class": snap["by_class"], "mdns": snap["mdns"],
                    "inventory": snap["inventory"]})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.interval)
+                async with asyncio.timeout(args.interval):
+                    await stop.wait()
     finally:
         await monitor.stop()
 

@@ -57,7 +57,8 @@ async def tcp_probe(
     """Open (and close) a TCP connection; refused, unreachable or slow counts as a failure."""
     started = clock_s()
     try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            _reader, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
         return ProbeResult(False, None, "timeout")
     except OSError as exc:
@@ -65,7 +66,8 @@ async def tcp_probe(
     latency = (clock_s() - started) * 1000.0
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await writer.wait_closed()
     except (TimeoutError, OSError):
         pass  # the connection was made; closing slowly does not make the target unreachable
     return ProbeResult(True, latency)
