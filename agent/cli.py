@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
 import click
 
-from agent.config import AgentConfig, load_config, parse_listen
+from agent.config import AgentConfig, load_config
+from agent.entry import ENROLL_HINT, existing_dir, run_agent
 from agent.identity import load_identity
 from agent.incidents.engine import list_incidents
 from agent.status import status_info
-from agent.store import DB_NAME, Store
+from agent.store import Store
 from agent.store.inventory import device_json, list_devices
 from agent.techapi.remote import remote
 from base.cli import (
@@ -25,15 +25,12 @@ from base.cli import (
     empty_message,
     format_moment,
     format_table,
-    load_toml,
     report_checks,
-    require_database,
-    resolve_data_dir,
     run_cli,
-    setup_logging,
     version_option,
 )
 from base.clock import SystemClock
+from base.cmdline import resolve_data_dir, setup_logging
 from base.errors import ConfigError
 
 log = logging.getLogger("agent.cli")
@@ -43,14 +40,9 @@ def _config(config_path: Path | None) -> AgentConfig:
     return load_config(config_path)
 
 
-_ENROLL_HINT = "enroll first: schulwart-agent enroll --central URL --code CODE"
-
-
 def _existing_dir(data_dir: Path | None) -> Path:
     """The data dir of an enrolled agent; only `enroll` creates one, every other command refuses a new one."""
-    directory = resolve_data_dir(data_dir, "agent")
-    require_database(directory / DB_NAME, directory, _ENROLL_HINT)
-    return directory
+    return existing_dir(data_dir)
 
 
 def _open_existing(data_dir: Path | None) -> tuple[Path, Store]:
@@ -126,26 +118,7 @@ def run(listen: str | None, data_dir: Path | None, config_path: Path | None) -> 
 
         schulwart-agent run --config /etc/schulwart/agent.toml --data-dir /var/lib/schulwart
     """
-    from agent.wiring import build_agent
-
-    config = _config(config_path)
-    if listen is not None:
-        parse_listen(listen)  # bad input first: one line naming it, before the data dir is looked at
-    setup_logging(config.agent.log_level)
-    directory = _existing_dir(data_dir)
-
-    async def main() -> bool:
-        # The file's own keys, so central's configuration can be laid under them (they win).
-        local_doc = load_toml(config_path)
-        source = str(config_path) if config_path is not None else None
-        agent = build_agent(config, directory, SystemClock(), listen=listen, local_doc=local_doc, source=source)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        return await agent.run(stop)
-
-    if not asyncio.run(main()):
+    if not run_agent(listen, data_dir, config_path):
         raise click.exceptions.Exit(1)  # a task died: let systemd restart us
 
 
@@ -340,7 +313,7 @@ def rotate_key(data_dir: Path | None, config_path: Path | None) -> None:
     try:
         identity = load_identity(store)
         if identity is None:
-            raise click.UsageError(_ENROLL_HINT)
+            raise click.UsageError(ENROLL_HINT)
         url, _source = effective_central_url(config, identity)
         new_keyid = asyncio.run(
             do_rotate(directory, store, SystemClock(), central_url=url, timeout=config.sync.request_timeout)

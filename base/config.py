@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from base.cli import parse_duration, read_toml
+from base.cmdline import parse_duration, read_toml
 from base.errors import ConfigError
 
 __all__ = [

@@ -28,19 +28,15 @@ from base.cli import (
     cli_errors,
     common_options,
     counted,
-    create_data_dir,
     empty_message,
     format_moment,
     format_table,
-    parse_duration,
     report_checks,
-    require_database,
-    resolve_data_dir,
     run_cli,
-    setup_logging,
     version_option,
 )
 from base.clock import SystemClock
+from base.cmdline import create_data_dir, parse_duration, require_database, resolve_data_dir, setup_logging
 from base.errors import ConfigError, SchulwartError
 from central.agent_config import (
     MAX_LAYER_BYTES,

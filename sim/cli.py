@@ -14,7 +14,13 @@ from typing import Any
 import click
 
 from agent.monitors.discovery.presence import hours_of
-from base.cli import cli_errors, common_options, load_toml, resolve_data_dir, run_cli, setup_logging, version_option
+from base.cli import (
+    cli_errors,
+    common_options,
+    run_cli,
+    version_option,
+)
+from base.cmdline import load_toml, resolve_data_dir, setup_logging
 from base.errors import ConfigError
 from sim.faults import FAULTS, FaultError, parse_fault
 from sim.meters import METER_MODELS

@@ -26,8 +26,8 @@ from base.cli import (
     empty_message,
     format_moment,
     format_table,
-    load_toml,
 )
+from base.cmdline import load_toml
 from base.config import parse_section
 from base.errors import ConfigError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -100,3 +101,47 @@ def test_run_serves_healthz_writes_a_snapshot_and_stops_on_sigterm(tmp_path: Pat
     assert n >= 1  # the start-up snapshot
     assert proc.terminate() == 0
     assert "agent stopped" in proc.text() and "Traceback" not in proc.text()
+
+
+@pytest.mark.timeout(60)
+def test_run_starts_without_click_and_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # click and the other commands' modules would stay loaded for the agent's whole life (~1 MiB).
+    data = tmp_path / "d"
+    Store.open(data).close()
+    config = write_config(tmp_path / "a.toml", "[host]\ninterval = 0.2\n")
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # the interpreter lists every module it imports
+    proc = Proc(
+        [AGENT, "run", "--listen=127.0.0.1:0", "--data-dir", str(data), "--config", str(config)], tmp_path / "log"
+    )
+    proc.wait_listening()
+    assert proc.terminate() == 0
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.text().splitlines() if line.startswith("import time:")]
+    assert "agent.runner" in imported and "aiohttp.web" in imported  # the listing works
+    assert not [m for m in imported if m.split(".")[0] == "click" or m in ("agent.cli", "base.cli")]
+    assert "agent stopped" in proc.text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--listen", "nonsense", "--data-dir", "{tmp}/d"],
+        ["run", "--data-dir", "{tmp}/none"],
+        ["run", "--config", "{tmp}/missing.toml", "--data-dir", "{tmp}"],
+        ["run", "--config", "{tmp}", "--data-dir", "{tmp}"],  # a directory: click refuses it
+        ["run", "--data-dir"],
+        ["run", "--bogus"],
+        ["run", "extra"],
+        ["run", "--listen="],
+    ],
+)
+def test_run_errors_are_the_click_commands_own(tmp_path: Path, args: list[str]) -> None:
+    # A plain `run` is parsed without click (agent/entry.py); what it refuses must read the same.
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    via_click = run([sys.executable, "-c", "from agent.cli import main; main()", *argv], check=False)
+    assert via_click.returncode == 2 and via_click.stderr.startswith("schulwart-agent: error:"), via_click.stderr
+    assert one_line_error(argv) == via_click.stderr.strip()
+
+
+def test_run_help_is_clicks() -> None:
+    out = run([AGENT, "run", "--help"])
+    assert "--listen" in out.stdout and "--data-dir" in out.stdout and "until SIGTERM" in out.stdout

@@ -35,16 +35,19 @@ OPTIONAL = {
 NEVER = {
     "cryptography.hazmat.primitives.serialization",  # PEM other than RFC 8410's Ed25519 form
     "importlib.metadata",  # the version is a constant of base.version
+    "click",  # the other commands' CLI: a plain `run` starts through agent/entry.py
 }
 
 _PROBE = textwrap.dedent(
     """
     import asyncio, json, sys
     from pathlib import Path
-    import agent.cli  # the console script's module: `run` is one of its commands
+    from agent import entry  # the console script's module: a plain `run` starts here
     from agent.config import load_config
     from agent.wiring import build_agent
     from base.clock import SystemClock
+
+    assert entry.plain_run(["run", "--config", sys.argv[1], "--data-dir", sys.argv[2]]) is not None
 
     async def main() -> None:
         built = build_agent(load_config(Path(sys.argv[1])), Path(sys.argv[2]), SystemClock(), listen="127.0.0.1:0")

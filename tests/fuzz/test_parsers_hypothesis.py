@@ -29,7 +29,7 @@ from agent.monitors.wlan.unifi import ControllerError, parse_devices
 from base.agentconfig.cabinets import parse_cabinets
 from base.agentconfig.window import parse_days, parse_window
 from base.agentconfig.wlan import parse_wlan
-from base.cli import parse_duration
+from base.cmdline import parse_duration
 from central.alerts.schedule import parse_holidays
 from central.config import parse_db_url
 from central.enrollment import parse_enroll_request

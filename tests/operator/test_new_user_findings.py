@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from agent.store import Store
-from base.cli import read_toml
+from base.cmdline import read_toml
 from tests.agent.procs import AGENT
 
 
