@@ -20,6 +20,7 @@ from aiohttp import web
 from agent.config import AgentConfig
 from agent.identity import Identity
 from agent.live import LiveState
+from agent.memory import release_free_memory
 from agent.monitors.interface import Monitor, MonitorReport
 from agent.store import Store, StoreError
 from agent.store.outbox import Outbox
@@ -139,6 +140,7 @@ class Agent:
                 self.outbox.thin(self.config.outbox_max_bytes)
             except StoreError as exc:
                 log.error("school=%s outbox thinning failed: %s", self.school, exc.message)
+            release_free_memory()  # the start-up burst's freed heap back to the system (agent/memory.py)
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until ``stop`` is set, then shut down cleanly; False when a task died on its own."""
