@@ -6,6 +6,7 @@ everything that enters the inventory goes through here first.
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 from collections.abc import Mapping
 
@@ -41,7 +42,7 @@ def clean_properties(raw: Mapping[bytes, bytes | None] | None) -> dict[str, str]
         name = clean_text(key, MAX_TXT_KEY_CHARS).lower()
         if not name or name in result:
             continue
-        result[name] = clean_text(value, MAX_TXT_VALUE_CHARS)
+        result[sys.intern(name)] = sys.intern(clean_text(value, MAX_TXT_VALUE_CHARS))
     return result
 
 
