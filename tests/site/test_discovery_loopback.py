@@ -152,39 +152,3 @@ async def test_receiver_without_power_is_found_by_its_liveness_probe(sim_factory
     back = await watched.collect(start + timedelta(seconds=5))
     assert verdict(back) is False
     assert watched.tracker.get(receiver.expected_id).state == "present"  # type: ignore[union-attr]
-
-
-async def test_a_read_service_leaves_zeroconfs_cache_and_its_changes_still_arrive(discovery, tag) -> None:  # type: ignore[no-untyped-def]
-    # The agent reads a service's SRV and TXT once and keeps what they say in its inventory;
-    # zeroconf's cache keeps only the PTR (about 2 MiB less for a school of 500 tablets).
-    import socket
-
-    from zeroconf import IPVersion, ServiceInfo
-    from zeroconf.asyncio import AsyncZeroconf
-
-    monitor = await discovery()
-    responder = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
-    service_type = "_ipp._tcp.local."
-    name = f"Drucker {tag}.{service_type}"
-    uuid = f"0e1f2a3b-4c5d-6e7f-8091-{int(tag[1:], 16):012x}"
-
-    def printer(model: str, port: int) -> ServiceInfo:
-        return ServiceInfo(service_type, name, port=port, server=f"drucker-{tag}.local.",
-                           addresses=[socket.inet_aton("127.0.0.1")],
-                           properties={"UUID": uuid, "ty": model, "rp": "ipp/print"})  # fmt: skip
-
-    def device() -> Any:
-        return next((d for d in monitor.tracker.devices() if d.name and tag in d.name), None)
-
-    try:
-        await responder.async_register_service(printer("Laser 1", 631))
-        await wait_for(lambda: device() is not None and device().model == "Laser 1")
-        zc = monitor.browser.zeroconf
-        assert zc is not None
-        assert zc.cache.async_entries_with_name(name) == []  # no SRV, no TXT
-        assert zc.cache.current_entry_with_name_and_alias(service_type, name) is not None  # the PTR
-        await responder.async_update_service(printer("Laser 2", 8631))
-        await wait_for(lambda: device().model == "Laser 2")
-        assert any(port == 8631 for _address, port in monitor.tracker.endpoints(device().id))
-    finally:
-        await responder.async_close()

@@ -42,7 +42,6 @@ from agent.monitors.discovery.sanitize import (
 log = logging.getLogger(__name__)
 
 MAX_SERVICE_NAME_CHARS = 255
-_SERVICE_RECORD_TYPES = frozenset({33, 16})  # SRV (RFC 2782) and TXT (RFC 1035)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +216,6 @@ class MdnsBrowser:
             return
         if complete:
             self._accept(info)
-            _release_service_records(zc, name)
             return
         if len(self._resolve_queue) >= self._settings.max_resolve_queue:
             self.stats.resolve_queue_full += 1
@@ -245,7 +243,6 @@ class MdnsBrowser:
                 continue
             if ok and _still_announced(zc, service_type, name):
                 self._accept(info)
-                _release_service_records(zc, name)
             else:
                 self.stats.unresolved += 1
 
@@ -295,22 +292,6 @@ def _still_announced(zc: Zeroconf, service_type: str, name: str) -> bool:
     """The browser's PTR record for the service is in the cache and is not a goodbye (TTL 1)."""
     record = zc.cache.current_entry_with_name_and_alias(service_type, name)
     return record is not None and record.ttl > 1
-
-
-def _release_service_records(zc: Zeroconf, name: str) -> None:
-    """Drop a service's SRV and TXT records from zeroconf's cache once the agent has read them.
-
-    zeroconf keeps every record it hears until its TTL (75 minutes for SRV and TXT) runs out;
-    the agent needs them only while it reads a service, and keeps what they said in its own
-    inventory. Without them a school of 529 announced devices holds about 2 MiB less. The PTR
-    stays (it says the service is still announced, and zeroconf's browser schedules its queries
-    and its Removed events by it), and so do the host's address records, which the host's
-    other services may still need. When the service's records are heard again (the browser's
-    next query, the device's announcements), zeroconf sees them as new and reports the service
-    as Updated, so it is read again: a changed TXT or port still comes through.
-    """
-    cache = zc.cache
-    cache.async_remove_records([r for r in cache.async_entries_with_name(name) if r.type in _SERVICE_RECORD_TYPES])
 
 
 def _observation(info: AsyncServiceInfo) -> Observation:
