@@ -35,3 +35,22 @@ def release_free_memory() -> bool:
         return False
     _trim(0)
     return True
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def share_one_heap() -> bool:
+    """Let every thread allocate from the main heap (glibc ``mallopt(M_ARENA_MAX, 1)``).
+
+    glibc gives each thread that allocates its own arena; the agent's few worker threads (the
+    host monitor's samples, ``asyncio.to_thread``) would each keep one, with its own free pages
+    that neither the others nor ``malloc_trim`` of the main heap can use. The threads rarely run
+    at once, so sharing one heap costs no waiting. Call it before the first thread starts;
+    False where the C library has no ``mallopt`` (musl).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, 1))
