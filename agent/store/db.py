@@ -33,9 +33,6 @@ class StoreError(DatabaseError):
     reason = "store"
 
 
-PAGE_CACHE_KIB = 512
-
-
 class StoreFullError(StoreError):
     """The disk (or the database) is full: the write was rolled back, nothing half-stored."""
 
@@ -53,9 +50,6 @@ class Store:
             raise StoreError(exc.message) from None
         self.conn = conn
         try:
-            # SQLite's page cache grows to 2 MiB by default and keeps it for the agent's whole life;
-            # the agent's reads are few and small (the OS caches the file anyway): 512 KiB.
-            conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             version = run_migrations(conn, path) if migrate else schema_version(conn)
         except DatabaseError as exc:
             conn.close()
