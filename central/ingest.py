@@ -10,7 +10,7 @@ aggregation, new ack. The caller answers only after that transaction committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,11 +120,21 @@ class Ingestor:
         self.max_events = max_events
         self.metrics = metrics
         self._keys: dict[bytes, Ed25519PublicKey] = {}
+        # Signers by keyid, as loaded while not revoked. What a row of them can hold stale is only
+        # ``revoked`` (and the counters, which nobody reads from here): a keyid is the hash of the
+        # key, and an agent keeps its id, school and key for life. Revocation is read again in
+        # every ingest transaction (``Transaction.get_agent``), so a revoked agent is refused
+        # there with the same error; the cache saves each batch a read and a pooled connection.
+        self._signers: dict[str, AgentRow] = {}
 
     async def verify(
         self, body: bytes, allowed_types: Collection[str], *, max_bytes: int | None = None
     ) -> tuple[AgentRow, Verified]:
-        """Verify an envelope against the enrolled keys; returns the signer and the payload."""
+        """Verify an envelope against the enrolled keys; returns the signer and the payload.
+
+        The signer's row may be one loaded by an earlier call: its identity and key hold, its
+        ``revoked`` and counters are to be read again inside the transaction that acts on them.
+        """
         cap = self.max_envelope_bytes if max_bytes is None else max_bytes
         if len(body) > cap:
             raise TooLargeError(f"envelope of {len(body)} bytes is over the cap of {cap}")
@@ -132,20 +142,34 @@ class Ingestor:
         if not isinstance(doc, dict):
             raise MalformedError("envelope is not a JSON object", reason="bad_envelope")
         kid = _keyid_of(doc)
+        if kid is not None and (cached := self._signers.get(kid)) is not None:
+            try:
+                return cached, verify(doc, self._lookup(cached), allowed_types)
+            except ProtocolError:
+                # Refused: decide again on the stored row, so that a key revoked since it was
+                # loaded is refused as revoked, at the key step, as the contract orders it.
+                del self._signers[kid]
         agent = await self.store.agent_by_keyid(kid) if kid else None
+        verified = verify(doc, self._lookup(agent), allowed_types)
+        if agent is None:  # pragma: no cover - verify() raised UnknownKeyError already
+            raise UnknownKeyError("no enrolled key")
+        if not agent.revoked and kid is not None:
+            if len(self._signers) >= _KEYS_CACHED:
+                self._signers.clear()
+            self._signers[kid] = agent
+        return agent, verified
+
+    def _lookup(self, agent: AgentRow | None) -> Callable[[str], Ed25519PublicKey | None]:
+        """The key step's lookup for ``verify()``: called after base64 and before the signature."""
 
         def lookup(wanted: str) -> Ed25519PublicKey | None:
-            # Called by verify() at the key step, after base64 and before the signature.
             if agent is None or agent.keyid != wanted:
                 return None
             if agent.revoked:
                 raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
             return self._public_key(agent.public_key)
 
-        verified = verify(doc, lookup, allowed_types)
-        if agent is None:  # pragma: no cover - verify() raised UnknownKeyError already
-            raise UnknownKeyError("no enrolled key")
-        return agent, verified
+        return lookup
 
     def _public_key(self, raw: bytes) -> Ed25519PublicKey:
         """The loaded key, kept: a batch reuses its agent's key object instead of building it again."""
@@ -291,7 +315,10 @@ class Ingestor:
         bundle = parse_bundle(verified.payload)
         self._check_identity(agent, bundle.agent_id, bundle.school_id)
         stored = applied = 0
-        acked = agent.acked_seq
+        current = await self.store.get_agent(agent.agent_id)  # the signer's row may be an earlier one
+        if current is None or current.revoked:
+            raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+        acked = current.acked_seq
         for index, text in enumerate(bundle.envelopes):
             try:
                 result = await self.ingest(text.encode("utf-8"), expected_agent=agent.agent_id)

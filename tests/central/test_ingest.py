@@ -299,6 +299,27 @@ async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
     assert await held(store, agent) == []
 
 
+async def test_a_key_revoked_after_the_node_loaded_it_is_refused_as_revoked_at_every_step(
+    store: Storage, agent: FakeAgent, clock: FakeClock
+) -> None:
+    """An ingestor keeps the signers it has loaded; a revocation made elsewhere (the CLI, another
+    node) still wins: a valid report is refused in its transaction, a bad signature and an empty
+    bundle at the key step, each as revoked (not as a bad signature), as the contract orders."""
+    first, second = Ingestor(store, clock), Ingestor(store, clock)
+    assert (await first.ingest(agent.report(1, 3))).acked_through == 3
+    assert (await second.ingest(agent.report(1, 3))).acked_through == 3  # both have the signer loaded
+    assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
+    with pytest.raises(RevokedKeyError):
+        await first.ingest(agent.report(4, 6))
+    bad_signature = json.loads(agent.report(4, 6))
+    bad_signature["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    with pytest.raises(RevokedKeyError):
+        await first.verify(json.dumps(bad_signature).encode(), {REPORT_TYPE})
+    with pytest.raises(RevokedKeyError):
+        await second.import_bundle(sign(build_bundle(agent.agent_id, agent.school_id, T0, []), BUNDLE_TYPE, agent.key))
+    assert await held(store, agent) == [1, 2, 3]
+
+
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # caps SQLite's own connection
 async def test_a_report_that_fills_the_disk_half_way_stores_nothing_answers_507_and_heals(
     client: TestClient, store: SqliteStore, agent: FakeAgent
