@@ -12,7 +12,9 @@ asyncio process (multiplexed over one connection pool); with 2 nodes each agent 
 node, alternating, as round-robin DNS or a load balancer's source hashing would spread them.
 
 CPU is per central node (user + system seconds of the process over the slice, in cores);
-PostgreSQL's CPU is that of every ``postgres`` process on the machine (others' tests too).
+PostgreSQL's CPU is that of every ``postgres`` process on the machine (others' tests too); the
+client's is this process's. Each agent's batch is signed before the slice starts (``SimAgent.stage``):
+on one machine, the client's CPU is taken from the nodes'.
 Results go to bench/results/scale.json as well as to the table, with the machine's load
 average (other processes on a shared machine take the CPU the nodes would use).
 """
@@ -121,8 +123,10 @@ async def _level(urls: list[str], pids: list[int], agents_at_60s: int, register:
     # One school per agent, as in the field (a school has one server, rarely two).
     agents = [SimAgent.new(f"gs-{secrets.token_hex(5)}") for _ in range(round(agents_at_60s * SLICE_S / 60))]
     await register(agents)
+    for agent in agents:
+        agent.stage(BATCH)  # signed before the slice: this process shares the machine with the nodes
     offsets = [random.uniform(0, SLICE_S) for _ in agents]
-    cpu_before, pg_before = _cpu(pids), _postgres_cpu()
+    cpu_before, pg_before, client_before = _cpu(pids), _postgres_cpu(), time.process_time()
     started = time.monotonic()
     # Below central's 128 connections per address: every simulated agent comes from 127.0.0.1.
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
@@ -130,10 +134,11 @@ async def _level(urls: list[str], pids: list[int], agents_at_60s: int, register:
 
         async def one(index: int, agent: SimAgent) -> None:
             await asyncio.sleep(max(0.0, started + offsets[index] - time.monotonic()))
-            await agent.send(session, urls[index % len(urls)], BATCH, deadline=started + SLICE_S + 30)
+            await agent.send(session, urls[index % len(urls)], 0, deadline=started + SLICE_S + 30)
 
         await asyncio.gather(*(one(i, a) for i, a in enumerate(agents)))
     elapsed = max(time.monotonic() - started, SLICE_S)
+    client_cpu = (time.process_time() - client_before) / elapsed
     cpu = [(after - before) / elapsed for before, after in zip(cpu_before, _cpu(pids), strict=True)]
     latencies = sorted(x for a in agents for x in a.latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("inf")
@@ -151,6 +156,7 @@ async def _level(urls: list[str], pids: list[int], agents_at_60s: int, register:
         "errors": errors,
         "cpu_per_node": [round(c, 2) for c in cpu],
         "postgres_cpu": round((_postgres_cpu() - pg_before) / elapsed, 2),
+        "client_cpu": round(client_cpu, 2),  # this process: the simulated agents' HTTP
         "sustained": errors == 0 and p99 <= P99_LIMIT_S,
         "last_error": next((a.last_error for a in agents if a.last_error), None),
     }
@@ -276,7 +282,7 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
             rows.append({
                 "name": f"{c['config']}: {r['agents']:,} agents", "value": r["events_per_s"], "unit": "events/s",
                 "note": f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']} {r['last_error'] or ''}, "
-                        f"CPU node {cpu}, postgres {r['postgres_cpu']:.2f} cores",
+                        f"CPU node {cpu}, postgres {r['postgres_cpu']:.2f}, client {r['client_cpu']:.2f} cores",
             })  # fmt: skip
     return rows
 
