@@ -120,11 +120,11 @@ class Ingestor:
         self.max_events = max_events
         self.metrics = metrics
         self._keys: dict[bytes, Ed25519PublicKey] = {}
-        # Signers by keyid, as loaded while not revoked. What a row of them can hold stale is only
-        # ``revoked`` (and the counters, which nobody reads from here): a keyid is the hash of the
-        # key, and an agent keeps its id, school and key for life. Revocation is read again in
-        # every ingest transaction (``Transaction.get_agent``), so a revoked agent is refused
-        # there with the same error; the cache saves each batch a read and a pooled connection.
+        # Signers by keyid, as loaded while not revoked. A kept row can be stale in ``revoked``, in
+        # its key (``rotate-key`` replaces it) and in the counters; an agent keeps its id and
+        # school for life. Every ingest transaction reads the agent's row again and refuses what
+        # the key step would refuse now (``_still_signer``: same errors); the cache saves each
+        # batch a read and a pooled connection.
         self._signers: dict[str, AgentRow] = {}
 
     async def verify(
@@ -132,8 +132,9 @@ class Ingestor:
     ) -> tuple[AgentRow, Verified]:
         """Verify an envelope against the enrolled keys; returns the signer and the payload.
 
-        The signer's row may be one loaded by an earlier call: its identity and key hold, its
-        ``revoked`` and counters are to be read again inside the transaction that acts on them.
+        The signer's row may be one loaded by an earlier call: its agent and school hold; whether
+        its key still stands (not rotated away, not revoked) and its counters are to be read again
+        inside the transaction that acts on them (``_still_signer``).
         """
         cap = self.max_envelope_bytes if max_bytes is None else max_bytes
         if len(body) > cap:
@@ -158,6 +159,18 @@ class Ingestor:
                 self._signers.clear()
             self._signers[kid] = agent
         return agent, verified
+
+    def _still_signer(self, signer: AgentRow, current: AgentRow | None) -> AgentRow:
+        """``current``, the signer's row as read now, when its key still stands; else refused as the key
+        step refuses it: a key rotated away is unknown, a revoked (or gone) agent revoked. The signer
+        ``verify`` returned may be a kept row from before a rotation or a revocation."""
+        if current is not None and current.keyid != signer.keyid:
+            self._signers.pop(signer.keyid, None)
+            raise UnknownKeyError(f"no trusted key with keyid {signer.keyid[:16]}…")
+        if current is None or current.revoked:
+            self._signers.pop(signer.keyid, None)
+            raise RevokedKeyError(f"agent {signer.agent_id} is revoked: enroll again")
+        return current
 
     def _lookup(self, agent: AgentRow | None) -> Callable[[str], Ed25519PublicKey | None]:
         """The key step's lookup for ``verify()``: called after base64 and before the signature."""
@@ -218,9 +231,7 @@ class Ingestor:
         canonical = [event.canonical_parts() for event in report.events]
         try:
             async with self.store.transaction() as tx:
-                current = await tx.get_agent(agent.agent_id)
-                if current is None or current.revoked:
-                    raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+                current = self._still_signer(agent, await tx.get_agent(agent.agent_id))
                 ack = current.acked_seq
                 if report.seq_from > ack + 1:
                     raise GapError(f"batch starts at {report.seq_from}, expected {ack + 1}", expected_seq=ack + 1)
@@ -290,9 +301,7 @@ class Ingestor:
     async def _apply_state(self, agent: AgentRow, state: StatePayload) -> IngestResult:
         now = iso(self.clock.now())
         async with self.store.transaction() as tx:
-            current = await tx.get_agent(agent.agent_id)
-            if current is None or current.revoked:
-                raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+            current = self._still_signer(agent, await tx.get_agent(agent.agent_id))
             applied = await aggregate.apply_state(tx, current, state, now)
             await tx.record_contact(agent.agent_id, current.acked_seq, now, None, _sender_version(state.extra))
             await tx.resolve_central_incident(agent.school_id, SILENT_INCIDENT, now)
@@ -315,10 +324,7 @@ class Ingestor:
         bundle = parse_bundle(verified.payload)
         self._check_identity(agent, bundle.agent_id, bundle.school_id)
         stored = applied = 0
-        current = await self.store.get_agent(agent.agent_id)  # the signer's row may be an earlier one
-        if current is None or current.revoked:
-            raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
-        acked = current.acked_seq
+        acked = self._still_signer(agent, await self.store.get_agent(agent.agent_id)).acked_seq
         for index, text in enumerate(bundle.envelopes):
             try:
                 result = await self.ingest(text.encode("utf-8"), expected_agent=agent.agent_id)
