@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError, fields
 from typing import Any
 
 import pytest
@@ -390,3 +391,32 @@ def test_plain_incident_opened_data_takes_the_one_pass_check() -> None:
     ):
         assert not events._plain_opened(_OPENED_BASE | change)
     assert not events._plain_opened(["i-1"])
+
+
+def test_plain_device_data_builds_the_object_the_constructor_builds() -> None:
+    # The one-pass path sets the slots itself: every field must be set (a field added to
+    # DevicePayload and not to the fast path reads as an AttributeError here), and the object is
+    # the same one the dataclass constructor makes, of the kind's own class.
+    for cls in (DeviceSeen, DeviceChanged, DeviceLost):
+        for data, omitted in (
+            ({"id": "d-1", "class": "ipad", "model": None, "state": "present", "name": "n", "local_id": "l"}, set()),
+            ({"id": "d-1", "class": "ipad"}, {"model"}),
+        ):
+            parsed = cls.from_data(data)
+            built = cls(
+                id="d-1",
+                device_class="ipad",
+                model=None,
+                state=data.get("state"),
+                name=data.get("name"),
+                local_id=data.get("local_id"),
+                omitted=frozenset(omitted),
+            )
+            assert type(parsed) is cls
+            assert {f.name: getattr(parsed, f.name) for f in fields(cls)} == {
+                f.name: getattr(built, f.name) for f in fields(cls)
+            }
+            assert parsed == built and repr(parsed) == repr(built)
+            assert parsed.extra is not cls.from_data(data).extra  # each its own, as default_factory=dict gives
+            with pytest.raises(FrozenInstanceError):
+                parsed.id = "d-2"  # type: ignore[misc]
