@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from base.clock import Clock
 from central import aggregate, fastjson
+from central.canonical import canonical_parts
 from central.metrics import Metrics
 from central.storage.interface import AgentRow, EventRow, Storage
 from central.timestamps import from_iso, iso
@@ -210,7 +211,7 @@ class Ingestor:
         version = _sender_version(report.extra)
         # One serialisation per event: the sorted-key text is both what is stored and what is digested.
         # The data's own text is kept too: device rows store it instead of encoding the data again.
-        canonical = [event.canonical_parts() for event in report.events]
+        canonical = [canonical_parts(event) for event in report.events]
         try:
             async with self.store.transaction() as tx:
                 current = await tx.get_agent(agent.agent_id)
