@@ -3,10 +3,12 @@
 An event's stored body and its digest are its sorted-key compact JSON (``protocol.schema``),
 written by ``json``'s encoder. msgspec, asked for sorted keys, writes the same bytes for every
 string (each escape spelled the same: checked for every code point), integer of any size, true,
-false, null, object and array, several times faster. It spells floats its own way (``1e16``
-where ``json`` writes ``1e+16``), so data holding a float anywhere, or anything but these
-types, and events with extra members take ``Event.canonical_parts()`` itself. Old digests
-therefore keep matching byte for byte.
+false, null, object and array, several times faster. Floats it spells the same way only where
+both write them without an exponent: zero and magnitudes from 1e-4 to below 1e16 (the same
+shortest digits; checked on millions of floats). Outside that range it writes ``1e16`` where
+``json`` writes ``1e+16`` and ``0.00001`` for ``1e-05``: data holding such a float, or anything
+but these types, and events with extra members take ``Event.canonical_parts()`` itself. Old
+digests therefore keep matching byte for byte.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ _quote = json.encoder.encode_basestring  # what the sorted-key encoder writes fo
 _SCALARS = frozenset({str, int, bool, type(None)})
 
 
-def _float_free(data: dict[str, Any]) -> bool:
-    """Whether ``data`` holds only objects, arrays, strings, integers, booleans and nulls."""
+def _spelled_alike(data: dict[str, Any]) -> bool:
+    """Whether ``data`` holds only objects, arrays, strings, integers, booleans, nulls and floats
+    that both encoders write without an exponent (0, and 1e-4 <= magnitude < 1e16)."""
     stack: list[Any] = [data]
     while stack:
         item = stack.pop()
@@ -35,6 +38,9 @@ def _float_free(data: dict[str, Any]) -> bool:
             kind = type(child)
             if kind is dict or kind is list:
                 stack.append(child)
+            elif kind is float:
+                if child != 0.0 and not 1e-4 <= abs(child) < 1e16:
+                    return False
             elif kind not in _SCALARS:
                 return False
     return True
@@ -49,7 +55,7 @@ def canonical_parts(event: Event) -> tuple[str, str, str]:
         or type(event.seq) is not int
         or type(event.at) is not str
         or type(event.kind) is not str
-        or not _float_free(data)
+        or not _spelled_alike(data)
     ):
         return event.canonical_parts()
     data_text = _SORTED.encode(data).decode("utf-8")
