@@ -41,7 +41,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 def has_lone_surrogate(text: str) -> bool:
     """True when ``text`` holds a code point U+D800..U+DFFF, which cannot be encoded as UTF-8."""
-    return _SURROGATE.search(text) is not None
+    # isascii() reads a flag the string keeps: ASCII text (a whole envelope, nearly always) is not
+    # scanned at all; the regex took 0.7 ms over a 130 KB envelope.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def b64encode(data: bytes) -> str:
@@ -116,7 +118,7 @@ def _check(value: Any, limit: int, text: str) -> None:
     """Nesting depth and text that cannot be written back as UTF-8 (keys and strings)."""
     # A lone surrogate gets into the decoded value only from the text itself or from a \uD800..
     # \uDFFF escape: without either (two scans in C), the per-string look is skipped.
-    strings = _SURROGATE.search(text) is not None or _SURROGATE_ESCAPE.search(text) is not None
+    strings = has_lone_surrogate(text) or _SURROGATE_ESCAPE.search(text) is not None
     # Level by level, so that a hostile document cannot exhaust the Python stack here either.
     level, depth = [value], 1
     while level:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocol import errors
-from protocol.encoding import b64decode_strict, b64url_decode_nopad, dumps, loads_strict
+from protocol.encoding import b64decode_strict, b64url_decode_nopad, dumps, has_lone_surrogate, loads_strict
 
 
 @pytest.mark.parametrize(
@@ -119,3 +119,10 @@ def test_json_depth_counts_lists_and_objects_alike(depth: int, ok: bool) -> None
     else:
         with pytest.raises(errors.MalformedError):
             loads_strict(raw)
+
+
+def test_has_lone_surrogate_looks_past_ascii_text_only() -> None:
+    assert not has_lone_surrogate("plain ascii " * 10_000)
+    assert not has_lone_surrogate("Grundschule Süd \U0001f600")
+    for text in ("\ud800", "é\udfff", "x" * 10_000 + "\udbff", "\ud83d\ude00"):  # a pair spelled as two halves too
+        assert has_lone_surrogate(text)
