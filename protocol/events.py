@@ -212,14 +212,14 @@ class IncidentOpened:
             # What nearly every incident.opened is, checked in one pass with the same outcome as
             # the general path below (which also gives the refusals their messages).
             assert isinstance(data, dict)
-            return cls(
-                id=data["id"],
-                key=data["key"],
-                category=data["category"],
-                severity=data["severity"],
-                title=data["title"],
-                subject=data["subject"],
-            )
+            # cls(id=..., subject=...) with the rest at their defaults, set slot by slot (see slot_setter).
+            opened = _new(cls)
+            for set_slot, name in _OPENED_REQUIRED:
+                set_slot(opened, data[name])
+            for set_slot in _OPENED_UNSET:
+                set_slot(opened, None)
+            _set_opened_extra(opened, {})
+            return opened
         return cls._read(data, where)
 
     @classmethod
@@ -333,6 +333,21 @@ class IncidentResolved:
     @classmethod
     def from_data(cls, data: object, *, where: str = "") -> Self:
         """Check and parse ``incident.resolved`` data; MalformedError or TooLargeError if refused."""
+        if _plain_resolved(data):
+            # The agent's own shape, checked in one pass with the general path's outcome.
+            assert isinstance(data, dict)
+            get = data.get
+            resolved = _new(cls)
+            _set_resolved_id(resolved, data["id"])
+            _set_resolved_at(resolved, get("resolved_at"))
+            _set_resolved_opened_at(resolved, get("opened_at"))
+            _set_resolved_flap_count(resolved, get("flap_count"))
+            _set_resolved_extra(resolved, {})
+            return resolved
+        return cls._read(data, where)
+
+    @classmethod
+    def _read(cls, data: object, where: str) -> Self:
         r = _Reader(data, where)
         return cls(
             id=r.ident("id"),
@@ -434,6 +449,42 @@ def _plain_opened(data: object) -> bool:
     )
 
 
+_RESOLVED_TEXTS = frozenset({"resolved_at", "opened_at"})
+_RESOLVED_KEYS = frozenset({"id", "flap_count"}) | _RESOLVED_TEXTS
+
+
+def _plain_resolved(data: object) -> bool:
+    """True for ``incident.resolved`` data of ``id`` (an identifier) and, each optional,
+    ``resolved_at`` and ``opened_at`` (strings within MAX_STRING) and ``flap_count`` (an int,
+    not a bool): such data parses without extras; anything else takes the general path."""
+    if type(data) is not dict or not data.keys() <= _RESOLVED_KEYS:
+        return False
+    id_ = data.get("id")
+    if type(id_) is not str or ID_RE.fullmatch(id_) is None:
+        return False
+    for key in _RESOLVED_TEXTS:
+        if key in data and (type(data[key]) is not str or len(data[key]) > MAX_STRING):
+            return False
+    return "flap_count" not in data or type(data["flap_count"]) is int
+
+
+_new = object.__new__
+# IncidentOpened's six required members in the one-pass path, the optional ones left None.
+_OPENED_REQUIRED = tuple(
+    (slot_setter(IncidentOpened, name), name) for name in ("id", "key", "category", "severity", "title", "subject")
+)
+_OPENED_UNSET = tuple(
+    slot_setter(IncidentOpened, name)
+    for name in ("opened_at", "last_seen", "flap_count", "acknowledged", "details", "code", "params")
+)
+_set_opened_extra = slot_setter(IncidentOpened, "extra")
+_set_resolved_id = slot_setter(IncidentResolved, "id")
+_set_resolved_at = slot_setter(IncidentResolved, "resolved_at")
+_set_resolved_opened_at = slot_setter(IncidentResolved, "opened_at")
+_set_resolved_flap_count = slot_setter(IncidentResolved, "flap_count")
+_set_resolved_extra = slot_setter(IncidentResolved, "extra")
+
+
 IncidentPayload = IncidentOpened | IncidentUpdated | IncidentResolved | IncidentAcknowledged | NoteAdded
 
 
@@ -533,7 +584,6 @@ class DevicePayload:
 
 
 _D = TypeVar("_D", bound=DevicePayload)
-_new = object.__new__
 
 
 # The slots' own setters: a frozen dataclass's __init__ sets each field through object.__setattr__
