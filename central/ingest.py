@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from base.clock import Clock
 from central import aggregate, fastjson
+from central.canonical import canonical_parts
 from central.metrics import Metrics
 from central.storage.interface import AgentRow, EventRow, Storage
 from central.timestamps import from_iso, iso
@@ -32,6 +33,7 @@ from protocol.errors import (
     TooLargeError,
     UnknownKeyError,
 )
+from protocol.fields import slot_setter
 from protocol.keys import stored_public_key
 from protocol.schema import (
     BUNDLE_TYPE,
@@ -83,6 +85,24 @@ class ImportSummary:
     stored: int
     acked_through: int
     states_applied: int
+
+
+_new = object.__new__
+_row_setters = tuple(slot_setter(EventRow, f.name) for f in fields(EventRow))
+_set_agent, _set_seq, _set_school, _set_kind, _set_at, _set_digest, _set_body = _row_setters
+
+
+def _event_row(agent_id: str, seq: int, school_id: str, kind: str, at: str, digest: str, body: str) -> EventRow:
+    """``EventRow(...)`` without the frozen dataclass __init__ (see ``slot_setter``): one per stored event."""
+    row = _new(EventRow)
+    _set_agent(row, agent_id)
+    _set_seq(row, seq)
+    _set_school(row, school_id)
+    _set_kind(row, kind)
+    _set_at(row, at)
+    _set_digest(row, digest)
+    _set_body(row, body)
+    return row
 
 
 def _keyid_of(doc: Any) -> str | None:
@@ -228,7 +248,7 @@ class Ingestor:
         version = _sender_version(report.extra)
         # One serialisation per event: the sorted-key text is both what is stored and what is digested.
         # The data's own text is kept too: device rows store it instead of encoding the data again.
-        canonical = [event.canonical_parts() for event in report.events]
+        canonical = [canonical_parts(event) for event in report.events]
         try:
             async with self.store.transaction() as tx:
                 current = self._still_signer(agent, await tx.get_agent(agent.agent_id))
@@ -244,13 +264,9 @@ class Ingestor:
                             raise ConflictError(f"seq {event.seq} is held with other content", expected_seq=ack + 1)
                 fresh = [(e, c) for e, c in zip(report.events, canonical, strict=True) if e.seq > ack]
                 if fresh:
-                    await tx.insert_events(
-                        [
-                            EventRow(agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, t)
-                            for e, (t, d, _) in fresh
-                        ],
-                        now,
-                    )
+                    aid, sid = agent.agent_id, agent.school_id
+                    rows = [_event_row(aid, e.seq, sid, e.kind, e.at, d, t) for e, (t, d, _) in fresh]
+                    await tx.insert_events(rows, now)
                     await aggregate.apply_events(tx, current, [e for e, _ in fresh], now, [c[2] for _, c in fresh])
                     ack = report.seq_to
                 await tx.record_contact(agent.agent_id, ack, now, skew, version)
