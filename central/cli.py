@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import getpass
 import json
 import logging
@@ -206,6 +207,24 @@ def _serve_workers(config: CentralConfig, workers: int) -> None:
         raise SystemExit(code)
 
 
+# Ingest makes thousands of short-lived containers per batch (the decoded report, the parsed
+# events): at CPython's default threshold (700 allocations) the collector ran several times per
+# batch, walking the batch's live objects each time, and its full collections walked every object
+# the process had loaded. Profiled on the ingest benchmark: 5 us of CPU per event in the collector.
+GC_THRESHOLDS = (20_000, 10, 10)
+
+
+def settle_heap() -> None:
+    """Once a node is up: freeze what start-up loaded out of collection and collect the young less often.
+
+    Start-up's objects (modules, the app) live as long as the process; frozen, a full collection
+    no longer walks them. Cycles among new objects are still found, after more allocations.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _serve(
     config: CentralConfig, role: WorkerRole | None = None, ready: Callable[[], None] | None = None
 ) -> None:
@@ -227,6 +246,7 @@ async def _serve(
                 loop.add_signal_handler(signum, stop.set)
             app = create_app(config, store, keys, alerts=alerts, silence_monitor=role.runs_node_duties)
             runner, url = await start(app, config.host, config.port, reuse_port=role.count > 1)
+            settle_heap()
             if ready is None:
                 log.info("central listening on %s (database %s)", url, describe_database(config))
             else:

@@ -10,14 +10,15 @@ aggregation, new ack. The caller answers only after that transaction committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from base.clock import Clock
 from central import aggregate, fastjson
+from central.canonical import canonical_parts
 from central.metrics import Metrics
 from central.storage.interface import AgentRow, EventRow, Storage
 from central.timestamps import from_iso, iso
@@ -32,6 +33,7 @@ from protocol.errors import (
     TooLargeError,
     UnknownKeyError,
 )
+from protocol.fields import slot_setter
 from protocol.keys import stored_public_key
 from protocol.schema import (
     BUNDLE_TYPE,
@@ -85,6 +87,24 @@ class ImportSummary:
     states_applied: int
 
 
+_new = object.__new__
+_row_setters = tuple(slot_setter(EventRow, f.name) for f in fields(EventRow))
+_set_agent, _set_seq, _set_school, _set_kind, _set_at, _set_digest, _set_body = _row_setters
+
+
+def _event_row(agent_id: str, seq: int, school_id: str, kind: str, at: str, digest: str, body: str) -> EventRow:
+    """``EventRow(...)`` without the frozen dataclass __init__ (see ``slot_setter``): one per stored event."""
+    row = _new(EventRow)
+    _set_agent(row, agent_id)
+    _set_seq(row, seq)
+    _set_school(row, school_id)
+    _set_kind(row, kind)
+    _set_at(row, at)
+    _set_digest(row, digest)
+    _set_body(row, body)
+    return row
+
+
 def _keyid_of(doc: Any) -> str | None:
     """The keyid the envelope names, when its shape lets us read one (verify() checks the rest)."""
     if isinstance(doc, dict):
@@ -120,11 +140,22 @@ class Ingestor:
         self.max_events = max_events
         self.metrics = metrics
         self._keys: dict[bytes, Ed25519PublicKey] = {}
+        # Signers by keyid, as loaded while not revoked. A kept row can be stale in ``revoked``, in
+        # its key (``rotate-key`` replaces it) and in the counters; an agent keeps its id and
+        # school for life. Every ingest transaction reads the agent's row again and refuses what
+        # the key step would refuse now (``_still_signer``: same errors); the cache saves each
+        # batch a read and a pooled connection.
+        self._signers: dict[str, AgentRow] = {}
 
     async def verify(
         self, body: bytes, allowed_types: Collection[str], *, max_bytes: int | None = None
     ) -> tuple[AgentRow, Verified]:
-        """Verify an envelope against the enrolled keys; returns the signer and the payload."""
+        """Verify an envelope against the enrolled keys; returns the signer and the payload.
+
+        The signer's row may be one loaded by an earlier call: its agent and school hold; whether
+        its key still stands (not rotated away, not revoked) and its counters are to be read again
+        inside the transaction that acts on them (``_still_signer``).
+        """
         cap = self.max_envelope_bytes if max_bytes is None else max_bytes
         if len(body) > cap:
             raise TooLargeError(f"envelope of {len(body)} bytes is over the cap of {cap}")
@@ -132,20 +163,46 @@ class Ingestor:
         if not isinstance(doc, dict):
             raise MalformedError("envelope is not a JSON object", reason="bad_envelope")
         kid = _keyid_of(doc)
+        if kid is not None and (cached := self._signers.get(kid)) is not None:
+            try:
+                return cached, verify(doc, self._lookup(cached), allowed_types)
+            except ProtocolError:
+                # Refused: decide again on the stored row, so that a key revoked since it was
+                # loaded is refused as revoked, at the key step, as the contract orders it.
+                del self._signers[kid]
         agent = await self.store.agent_by_keyid(kid) if kid else None
+        verified = verify(doc, self._lookup(agent), allowed_types)
+        if agent is None:  # pragma: no cover - verify() raised UnknownKeyError already
+            raise UnknownKeyError("no enrolled key")
+        if not agent.revoked and kid is not None:
+            if len(self._signers) >= _KEYS_CACHED:
+                self._signers.clear()
+            self._signers[kid] = agent
+        return agent, verified
+
+    def _still_signer(self, signer: AgentRow, current: AgentRow | None) -> AgentRow:
+        """``current``, the signer's row as read now, when its key still stands; else refused as the key
+        step refuses it: a key rotated away is unknown, a revoked (or gone) agent revoked. The signer
+        ``verify`` returned may be a kept row from before a rotation or a revocation."""
+        if current is not None and current.keyid != signer.keyid:
+            self._signers.pop(signer.keyid, None)
+            raise UnknownKeyError(f"no trusted key with keyid {signer.keyid[:16]}…")
+        if current is None or current.revoked:
+            self._signers.pop(signer.keyid, None)
+            raise RevokedKeyError(f"agent {signer.agent_id} is revoked: enroll again")
+        return current
+
+    def _lookup(self, agent: AgentRow | None) -> Callable[[str], Ed25519PublicKey | None]:
+        """The key step's lookup for ``verify()``: called after base64 and before the signature."""
 
         def lookup(wanted: str) -> Ed25519PublicKey | None:
-            # Called by verify() at the key step, after base64 and before the signature.
             if agent is None or agent.keyid != wanted:
                 return None
             if agent.revoked:
                 raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
             return self._public_key(agent.public_key)
 
-        verified = verify(doc, lookup, allowed_types)
-        if agent is None:  # pragma: no cover - verify() raised UnknownKeyError already
-            raise UnknownKeyError("no enrolled key")
-        return agent, verified
+        return lookup
 
     def _public_key(self, raw: bytes) -> Ed25519PublicKey:
         """The loaded key, kept: a batch reuses its agent's key object instead of building it again."""
@@ -191,12 +248,10 @@ class Ingestor:
         version = _sender_version(report.extra)
         # One serialisation per event: the sorted-key text is both what is stored and what is digested.
         # The data's own text is kept too: device rows store it instead of encoding the data again.
-        canonical = [event.canonical_parts() for event in report.events]
+        canonical = [canonical_parts(event) for event in report.events]
         try:
             async with self.store.transaction() as tx:
-                current = await tx.get_agent(agent.agent_id)
-                if current is None or current.revoked:
-                    raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+                current = self._still_signer(agent, await tx.get_agent(agent.agent_id))
                 ack = current.acked_seq
                 if report.seq_from > ack + 1:
                     raise GapError(f"batch starts at {report.seq_from}, expected {ack + 1}", expected_seq=ack + 1)
@@ -209,13 +264,9 @@ class Ingestor:
                             raise ConflictError(f"seq {event.seq} is held with other content", expected_seq=ack + 1)
                 fresh = [(e, c) for e, c in zip(report.events, canonical, strict=True) if e.seq > ack]
                 if fresh:
-                    await tx.insert_events(
-                        [
-                            EventRow(agent.agent_id, e.seq, agent.school_id, e.kind, e.at, d, t)
-                            for e, (t, d, _) in fresh
-                        ],
-                        now,
-                    )
+                    aid, sid = agent.agent_id, agent.school_id
+                    rows = [_event_row(aid, e.seq, sid, e.kind, e.at, d, t) for e, (t, d, _) in fresh]
+                    await tx.insert_events(rows, now)
                     await aggregate.apply_events(tx, current, [e for e, _ in fresh], now, [c[2] for _, c in fresh])
                     ack = report.seq_to
                 await tx.record_contact(agent.agent_id, ack, now, skew, version)
@@ -266,9 +317,7 @@ class Ingestor:
     async def _apply_state(self, agent: AgentRow, state: StatePayload) -> IngestResult:
         now = iso(self.clock.now())
         async with self.store.transaction() as tx:
-            current = await tx.get_agent(agent.agent_id)
-            if current is None or current.revoked:
-                raise RevokedKeyError(f"agent {agent.agent_id} is revoked: enroll again")
+            current = self._still_signer(agent, await tx.get_agent(agent.agent_id))
             applied = await aggregate.apply_state(tx, current, state, now)
             await tx.record_contact(agent.agent_id, current.acked_seq, now, None, _sender_version(state.extra))
             await tx.resolve_central_incident(agent.school_id, SILENT_INCIDENT, now)
@@ -291,7 +340,7 @@ class Ingestor:
         bundle = parse_bundle(verified.payload)
         self._check_identity(agent, bundle.agent_id, bundle.school_id)
         stored = applied = 0
-        acked = agent.acked_seq
+        acked = self._still_signer(agent, await self.store.get_agent(agent.agent_id)).acked_seq
         for index, text in enumerate(bundle.envelopes):
             try:
                 result = await self.ingest(text.encode("utf-8"), expected_agent=agent.agent_id)

@@ -41,7 +41,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 def has_lone_surrogate(text: str) -> bool:
     """True when ``text`` holds a code point U+D800..U+DFFF, which cannot be encoded as UTF-8."""
-    return _SURROGATE.search(text) is not None
+    # isascii() reads a flag the string keeps: ASCII text (a whole envelope, nearly always) is not
+    # scanned at all; the regex took 0.7 ms over a 130 KB envelope.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def b64encode(data: bytes) -> str:
@@ -62,16 +64,21 @@ def b64decode_strict(text: str | bytes, *, field: str = "base64") -> bytes:
             raise MalformedError(f"{field}: not ASCII", reason="bad_base64") from None
     else:
         raw = bytes(text)
-    raw = raw.translate(_URLSAFE_TO_STD)
+    if b"-" in raw or b"_" in raw:  # two scans in C, cheaper than copying a whole payload to translate it
+        raw = raw.translate(_URLSAFE_TO_STD)
     stripped = raw.rstrip(b"=")
-    if len(raw) - len(stripped) > 2 or len(stripped) % 4 == 1:
+    tail = len(stripped) % 4
+    if len(raw) - len(stripped) > 2 or tail == 1:
         raise MalformedError(f"{field}: bad base64 length or padding", reason="bad_base64")
     padded = stripped + b"=" * (-len(stripped) % 4)
     try:
         data = base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedError(f"{field}: not valid base64", reason="bad_base64") from None
-    if base64.b64encode(data).rstrip(b"=") != stripped:
+    # Only a last group of 2 or 3 characters has bits to spare; every full group of 4 encodes its
+    # 3 bytes exactly. So the text is canonical when that group re-encodes to itself, and only it
+    # is encoded again (not the whole payload).
+    if tail and base64.b64encode(data[1 - tail :]).rstrip(b"=") != stripped[-tail:]:
         raise MalformedError(f"{field}: non-canonical base64", reason="bad_base64")
     return data
 
@@ -116,7 +123,7 @@ def _check(value: Any, limit: int, text: str) -> None:
     """Nesting depth and text that cannot be written back as UTF-8 (keys and strings)."""
     # A lone surrogate gets into the decoded value only from the text itself or from a \uD800..
     # \uDFFF escape: without either (two scans in C), the per-string look is skipped.
-    strings = _SURROGATE.search(text) is not None or _SURROGATE_ESCAPE.search(text) is not None
+    strings = has_lone_surrogate(text) or _SURROGATE_ESCAPE.search(text) is not None
     # Level by level, so that a hostile document cannot exhaust the Python stack here either.
     level, depth = [value], 1
     while level:

@@ -35,10 +35,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Self, cast, get_args
+from typing import Any, ClassVar, Literal, Self, TypeVar, cast, get_args
 
 from .errors import MalformedError
-from .fields import ID_RE, MAX_STRING, bounded, enum_field, ident_field, require_obj, str_field
+from .fields import ID_RE, MAX_STRING, bounded, enum_field, ident_field, require_obj, slot_setter, str_field
 
 __all__ = [
     "CATEGORIES",
@@ -212,14 +212,14 @@ class IncidentOpened:
             # What nearly every incident.opened is, checked in one pass with the same outcome as
             # the general path below (which also gives the refusals their messages).
             assert isinstance(data, dict)
-            return cls(
-                id=data["id"],
-                key=data["key"],
-                category=data["category"],
-                severity=data["severity"],
-                title=data["title"],
-                subject=data["subject"],
-            )
+            # cls(id=..., subject=...) with the rest at their defaults, set slot by slot (see slot_setter).
+            opened = _new(cls)
+            for set_slot, name in _OPENED_REQUIRED:
+                set_slot(opened, data[name])
+            for set_slot in _OPENED_UNSET:
+                set_slot(opened, None)
+            _set_opened_extra(opened, {})
+            return opened
         return cls._read(data, where)
 
     @classmethod
@@ -333,6 +333,21 @@ class IncidentResolved:
     @classmethod
     def from_data(cls, data: object, *, where: str = "") -> Self:
         """Check and parse ``incident.resolved`` data; MalformedError or TooLargeError if refused."""
+        if _plain_resolved(data):
+            # The agent's own shape, checked in one pass with the general path's outcome.
+            assert isinstance(data, dict)
+            get = data.get
+            resolved = _new(cls)
+            _set_resolved_id(resolved, data["id"])
+            _set_resolved_at(resolved, get("resolved_at"))
+            _set_resolved_opened_at(resolved, get("opened_at"))
+            _set_resolved_flap_count(resolved, get("flap_count"))
+            _set_resolved_extra(resolved, {})
+            return resolved
+        return cls._read(data, where)
+
+    @classmethod
+    def _read(cls, data: object, where: str) -> Self:
         r = _Reader(data, where)
         return cls(
             id=r.ident("id"),
@@ -434,6 +449,42 @@ def _plain_opened(data: object) -> bool:
     )
 
 
+_RESOLVED_TEXTS = frozenset({"resolved_at", "opened_at"})
+_RESOLVED_KEYS = frozenset({"id", "flap_count"}) | _RESOLVED_TEXTS
+
+
+def _plain_resolved(data: object) -> bool:
+    """True for ``incident.resolved`` data of ``id`` (an identifier) and, each optional,
+    ``resolved_at`` and ``opened_at`` (strings within MAX_STRING) and ``flap_count`` (an int,
+    not a bool): such data parses without extras; anything else takes the general path."""
+    if type(data) is not dict or not data.keys() <= _RESOLVED_KEYS:
+        return False
+    id_ = data.get("id")
+    if type(id_) is not str or ID_RE.fullmatch(id_) is None:
+        return False
+    for key in _RESOLVED_TEXTS:
+        if key in data and (type(data[key]) is not str or len(data[key]) > MAX_STRING):
+            return False
+    return "flap_count" not in data or type(data["flap_count"]) is int
+
+
+_new = object.__new__
+# IncidentOpened's six required members in the one-pass path, the optional ones left None.
+_OPENED_REQUIRED = tuple(
+    (slot_setter(IncidentOpened, name), name) for name in ("id", "key", "category", "severity", "title", "subject")
+)
+_OPENED_UNSET = tuple(
+    slot_setter(IncidentOpened, name)
+    for name in ("opened_at", "last_seen", "flap_count", "acknowledged", "details", "code", "params")
+)
+_set_opened_extra = slot_setter(IncidentOpened, "extra")
+_set_resolved_id = slot_setter(IncidentResolved, "id")
+_set_resolved_at = slot_setter(IncidentResolved, "resolved_at")
+_set_resolved_opened_at = slot_setter(IncidentResolved, "opened_at")
+_set_resolved_flap_count = slot_setter(IncidentResolved, "flap_count")
+_set_resolved_extra = slot_setter(IncidentResolved, "extra")
+
+
 IncidentPayload = IncidentOpened | IncidentUpdated | IncidentResolved | IncidentAcknowledged | NoteAdded
 
 
@@ -493,14 +544,15 @@ class DevicePayload:
             # the general path below (which also gives the refusals their messages).
             assert isinstance(data, dict)
             get = data.get
-            return cls(
-                id=data["id"],
-                device_class=data["class"],
-                model=get("model"),
-                state=get("state"),
-                name=get("name"),
-                local_id=get("local_id"),
-                omitted=_NOTHING_OMITTED if "model" in data else _MODEL_OMITTED,
+            return _device(
+                cls,
+                data["id"],
+                data["class"],
+                get("model"),
+                get("state"),
+                get("name"),
+                get("local_id"),
+                _NOTHING_OMITTED if "model" in data else _MODEL_OMITTED,
             )
         return cls._read(data, where)
 
@@ -529,6 +581,47 @@ class DevicePayload:
             "addresses": None if self.addresses is None else list(self.addresses),
         }
         return _write(known, optional, self.extra)
+
+
+_D = TypeVar("_D", bound=DevicePayload)
+
+
+# The slots' own setters: a frozen dataclass's __init__ sets each field through object.__setattr__
+# by name (a type lookup per field), which was half the cost of a parsed device event.
+_set_id = slot_setter(DevicePayload, "id")
+_set_class = slot_setter(DevicePayload, "device_class")
+_set_model = slot_setter(DevicePayload, "model")
+_set_state = slot_setter(DevicePayload, "state")
+_set_name = slot_setter(DevicePayload, "name")
+_set_local_id = slot_setter(DevicePayload, "local_id")
+_set_addresses = slot_setter(DevicePayload, "addresses")
+_set_extra = slot_setter(DevicePayload, "extra")
+_set_omitted = slot_setter(DevicePayload, "omitted")
+
+
+def _device(
+    cls: type[_D],
+    id_: str,
+    device_class: str,
+    model: str | None,
+    state: str | None,
+    name: str | None,
+    local_id: str | None,
+    omitted: frozenset[str],
+) -> _D:
+    """``cls(id=id_, device_class=..., omitted=omitted)`` without addresses or extras: the same
+    object (equal, same type, same slots), built without the dataclass __init__."""
+    device = _new(cls)
+    _set_id(device, id_)
+    _set_class(device, device_class)
+    _set_model(device, model)
+    _set_state(device, state)
+    _set_name(device, name)
+    _set_local_id(device, local_id)
+    _set_addresses(device, None)
+    _set_extra(device, {})
+    _set_omitted(device, omitted)
+    return device
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

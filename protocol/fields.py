@@ -9,8 +9,8 @@ place in the document (``events[3].id must be a string``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 from .errors import MalformedError, TooLargeError
 
@@ -26,6 +26,7 @@ __all__ = [
     "ident_field",
     "int_field",
     "require_obj",
+    "slot_setter",
     "str_field",
 ]
 
@@ -111,3 +112,13 @@ def extra_fields(doc: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]
     """The members of ``doc`` not named in ``known``, in their original order."""
     known_set = set(known)
     return {k: v for k, v in doc.items() if k not in known_set}
+
+
+def slot_setter(cls: type, name: str) -> Callable[[object, Any], None]:
+    """The setter of the slot ``name`` of the slotted class ``cls`` (its member descriptor's ``__set__``).
+
+    For building a frozen dataclass on a hot path: a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__`` by name, a lookup on the type per field.
+    KeyError when ``cls`` itself has no such slot.
+    """
+    return cast("Callable[[object, Any], None]", vars(cls)[name].__set__)

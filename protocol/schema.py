@@ -42,6 +42,7 @@ from .fields import (
     ident_field,
     int_field,
     require_obj,
+    slot_setter,
     str_field,
 )
 
@@ -207,6 +208,16 @@ class Event:
         return text, hashlib.sha256(text.encode("utf-8")).hexdigest(), data
 
 
+_new = object.__new__
+_set_seq = slot_setter(Event, "seq")
+_set_at = slot_setter(Event, "at")
+_set_kind = slot_setter(Event, "kind")
+_set_data = slot_setter(Event, "data")
+_set_extra = slot_setter(Event, "extra")
+_set_payload = slot_setter(Event, "payload")
+_set_moment = slot_setter(Event, "moment")
+
+
 def make_event(seq: int, at: datetime | str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A wire event dict, validated, ready for an outbox row.
 
@@ -249,16 +260,17 @@ def _parse_event(doc: Any, where: str) -> Event:
     except MalformedError:  # again, to name the field: the name is built only for a refusal
         moment = parse_time(at, field_name=f"{where}at")
     payload = parse_event_data(obj.get("kind"), obj.get("data"), where=where)
-    return Event(
-        seq=seq,
-        at=at,
-        kind=str(obj["kind"]),  # a known kind by now; str() of a plain string is itself, unlike EventKind.value
-        data=obj["data"],
-        # seq, at, kind and data are all there by now: four members leave no extras.
-        extra=extra_fields(obj, _EVENT_FIELDS) if len(obj) > len(_EVENT_FIELDS) else {},
-        payload=payload,
-        moment=moment,
-    )
+    # Event(...) field by field without the frozen dataclass __init__ (see slot_setter): the same object.
+    event = _new(Event)
+    _set_seq(event, seq)
+    _set_at(event, at)
+    _set_kind(event, str(obj["kind"]))  # a known kind by now; str() of a plain string is itself, unlike EventKind.value
+    _set_data(event, obj["data"])
+    # seq, at, kind and data are all there by now: four members leave no extras.
+    _set_extra(event, extra_fields(obj, _EVENT_FIELDS) if len(obj) > len(_EVENT_FIELDS) else {})
+    _set_payload(event, payload)
+    _set_moment(event, moment)
+    return event
 
 
 # --------------------------------------------------------------------------- report

@@ -59,6 +59,7 @@ class SimAgent:
     latencies: list[float] = field(default_factory=list)  # seconds per acknowledged batch
     errors: int = 0  # answers other than 200 and 409, and network errors
     last_error: str | None = None  # the last of them: an HTTP status and reason, or the exception
+    staged: tuple[int, int, bytes] | None = None  # (first, last, envelope) signed ahead by stage()
 
     @classmethod
     def new(cls, school_id: str) -> SimAgent:
@@ -78,6 +79,13 @@ class SimAgent:
         events = [mixed_event(seq) for seq in range(first, last + 1)]
         return sign(build_report(self.agent_id, self.school_id, events, datetime.now(UTC)), REPORT_TYPE, self.key)
 
+    def stage(self, batch: int) -> None:
+        """Number ``batch`` new events and sign their report now; a following ``send(…, 0, …)`` sends
+        it as is (a load generator's own work done before the measured window starts)."""
+        first = self.produced + 1
+        self.produced += batch
+        self.staged = (first, self.produced, self.report(first, self.produced))
+
     async def send(self, session: aiohttp.ClientSession, url: str, batch: int, *, deadline: float) -> bool:
         """Number ``batch`` new events and send until central acknowledges them (or ``deadline``, monotonic).
 
@@ -90,7 +98,10 @@ class SimAgent:
             if time.monotonic() > deadline:
                 return False
             first = self.acked + 1
-            body = self.report(first, self.produced)
+            if self.staged is not None and self.staged[:2] == (first, self.produced):
+                body = self.staged[2]
+            else:
+                body = self.report(first, self.produced)
             started = time.perf_counter()
             try:
                 async with session.post(

@@ -125,6 +125,7 @@ resolve_after = 1
 """
 
 
+@pytest.mark.slow  # a kill test: about 30 s
 def test_sigkill_during_sync_loses_and_duplicates_nothing(tmp_path: Path, central: Central) -> None:
     data = tmp_path / "agent"
     agent_id = enroll_agent(central, data)

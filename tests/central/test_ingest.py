@@ -15,8 +15,8 @@ from central.storage.interface import Storage
 from central.storage.sqlite import SqliteStore
 from protocol.encoding import b64encode, dumps
 from protocol.envelope import sign, sign_envelope
-from protocol.errors import RevokedKeyError
-from protocol.keys import generate_private_key
+from protocol.errors import RevokedKeyError, UnknownKeyError
+from protocol.keys import generate_private_key, keyid
 from protocol.schema import BUNDLE_TYPE, CONFIG_TYPE, REPORT_TYPE, STATE_TYPE, build_bundle, build_report, make_event
 
 from .conftest import T0, FakeAgent, FakeClock, enroll
@@ -297,6 +297,47 @@ async def test_verification_refuses_a_revoked_key_whatever_the_envelope_carries(
     with pytest.raises(RevokedKeyError):
         await ingestor.import_bundle(empty)
     assert await held(store, agent) == []
+
+
+async def test_a_key_revoked_after_the_node_loaded_it_is_refused_as_revoked_at_every_step(
+    store: Storage, agent: FakeAgent, clock: FakeClock
+) -> None:
+    """An ingestor keeps the signers it has loaded; a revocation made elsewhere (the CLI, another
+    node) still wins: a valid report is refused in its transaction, a bad signature and an empty
+    bundle at the key step, each as revoked (not as a bad signature), as the contract orders."""
+    first, second = Ingestor(store, clock), Ingestor(store, clock)
+    assert (await first.ingest(agent.report(1, 3))).acked_through == 3
+    assert (await second.ingest(agent.report(1, 3))).acked_through == 3  # both have the signer loaded
+    assert await store.revoke_agent(agent.agent_id, "2024-05-06T09:00:00.000000Z")
+    with pytest.raises(RevokedKeyError):
+        await first.ingest(agent.report(4, 6))
+    bad_signature = json.loads(agent.report(4, 6))
+    bad_signature["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    with pytest.raises(RevokedKeyError):
+        await first.verify(json.dumps(bad_signature).encode(), {REPORT_TYPE})
+    with pytest.raises(RevokedKeyError):
+        await second.import_bundle(sign(build_bundle(agent.agent_id, agent.school_id, T0, []), BUNDLE_TYPE, agent.key))
+    assert await held(store, agent) == [1, 2, 3]
+
+
+async def test_a_key_rotated_away_after_the_node_loaded_it_is_unknown_at_every_step(
+    store: Storage, agent: FakeAgent, clock: FakeClock
+) -> None:
+    """``rotate-key`` replaces an agent's key; an ingestor that kept the old signer refuses the old
+    key from then on, as unknown, like one that never saw it (reports, states and bundles)."""
+    first, second = Ingestor(store, clock), Ingestor(store, clock)
+    assert (await first.ingest(agent.report(1, 3))).acked_through == 3
+    assert (await second.ingest(agent.report(1, 3))).acked_through == 3
+    new_public = generate_private_key().public_key().public_bytes_raw()
+    async with store.transaction() as tx:
+        await tx.rotate_agent_key(agent.agent_id, keyid(new_public), new_public, "2024-05-06T09:00:00.000000Z")
+    with pytest.raises(UnknownKeyError):
+        await first.ingest(agent.report(4, 6))
+    with pytest.raises(UnknownKeyError):
+        await second.ingest(agent.state(3))
+    with pytest.raises(UnknownKeyError):
+        await second.import_bundle(sign(build_bundle(agent.agent_id, agent.school_id, T0, []), BUNDLE_TYPE, agent.key))
+    assert await held(store, agent) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # caps SQLite's own connection

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import errors
-from protocol.encoding import b64decode_strict, b64url_decode_nopad, dumps, loads_strict
+from protocol.encoding import b64decode_strict, b64url_decode_nopad, dumps, has_lone_surrogate, loads_strict
 
 
 @pytest.mark.parametrize(
@@ -21,6 +26,42 @@ def test_base64_refuses_junk_bad_padding_and_non_canonical_bits(text: str) -> No
     with pytest.raises(errors.MalformedError) as info:
         b64decode_strict(text)
     assert info.value.reason == "bad_base64"
+
+
+def _b64_reference(text: str) -> bytes | str:
+    """The whole text re-encoded and compared, as b64decode_strict once did: the bytes, or the refusal."""
+    try:
+        raw = text.encode("ascii").translate(bytes.maketrans(b"-_", b"+/"))
+    except UnicodeEncodeError:
+        return "field: not ASCII"
+    stripped = raw.rstrip(b"=")
+    if len(raw) - len(stripped) > 2 or len(stripped) % 4 == 1:
+        return "field: bad base64 length or padding"
+    try:
+        data = base64.b64decode(stripped + b"=" * (-len(stripped) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "field: not valid base64"
+    return data if base64.b64encode(data).rstrip(b"=") == stripped else "field: non-canonical base64"
+
+
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_= !ä"
+
+
+@settings(max_examples=1500)
+@given(st.binary(max_size=12), st.text(_B64_CHARS, max_size=3), st.integers(0, 3), st.booleans())
+def test_base64_checks_canonical_bits_as_re_encoding_the_whole_text_does(
+    data: bytes, tail: str, cut: int, urlsafe: bool
+) -> None:
+    # Only the last group is encoded again: every text, with its end cut and replaced by anything,
+    # gets the same bytes or the same refusal as re-encoding the whole text.
+    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(data).decode()
+    text = encoded[: len(encoded) - cut] + tail
+    try:
+        got: bytes | str = b64decode_strict(text, field="field")
+    except errors.MalformedError as exc:
+        assert exc.reason == "bad_base64"
+        got = exc.message
+    assert got == _b64_reference(text)
 
 
 def test_base64url_nopad_refuses_padding_and_standard_alphabet() -> None:
@@ -119,3 +160,10 @@ def test_json_depth_counts_lists_and_objects_alike(depth: int, ok: bool) -> None
     else:
         with pytest.raises(errors.MalformedError):
             loads_strict(raw)
+
+
+def test_has_lone_surrogate_looks_past_ascii_text_only() -> None:
+    assert not has_lone_surrogate("plain ascii " * 10_000)
+    assert not has_lone_surrogate("Grundschule Süd \U0001f600")
+    for text in ("\ud800", "é\udfff", "x" * 10_000 + "\udbff", "\ud83d\ude00"):  # a pair spelled as two halves too
+        assert has_lone_surrogate(text)

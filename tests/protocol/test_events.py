@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError, fields
 from typing import Any
 
 import pytest
@@ -390,3 +391,82 @@ def test_plain_incident_opened_data_takes_the_one_pass_check() -> None:
     ):
         assert not events._plain_opened(_OPENED_BASE | change)
     assert not events._plain_opened(["i-1"])
+
+
+def test_plain_device_data_builds_the_object_the_constructor_builds() -> None:
+    # The one-pass path sets the slots itself: every field must be set (a field added to
+    # DevicePayload and not to the fast path reads as an AttributeError here), and the object is
+    # the same one the dataclass constructor makes, of the kind's own class.
+    for cls in (DeviceSeen, DeviceChanged, DeviceLost):
+        for data, omitted in (
+            ({"id": "d-1", "class": "ipad", "model": None, "state": "present", "name": "n", "local_id": "l"}, set()),
+            ({"id": "d-1", "class": "ipad"}, {"model"}),
+        ):
+            parsed = cls.from_data(data)
+            built = cls(
+                id="d-1",
+                device_class="ipad",
+                model=None,
+                state=data.get("state"),
+                name=data.get("name"),
+                local_id=data.get("local_id"),
+                omitted=frozenset(omitted),
+            )
+            assert type(parsed) is cls
+            assert {f.name: getattr(parsed, f.name) for f in fields(cls)} == {
+                f.name: getattr(built, f.name) for f in fields(cls)
+            }
+            assert parsed == built and repr(parsed) == repr(built)
+            assert parsed.extra is not cls.from_data(data).extra  # each its own, as default_factory=dict gives
+            with pytest.raises(FrozenInstanceError):
+                parsed.id = "d-2"  # type: ignore[misc]
+
+
+_RESOLVED_KEYS = st.sampled_from(["id", "resolved_at", "opened_at", "flap_count", "x-new"])
+_RESOLVED_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.sampled_from(["inc-1", "-i", AT, "", "x" * 129, "x" * 4097]),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(_RESOLVED_KEYS, _RESOLVED_VALUES, max_size=5))
+def test_incident_resolved_parses_as_the_general_reader_parses_it(data: dict[str, Any]) -> None:
+    # The one-pass check for the agent's incident.resolved data must agree with the general reader
+    # on every input: the same payload (extras included), or the same refusal.
+    assert _outcome(lambda: IncidentResolved.from_data(data, where="e.")) == _outcome(
+        lambda: IncidentResolved._read(data, "e.")
+    )
+
+
+def test_plain_incident_data_takes_the_one_pass_path_and_builds_the_constructors_object() -> None:
+    resolved = {"id": "inc-1", "resolved_at": AT, "opened_at": AT, "flap_count": 2}
+    assert events._plain_resolved(resolved) and events._plain_resolved({"id": "inc-1"})
+    for change in ({"flap_count": True}, {"resolved_at": None}, {"opened_at": "x" * 4097}, {"x": 1}, {"id": "-i"}):
+        assert not events._plain_resolved(resolved | change)
+    assert not events._plain_resolved(["inc-1"])
+    built: list[tuple[Any, Any]] = [
+        (
+            IncidentResolved.from_data(resolved),
+            IncidentResolved(id="inc-1", resolved_at=AT, opened_at=AT, flap_count=2),
+        ),
+        (IncidentResolved.from_data({"id": "inc-1"}), IncidentResolved(id="inc-1")),
+        (
+            IncidentOpened.from_data(_OPENED_BASE),
+            IncidentOpened(id="i-1", key="k", category="wlan", severity="warning", title="t", subject=None),
+        ),
+    ]
+    for parsed, expected in built:
+        # Every field set (one added to the class and not to the one-pass path reads as an
+        # AttributeError here), the same values, each its own extra dict.
+        assert type(parsed) is type(expected)
+        assert {f.name: getattr(parsed, f.name) for f in fields(parsed)} == {
+            f.name: getattr(expected, f.name) for f in fields(expected)
+        }
+        assert parsed == expected and repr(parsed) == repr(expected)
+    assert IncidentOpened.from_data(_OPENED_BASE).extra is not IncidentOpened.from_data(_OPENED_BASE).extra

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import FrozenInstanceError, fields
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -309,3 +310,26 @@ def test_parse_time_reads_every_fraction_length_and_offset(moment: datetime, dig
     zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
     micro = int(fraction[:6].ljust(6, "0")) if digits else 0
     assert schema.parse_time(text) == moment.replace(microsecond=micro, tzinfo=zone)
+
+
+def test_a_parsed_event_is_the_object_the_constructor_builds() -> None:
+    # _parse_event sets the slots itself: every field must be set, the same values as Event(...).
+    doc = {"seq": 7, "at": AT, "kind": "device.seen", "data": {"id": "d-1", "class": "ipad"}, "x-new": 1}
+    for wire in (doc, {k: v for k, v in doc.items() if k != "x-new"}):
+        event = schema._parse_event(wire, "")
+        built = schema.Event(
+            seq=7,
+            at=AT,
+            kind="device.seen",
+            data=wire["data"],
+            extra={k: v for k, v in wire.items() if k == "x-new"},
+            payload=event.payload,
+            moment=schema.parse_time(AT),
+        )
+        assert type(event) is schema.Event
+        assert {f.name: getattr(event, f.name) for f in fields(schema.Event)} == {
+            f.name: getattr(built, f.name) for f in fields(schema.Event)
+        }
+        assert event == built and repr(event) == repr(built)
+        with pytest.raises(FrozenInstanceError):
+            event.seq = 8  # type: ignore[misc]

@@ -25,7 +25,8 @@ from tests.site.conftest import REPO, VENV_BIN
 
 DURATION_S = 25
 SCHOOLS = {"gs-am-park", "gs-lindenweg"}
-pytestmark = pytest.mark.timeout(240)  # the block can take over 40 s on a loaded machine
+# Slow: the whole demo (central, network namespaces, agents) for DURATION_S, over 40 s with set-up.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # the block can take over 40 s on a loaded machine
 
 
 def _netns_possible() -> bool:
