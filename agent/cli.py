@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from agent.config import AgentConfig, load_config
-from agent.entry import ENROLL_HINT, existing_dir, run_agent
 from agent.identity import load_identity
 from agent.incidents.engine import list_incidents
+from agent.launch import ENROLL_HINT, existing_dir, run_agent
 from agent.status import status_info
 from agent.store import Store
 from agent.store.inventory import device_json, list_devices

@@ -42,13 +42,13 @@ def test_parts_do_not_import_the_runner_or_the_wiring(module: str) -> None:
     assert "agent.runner" not in imported and "agent.wiring" not in imported, sorted(imported)
 
 
-def test_only_the_wiring_and_the_cli_know_the_wiring() -> None:
+def test_only_the_wiring_and_the_launch_know_the_wiring() -> None:
     users = {
         path.relative_to(AGENT_DIR).as_posix()
         for path in AGENT_DIR.rglob("*.py")
         if "agent.wiring" in _imports(path) or "agent.runner" in _imports(path)
     }
-    assert users == {"cli.py", "wiring.py"}
+    assert users == {"launch.py", "wiring.py"}
 
 
 def _config() -> AgentConfig:
