@@ -8,6 +8,7 @@ built.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -54,6 +55,10 @@ def run_agent(listen: str | None, data_dir: Path | None, config_path: Path | Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if os.environ.get("SCHULWART_MEMDIAG"):  # profiling only
+            from agent import memdiag
+
+            memdiag.install(loop)
         return await agent.run(stop)
 
     return asyncio.run(main())

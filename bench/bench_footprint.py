@@ -23,6 +23,14 @@ the number of windows (1). The window covers the longest default interval (the 5
 shorter windows sample a random phase of the agent's cycle (two runs with 90 s windows on one
 quiet machine gave 0.34 % and 0.78 % for the same code). The whole result goes to
 ``bench/results/footprint-<UTC time>.json``.
+
+For quick runs while working on the agent: ``SCHULWART_BENCH_FOOTPRINT_PEERS=0`` leaves out Zabbix,
+the node exporter and Netdata (neither installed nor run), ``SCHULWART_BENCH_FOOTPRINT_SHORT=0`` the
+agent at the short intervals; ``SCHULWART_BENCH_FOOTPRINT_MEMDIAG=DIR`` runs the agents with
+``SCHULWART_MEMDIAG=DIR`` (see ``agent/memdiag.py``; add ``PYTHONTRACEMALLOC=N`` to the environment
+for tracemalloc, which the floor then runs with too) and sends them SIGUSR2 at the end of each
+window, so each writes a memory report there. Such runs are not the published figures (those have
+peers and both agents).
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ from sim.demo import (
 
 WINDOW_S = float(os.environ.get("SCHULWART_BENCH_FOOTPRINT_WINDOW_S", "300"))
 ROUNDS = int(os.environ.get("SCHULWART_BENCH_FOOTPRINT_ROUNDS", "1"))
+WITH_PEERS = os.environ.get("SCHULWART_BENCH_FOOTPRINT_PEERS", "1") != "0"
+WITH_SHORT = os.environ.get("SCHULWART_BENCH_FOOTPRINT_SHORT", "1") != "0"
+MEMDIAG_DIR = os.environ.get("SCHULWART_BENCH_FOOTPRINT_MEMDIAG", "")
 RESULTS = Path(__file__).parent / "results"
 NET = NetPlan(prefix="swfp-", subnet="10.234", lock="/run/schulwart-footprint-netns.lock", if_tag="swf")
 MIB = 1024 * 1024
@@ -245,6 +256,8 @@ def _measure(subjects: list[Subject]) -> list[list[dict[str, float]]]:
             for s in subjects:
                 s.sample()
         span = time.monotonic() - started
+        if MEMDIAG_DIR:
+            _memdiag([s for s in subjects if s.name.startswith("schulwart-agent")])
         load = (load_before + os.getloadavg()[0]) / 2
         for s, out in zip(subjects, results, strict=True):
             out.append({
@@ -252,6 +265,17 @@ def _measure(subjects: list[Subject]) -> list[list[dict[str, float]]]:
                 "rss_median_mib": statistics.median(s.rss) / MIB, "rss_peak_mib": max(s.rss) / MIB, "load1": load,
             })  # fmt: skip
     return results
+
+
+def _memdiag(agents: list[Subject]) -> None:
+    """SIGUSR2 to each agent, then wait (60 s at most) for their reports: with tracemalloc a report takes a while."""
+    written = len(list(Path(MEMDIAG_DIR).glob("memdiag-*.txt")))
+    for agent in agents:
+        os.kill(agent.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 60.0
+    while len(list(Path(MEMDIAG_DIR).glob("memdiag-*.txt"))) < written + len(agents) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    time.sleep(2.0)  # the snapshot file follows the report
 
 
 def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -292,7 +316,11 @@ def run() -> list[dict[str, Any]]:
     """Rows per measured process: RSS median (MiB) and CPU (% of a core); the agents' start → first sync."""
     if netns.unavailable_reason():
         return [{"name": "agent footprint", "value": "skipped", "unit": "", "note": netns.unavailable_reason()}]
-    peers_missing = _apt_install([p.package for p in PEERS if not Path(p.argv[0]).exists()])
+    peers = PEERS if WITH_PEERS else ()
+    peers_missing = _apt_install([p.package for p in peers if not Path(p.argv[0]).exists()])
+    if MEMDIAG_DIR:
+        Path(MEMDIAG_DIR).mkdir(parents=True, exist_ok=True)
+        os.environ["SCHULWART_MEMDIAG"] = MEMDIAG_DIR  # the agents inherit it
     work = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     run_ = DemoRun(log_dir=work, start_timeout=90.0)
     spec = DemoSpec(devices=SCHOOL_SIZE["devices"], port=0)
@@ -300,6 +328,7 @@ def run() -> list[dict[str, Any]]:
         School(number, sid, name, "Kreis Bench", (), work / sid, aps=SCHOOL_SIZE["aps"],
                cabinets=SCHOOL_SIZE["cabinets"], receivers=SCHOOL_SIZE["receivers"], printers=SCHOOL_SIZE["printers"])
         for number, sid, name in ((1, "fp-default", "GS Standard"), (2, "fp-short", "GS Kurztakt"))
+        if WITH_SHORT or sid != "fp-short"
     ]  # fmt: skip
     labels = {"fp-default": "default intervals", "fp-short": "sim's short intervals"}
     try:
@@ -313,7 +342,7 @@ def run() -> list[dict[str, Any]]:
         subjects = [Subject("floor", run_.start("floor", [sys.executable, "-c", f"import {', '.join(FLOOR_IMPORTS)}; "
                                                           "import time; time.sleep(1e9)"]).popen.pid)]  # fmt: skip
         subjects += [Subject(p.name, run_.start(p.package, list(p.argv)).popen.pid)
-                     for p in PEERS if p.package not in peers_missing]  # fmt: skip
+                     for p in peers if p.package not in peers_missing]  # fmt: skip
         first_sync: dict[str, float] = {}
         for school in schools:  # one after the other: each agent's start is timed on its own
             _start_school(run_, school, spec, port, school.id == "fp-default")
