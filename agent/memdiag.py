@@ -51,6 +51,9 @@ def install(loop: asyncio.AbstractEventLoop) -> bool:
 def report() -> str:
     """The whole report as text (sections headed by ``== name``)."""
     out = io.StringIO()
+    out.write("== status (VmHWM: the peak RSS)\n")
+    status = _read("/proc/self/status").splitlines()
+    out.write("".join(line + "\n" for line in status if line.startswith(("VmHWM", "VmRSS"))))
     out.write("== smaps_rollup\n")
     out.write(_read("/proc/self/smaps_rollup"))
     out.write("\n== largest mappings (Rss kB, Anonymous kB, name)\n")
@@ -138,6 +141,13 @@ def _zeroconf_cache() -> str:
                 by_type[type(record).__name__] += 1
                 by_service[service] += 1
                 text_bytes += len(getattr(record, "text", b""))
+        objects = {id(r) for store in cache.cache.values() for pair in store.items() for r in pair}
+        objects |= {id(r) for r in cache._expirations}
+        objects |= {id(entry[1]) for entry in cache._expire_heap}
+        strings = {id(getattr(r, a)) for store in cache.cache.values() for r in store.values()
+                   for a in ("name", "key", "alias", "alias_key", "server", "server_key") if hasattr(r, a)}  # fmt: skip
+        out.write(f"record objects alive {len(objects)} (for {records} records); distinct str objects in the "
+                  f"current records {len(strings)}\n")  # fmt: skip
         out.write(f"{len(cache.cache)} names, {records} records, {len(cache.service_cache)} servers, "
                   f"expire heap {len(cache._expire_heap)}, expirations {len(cache._expirations)}, "
                   f"TXT bytes {text_bytes}\n")  # fmt: skip

@@ -46,6 +46,7 @@ MAX_SERVICE_NAME_CHARS = 255
 # How often zeroconf's cache is compacted (zccache.py): a school's SRV and address records are
 # re-announced about every 100 s (TTL 120 s), each time as new copies.
 CACHE_COMPACT_EVERY_S = 60.0
+CACHE_FIRST_COMPACT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,8 @@ class MdnsBrowser:
         ip_version = IPVersion.All if s.ip_version == "all" else IPVersion.V4Only
         self._aiozc = AsyncZeroconf(interfaces=interfaces, ip_version=ip_version)
         await self._aiozc.zeroconf.async_wait_for_start()
+        # The first compaction soon after the start-up burst (CACHE_FIRST_COMPACT_S), then every minute.
+        self._compacted_at = self._clock_s() - CACHE_COMPACT_EVERY_S + CACHE_FIRST_COMPACT_S
         self._raise_rcvbuf()
         self._tasks.append(asyncio.create_task(self._work(), name="mdns-worker"))
         for index in range(max(1, s.resolve_concurrency)):
