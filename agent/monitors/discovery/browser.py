@@ -38,15 +38,10 @@ from agent.monitors.discovery.sanitize import (
     clean_text,
     instance_label,
 )
-from agent.monitors.discovery.zccache import compact
 
 log = logging.getLogger(__name__)
 
 MAX_SERVICE_NAME_CHARS = 255
-# How often zeroconf's cache is compacted (zccache.py): a school's SRV and address records are
-# re-announced about every 100 s (TTL 120 s), each time as new copies.
-CACHE_COMPACT_EVERY_S = 60.0
-CACHE_FIRST_COMPACT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +109,6 @@ class MdnsBrowser:
         self.stats = BrowserStats()
         self._socket_inodes: list[int] = []
         self.rcvbuf_bytes: int | None = None
-        self._compacted_at: float | None = None
-        self.cache_copies_dropped = 0
 
     @property
     def zeroconf(self) -> Zeroconf | None:
@@ -129,8 +122,6 @@ class MdnsBrowser:
         ip_version = IPVersion.All if s.ip_version == "all" else IPVersion.V4Only
         self._aiozc = AsyncZeroconf(interfaces=interfaces, ip_version=ip_version)
         await self._aiozc.zeroconf.async_wait_for_start()
-        # The first compaction soon after the start-up burst (CACHE_FIRST_COMPACT_S), then every minute.
-        self._compacted_at = self._clock_s() - CACHE_COMPACT_EVERY_S + CACHE_FIRST_COMPACT_S
         self._raise_rcvbuf()
         self._tasks.append(asyncio.create_task(self._work(), name="mdns-worker"))
         for index in range(max(1, s.resolve_concurrency)):
@@ -165,21 +156,6 @@ class MdnsBrowser:
     def pending(self) -> int:
         """Events and resolutions not yet handled."""
         return len(self._pending) + len(self._resolve_queue)
-
-    def compact_cache(self) -> None:
-        """Compact zeroconf's record cache (zccache.py), at most every ``CACHE_COMPACT_EVERY_S``.
-
-        Measured in the footprint benchmark (529 devices, 4,211 records): the cache held each
-        re-announced record two or three times over.
-        """
-        zc = self.zeroconf
-        now_s = self._clock_s()
-        if zc is None or (self._compacted_at is not None and now_s - self._compacted_at < CACHE_COMPACT_EVERY_S):
-            return
-        self._compacted_at = now_s
-        stats = compact(zc.cache)
-        if stats is not None:
-            self.cache_copies_dropped += stats.copies_dropped
 
     def socket_inodes(self) -> list[int]:
         """Inodes of zeroconf's sockets, to find their drop counters in /proc/net/udp."""

@@ -115,7 +115,6 @@ class DiscoveryMonitor:
         inv.forget_unseen_since(now - self._config.forget_after)
         changes = inv.take_changes()
         self._log_changes(changes)
-        self.browser.compact_cache()
         drops = await asyncio.to_thread(socket_drops, self.browser.socket_inodes())
         if drops is not None and self._last_drops is not None and drops > self._last_drops:
             log.warning(
