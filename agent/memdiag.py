@@ -38,19 +38,28 @@ def install(loop: asyncio.AbstractEventLoop) -> bool:
         nonlocal count
         count += 1
         path = Path(directory) / f"memdiag-{os.getpid()}-{count}.txt"
-        if _tracing():  # the whole snapshot too, for offline grouping (before the report,
+        traced = _traced()  # before the snapshots below, which are traced themselves
+        if traced is not None:  # the whole snapshot too, for offline grouping (before the report,
             import tracemalloc  # whose appearance tells the benchmark that both are written)
 
             tracemalloc.take_snapshot().dump(str(path.with_suffix(".tracemalloc")))
-        path.write_text(report())
+        path.write_text(report(traced))
 
     loop.add_signal_handler(signal.SIGUSR2, dump)
     return True
 
 
-def report() -> str:
-    """The whole report as text (sections headed by ``== name``)."""
+def report(traced: tuple[int, int] | None = None) -> str:
+    """The whole report as text (sections headed by ``== name``).
+
+    ``traced`` is tracemalloc's (current, peak) bytes taken before anything of the report was
+    allocated; None reads them now.
+    """
     out = io.StringIO()
+    traced = traced or _traced()
+    if traced is not None:
+        out.write(f"== tracemalloc before the report: {traced[0] / 1048576:.2f} MiB traced, "
+                  f"peak since the start {traced[1] / 1048576:.2f} MiB\n")  # fmt: skip
     out.write("== status (VmHWM: the peak RSS)\n")
     status = _read("/proc/self/status").splitlines()
     out.write("".join(line + "\n" for line in status if line.startswith(("VmHWM", "VmRSS"))))
@@ -75,6 +84,12 @@ def _tracing() -> bool:
     import tracemalloc
 
     return tracemalloc.is_tracing()
+
+
+def _traced() -> tuple[int, int] | None:
+    import tracemalloc
+
+    return tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else None
 
 
 def _read(path: str) -> str:
