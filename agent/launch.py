@@ -36,11 +36,10 @@ def run_agent(listen: str | None, data_dir: Path | None, config_path: Path | Non
     Raises ConfigError (config, listen address, data dir), StoreError and OSError (a file named
     in the config, the port) before the agent runs.
     """
-    from agent.memory import forget_build_config, share_one_heap
+    from agent.memory import share_one_heap
     from agent.wiring import build_agent
 
     share_one_heap()  # before any thread: one heap for all (agent/memory.py)
-    forget_build_config()  # zoneinfo's import left it loaded; the memory goes to the start-up burst
     config = load_config(config_path)
     if listen is not None:
         parse_listen(listen)  # bad input first: one line naming it, before the data dir is looked at

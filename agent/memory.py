@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import sys
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -55,26 +54,3 @@ def share_one_heap() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_ARENA_MAX, 1))
-
-
-def forget_build_config() -> bool:
-    """Drop ``sysconfig``'s cached build configuration; False when it was not loaded.
-
-    ``zoneinfo`` reads one value (``TZPATH``) from it at import, and for that ``sysconfig`` loads
-    the interpreter's whole build configuration (``_sysconfigdata_*``: about a thousand compiler
-    and install settings) and keeps it, a second copy included, for the life of the process:
-    about 0.2 MiB of the agent's steady RSS (fresh interpreters with the run path's imports and a
-    burst like the inventory's: 70.4 against 70.7 MiB, three pairs). ``sysconfig`` rebuilds the
-    cache when anything asks again (its variables are reset exactly as before their first use).
-    Call it after the imports, before the start-up burst, so the burst reuses the memory.
-    """
-    sysconfig = sys.modules.get("sysconfig")
-    if sysconfig is None or getattr(sysconfig, "_CONFIG_VARS", None) is None:
-        return False
-    name_of = getattr(sysconfig, "_get_sysconfigdata_name", None)
-    sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]
-    if hasattr(sysconfig, "_CONFIG_VARS_INITIALIZED"):  # Python 3.12 and later guard the cache with it
-        sysconfig._CONFIG_VARS_INITIALIZED = False  # type: ignore[attr-defined]
-    if name_of is not None:
-        sys.modules.pop(name_of(), None)
-    return True

@@ -69,27 +69,3 @@ def test_a_thread_allocates_from_the_main_heap_once_shared(mode: str, new_arenas
 
     out = subprocess.run([sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, check=True)
     assert int(out.stdout) == new_arenas
-
-
-_BUILD_CONFIG = """
-import sys, sysconfig, zoneinfo
-from agent.memory import forget_build_config
-
-before = sysconfig.get_config_var("TZPATH"), sysconfig.get_config_vars().copy()
-name = sysconfig._get_sysconfigdata_name()
-assert name in sys.modules
-assert forget_build_config() is True
-assert name not in sys.modules and sysconfig._CONFIG_VARS is None
-assert forget_build_config() is False  # nothing left to forget
-assert (sysconfig.get_config_var("TZPATH"), sysconfig.get_config_vars()) == before  # rebuilt on demand
-assert zoneinfo.ZoneInfo("Europe/Berlin").key == "Europe/Berlin"
-print("ok")
-"""
-
-
-def test_the_build_config_zoneinfo_loaded_is_forgotten_and_rebuilt_on_demand() -> None:
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _BUILD_CONFIG], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ok"
