@@ -37,7 +37,9 @@ def _history(seed: int, length: int) -> list[dict[str, Any]]:
             out.append(make_event(seq, at, "health.snapshot", {"host": {"load": seq}, "cabinets": cabinets}))
         elif pick < 0.55:
             kind = rng.choice(("device.seen", "device.changed", "device.lost"))
-            data = {"id": rng.choice(DEVICES), "class": rng.choice(("tablet", "printer")), "model": None}
+            # An empty class keeps the class the device had (or "unknown"): such a row is folded on
+            # the one before it, like a lost device's, not written from its last event alone.
+            data = {"id": rng.choice(DEVICES), "class": rng.choice(("tablet", "printer", "")), "model": None}
             if rng.random() < 0.5:
                 data["state"] = rng.choice(("present", "asleep"))
             out.append(make_event(seq, at, kind, data))

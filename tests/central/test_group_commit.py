@@ -101,3 +101,48 @@ async def test_no_write_lock_is_held_once_the_transactions_are_done(tmp_path: Pa
     finally:
         await store.close()
 
+
+
+def _main_file_holds(path: Path) -> set[str]:
+    """The school ids in the database file itself, without its WAL (read from a copy of the file alone)."""
+    copy = path.with_name("main-only.sqlite3")
+    copy.write_bytes(path.read_bytes())
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as conn:
+            return {row[0] for row in conn.execute("SELECT id FROM schools")}
+    finally:
+        copy.unlink()
+
+
+async def test_the_wal_is_checkpointed_beside_the_writer_not_in_its_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A few rows stay far below SQLite's own checkpoint threshold: only the store's checkpoint,
+    # after a COMMIT, in its own thread and connection, moves them into the database file.
+    monkeypatch.setattr("central.storage.sqlite.CHECKPOINT_EVERY_S", 0.0)
+    path = tmp_path / "c.sqlite3"
+    store = SqliteStore.open(path)
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    try:
+        await store.add_school("gs-1", "Schule 1", "Kreis", AT)
+        assert store._checkpoint is not None
+        await store._checkpoint
+        assert _main_file_holds(path) == {"gs-1"}
+        await store.add_school("gs-2", "Schule 2", "Kreis", AT)  # the writer goes on after a checkpoint
+        await store._checkpoint
+        assert _main_file_holds(path) == {"gs-1", "gs-2"}
+        assert not [s for s in statements if "checkpoint" in s.lower()]  # never on the writer's connection
+    finally:
+        await store.close()
+    # Without the store's checkpoints the rows stay in the WAL until SQLite's threshold.
+    monkeypatch.setattr("central.storage.sqlite.CHECKPOINT_EVERY_S", 3600.0)
+    other = tmp_path / "d.sqlite3"
+    store = SqliteStore.open(other)
+    try:
+        await store.add_school("gs-1", "Schule 1", "Kreis", AT)  # the first checkpoint runs at once
+        await store._checkpoint
+        await store.add_school("gs-2", "Schule 2", "Kreis", AT)
+        assert _main_file_holds(other) == {"gs-1"}
+    finally:
+        await store.close()
